@@ -1,0 +1,94 @@
+"""Entry point: ``python -m recipe.zppo.main_zppo [--config-name zppo_cpu] [hydra overrides]``.
+
+Like verl's ``main_ppo`` (and DAPO's ``main_dapo``), but it checks the inputs before Ray starts, so a wrong path
+or column is one line naming the file and key rather than a traceback from inside a Ray actor, and it prepares the
+CPU platform when the config asks for ``trainer.device=cpu``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .preflight import ConfigError, check_config
+
+
+def _prepare_environment(config: DictConfig) -> None:
+    """Environment that every process of the run (driver, task runner, workers) must share."""
+    env_vars: dict[str, str] = {}
+    if config.trainer.device == "cpu":
+        # Selects verl_patches' cpu platform in this process and, through Ray's runtime env, in every worker.
+        env_vars["VERL_PLATFORM"] = "cpu"
+        # Two cores: one intra-op thread per process keeps the many small actors from thrashing.
+        env_vars.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    # verl's file logger truncates its file on open: one file per launch keeps a resumed run's earlier metrics.
+    if "file" in list(config.trainer.logger):
+        run_dir = os.path.abspath(os.path.expanduser(config.trainer.default_local_dir))
+        os.makedirs(os.path.join(run_dir, "metrics"), exist_ok=True)
+        env_vars["VERL_FILE_LOGGER_PATH"] = os.path.join(run_dir, "metrics", f"{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    os.environ.update(env_vars)
+
+    with open_dict(config):
+        ray_init = config.ray_kwargs.setdefault("ray_init", {})
+        runtime_env = ray_init.setdefault("runtime_env", {})
+        runtime_env.setdefault("env_vars", {})
+        for key, value in env_vars.items():
+            runtime_env.env_vars[key] = value
+        if os.environ.get("RAY_ADDRESS") or ray_init.get("address"):
+            # Attaching to a running cluster (e.g. the test session's `ray start --head`): it has its own resources.
+            ray_init.pop("num_cpus", None)
+            ray_init.pop("num_gpus", None)
+
+
+def _absolute_local_paths(config: DictConfig) -> None:
+    """Resolve the config here and make local paths absolute.
+
+    The trainer runs in a Ray actor whose environment and working directory are not the driver's: interpolations
+    such as ``${oc.env:...}`` and relative paths must mean what they meant where the user typed the command.
+    """
+    OmegaConf.resolve(config)
+
+    def absolute(path):
+        expanded = os.path.expanduser(str(path))
+        return os.path.abspath(expanded) if os.path.exists(expanded) else path
+
+    with open_dict(config):
+        config.actor_rollout_ref.model.path = absolute(config.actor_rollout_ref.model.path)
+        for key in ("train_files", "val_files"):
+            files = config.data[key]
+            config.data[key] = absolute(files) if isinstance(files, str) else [absolute(f) for f in files]
+        config.trainer.default_local_dir = os.path.abspath(os.path.expanduser(config.trainer.default_local_dir))
+
+
+def run(config: DictConfig) -> None:
+    _absolute_local_paths(config)
+    try:
+        check_config(config)
+    except ConfigError as error:
+        print(f"zppo: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    _prepare_environment(config)
+
+    # Imported after the environment is set: verl resolves its platform (VERL_PLATFORM) on first use.
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+@hydra.main(config_path="config", config_name="zppo_trainer", version_base=None)
+def main(config: DictConfig) -> None:
+    run(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""zppo: Zone of Proximal Policy Optimization as a verl recipe.
+
+Install (CPU, what CI does):   pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test]"
+Install (GPU cluster):          pip install -e ".[gpu]"   (adds vllm and flash-attn; not installable on CPU machines)
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERL_PIN = (HERE / "REQUIRED_VERL.txt").read_text().strip()  # verl==0.9.1
+
+setup(
+    name="zppo",
+    version="0.1.0",
+    description="Zone of Proximal Policy Optimization (ZPPO): teacher in prompts, not gradients - a verl recipe",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]),
+    package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"]},
+    install_requires=[
+        # verl-core pulls TransferQueue and cachetools, which the V1 trainer imports; math adds math-verify.
+        # Never use verl's `cpu` extra: it pins another torch and pulls CUDA packages.
+        VERL_PIN.replace("verl==", "verl[verl-core,math]=="),
+        # torch/torchvision are installed first, explicitly (see Makefile): pip must not choose them.
+        "torch>=2.9",
+        "transformers>=5.0,<5.11",
+        "hydra-core>=1.3",
+        "omegaconf>=2.3",
+        "ray>=2.40",
+        "tokenizers",
+        "pillow",
+        "pandas",
+        "pyarrow",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6"],
+        # GPU clusters only: these do not install (or run) on a CPU machine.
+        "gpu": ["vllm>=0.24", "flash-attn>=2.7"],
+    },
+    entry_points={
+        # verl imports every module of this group when `verl` is imported, in the driver and in every Ray worker.
+        "verl.plugins": ["zppo = verl_patches.plugin"],
+    },
+)
