@@ -107,7 +107,8 @@ class HFRolloutServer:
         self.weight_version = 0
         self._queue: list[_Request] = []
         self._worker_task: Optional[asyncio.Task] = None
-        self._wakeup = None
+        self._wakeup: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.generated_tokens = 0
 
     # ---------------------------------------------------------------- generation
@@ -146,10 +147,10 @@ class HFRolloutServer:
         if video_data:
             raise NotImplementedError("The 'hf' rollout does not take video inputs; use vLLM on GPUs.")
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # (Ray runs one loop for the actor's life; plain asyncio.run calls do not)
+            self._loop, self._queue, self._wakeup, self._worker_task = loop, [], asyncio.Event(), None
         request.future = loop.create_future()
         self._queue.append(request)
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
         self._wakeup.set()
         if self._worker_task is None or self._worker_task.done():
             self._worker_task = asyncio.create_task(self._serve_forever())

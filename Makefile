@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine (only Python 3.10+ needed):
+#   make demo   - create .venv, install, build the tiny model and data, run a short ZPPO run on the CPU
+#   make test   - same set-up, then the whole test suite (unit + CPU end-to-end)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TINY_DIR ?= .cache/tiny
+DEMO_DIR ?= outputs/demo
+# torch and torchvision are installed first and explicitly: on x86_64 this pair is the one whose torchvision
+# loads beside torch on a CPU (vision processors need torchvision); pip must not pick another torch for verl.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup tiny demo test test-unit clean
+
+$(VENV)/.installed: setup.py REQUIRED_VERL.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+tiny: setup
+	$(PY) -m data_prep.tiny --out $(TINY_DIR)
+
+demo: tiny
+	ZPPO_TINY_DIR=$(TINY_DIR) $(PY) -m recipe.zppo.main_zppo preset=cpu trainer.default_local_dir=$(DEMO_DIR)
+	@echo "Demo finished. Checkpoints: $(DEMO_DIR)/global_step_*  Metrics (JSON lines): $(DEMO_DIR)/metrics/"
+
+test: setup
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests -m "not e2e"
+
+clean:
+	rm -rf $(VENV) .cache outputs

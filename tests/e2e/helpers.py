@@ -1,0 +1,36 @@
+"""Reading what a training run left behind: its metrics (verl's file logger) and its checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+
+def read_metrics(run_dir: Path) -> list[list[dict]]:
+    """One list of {"step", "data"} records per launch (one JSONL file per launch under run_dir/metrics)."""
+    files = sorted((run_dir / "metrics").glob("*.jsonl"))
+    return [[json.loads(line) for line in f.read_text().splitlines() if line.strip()] for f in files]
+
+
+def train_steps(records: list[dict]) -> list[int]:
+    return [r["step"] for r in records if "training/global_step" in r["data"]]
+
+
+def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    weights = {}
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        weights.update(load_file(str(shard)))
+    return weights
+
+
+def max_weight_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    common = set(before) & set(after)
+    assert common, f"no common tensor names: {sorted(before)[:3]} vs {sorted(after)[:3]}"
+    return max((before[k].float() - after[k].float()).abs().max().item() for k in common)
+
+
+def failure_context(result) -> str:
+    return f"exit {result.returncode}\n--- stdout tail ---\n{result.stdout[-4000:]}\n--- stderr tail ---\n{result.stderr[-6000:]}"
