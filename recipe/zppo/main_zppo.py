@@ -64,13 +64,30 @@ def _absolute_local_paths(config: DictConfig) -> None:
         config.trainer.default_local_dir = os.path.abspath(os.path.expanduser(config.trainer.default_local_dir))
 
 
+def _apply_zppo_switch(config: DictConfig) -> None:
+    """``zppo.enable=false`` is plain GRPO: the "zppo" estimator gives way to verl's "grpo"."""
+    if not config.get("zppo", {}).get("enable", True) and config.algorithm.adv_estimator == "zppo":
+        with open_dict(config):
+            config.algorithm.adv_estimator = "grpo"
+        print("zppo: zppo.enable=false, using verl's GRPO advantage (algorithm.adv_estimator=grpo)")
+
+
 def run(config: DictConfig) -> None:
     _absolute_local_paths(config)
     try:
         check_config(config)
+        if config.trainer.v1.trainer_mode == "zppo":
+            from .zppo_trainer import ZPPOConfigError, ZPPOSettings, check_verl_settings
+
+            try:
+                check_verl_settings(config)
+                ZPPOSettings.from_config(config)
+            except (ZPPOConfigError, ValueError, TypeError) as error:
+                raise ConfigError(str(error)) from None
     except ConfigError as error:
         print(f"zppo: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    _apply_zppo_switch(config)
 
     _prepare_environment(config)
 

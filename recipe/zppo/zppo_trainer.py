@@ -1,0 +1,505 @@
+"""The ZPPO trainer: verl's synchronous V1 trainer with ZPPO's step wired in (``trainer.v1.trainer_mode=zppo``).
+
+One step (SPEC "One training step"):
+
+1. ``prepare_step``: the batch is replayed questions from the prompt replay buffer (up to ``zppo.replay.ratio`` of
+   the batch) plus fresh questions from the dataset stream, submitted to the rollout as usual.
+2. Phase 1 of sampling (``_ZPPOSampler``): wait for the batch's rollouts (n per question), read their binary
+   accuracy, find the hard questions and build their BCQ/NCQ prompts from THIS step's rollouts.
+3. Phase 2: the BCQ/NCQ prompts are rolled out by the same replicas with the same weights, before verl puts the
+   replicas to sleep (``on_sample_end``); each is its own group. The two phases form one batch.
+4. verl's pipeline runs unchanged on that batch: old log-probs, reference, advantage (``algorithm.adv_estimator=
+   zppo`` groups by prompt uid), update.
+5. ``step`` then updates the prompt replay buffer (admission of fresh hard questions, graduation of replayed
+   ones); the buffer is saved with every checkpoint, before verl marks the checkpoint complete.
+
+The algorithm lives in small pure modules (``reformulation``, ``replay_buffer``, ``advantage``); this file only
+moves data between them and verl. ``zppo.enable=false`` gives plain GRPO through the same code path.
+
+Training length: one step is one update. ``trainer.total_training_steps`` (or verl's ``total_epochs`` x
+``len(dataset) // train_batch_size``) counts steps; replayed questions take batch slots, so a step consumes fewer
+than ``train_batch_size`` fresh questions and the fresh stream (saved with the checkpoint) simply continues,
+starting a new shuffled pass when it runs out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import transfer_queue as tq
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.dataset.rl_dataset import collate_fn
+from verl.utils.debug import marked_timer
+
+from .dataset import KIND_ORIGINAL, ZPPODataset
+from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+from .replay_buffer import PromptReplayBuffer
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+TRAINER_NAME = "zppo"
+KIND_REPLAY = "replay"
+STATE_FILE = "zppo_state.json"
+
+
+class ZPPOConfigError(ValueError):
+    """A verl setting that cannot work with ZPPO."""
+
+
+@dataclass(frozen=True)
+class ZPPOSettings:
+    """``zppo.*`` of the config, checked once (documented in config/zppo_trainer.yaml)."""
+
+    enable: bool
+    hard_threshold: float
+    replay_enable: bool
+    replay_ratio: float
+    buffer_capacity: int
+    admission_threshold: float
+    graduation_threshold: float
+    reformulation: ReformulationConfig
+    summary_every: int
+
+    @classmethod
+    def from_config(cls, config: DictConfig) -> "ZPPOSettings":
+        zppo = config.get("zppo") or {}
+        reformulation = dict(zppo.get("reformulation") or {})
+        reformulation.setdefault("seed", int(zppo.get("seed", 0)))
+        settings = cls(
+            enable=bool(zppo.get("enable", True)),
+            hard_threshold=float(zppo.get("hard_threshold", 0.5)),
+            replay_enable=bool((zppo.get("replay") or {}).get("enable", True)),
+            replay_ratio=float((zppo.get("replay") or {}).get("ratio", 0.25)),
+            buffer_capacity=int((zppo.get("buffer") or {}).get("capacity", 4096)),
+            admission_threshold=float((zppo.get("buffer") or {}).get("admission_threshold", 0.5)),
+            graduation_threshold=float((zppo.get("buffer") or {}).get("graduation_threshold", 0.5)),
+            reformulation=ReformulationConfig(**reformulation),
+            summary_every=int(zppo.get("summary_every", 1)),
+        )
+        if not 0.0 <= settings.replay_ratio <= 1.0:
+            raise ZPPOConfigError(f"zppo.replay.ratio={settings.replay_ratio} must be in [0, 1]")
+        if not 0.0 < settings.hard_threshold <= 1.0:
+            raise ZPPOConfigError(f"zppo.hard_threshold={settings.hard_threshold} must be in (0, 1]")
+        return settings
+
+
+def check_verl_settings(config: DictConfig) -> None:
+    """Refuse verl settings that would silently break ZPPO's step (clear error, before anything starts)."""
+    v1 = config.trainer.v1
+    if not config.trainer.get("use_v1", True):
+        raise ZPPOConfigError("the ZPPO trainer is a V1 trainer: set trainer.use_v1=true")
+    if v1.get("sync", {}).get("parameter_sync_step", 1) not in (1, None) or v1.get(TRAINER_NAME, {}).get(
+        "parameter_sync_step", 1
+    ) not in (1, None):
+        raise ZPPOConfigError("ZPPO is synchronous: parameter_sync_step must be 1 (BCQ/NCQ are built from this step's rollouts)")
+    filter_groups = config.algorithm.get("filter_groups") or {}
+    if filter_groups.get("enable", False):
+        raise ZPPOConfigError(
+            "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups ZPPO learns from: disable it"
+        )
+    if v1.sampler.get("sync_refill_failed_groups", False):
+        raise ZPPOConfigError(
+            "trainer.v1.sampler.sync_refill_failed_groups would refill failed BCQ/NCQ groups with fresh questions: disable it"
+        )
+    if config.actor_rollout_ref.rollout.get("n", 1) < 2:
+        raise ZPPOConfigError("actor_rollout_ref.rollout.n must be >= 2: accuracy per question needs several rollouts")
+
+
+# ---------------------------------------------------------------------------------------------- TransferQueue I/O
+
+
+def _as_list(value) -> list:
+    """A TransferQueue field (tensor, nested tensor, NonTensorStack, list) as a Python list of per-sample values."""
+    if isinstance(value, torch.Tensor):
+        if getattr(value, "is_nested", False):
+            return list(value.unbind())
+        return list(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return list(value)
+
+
+def _accuracy_of(score: float, extra_fields: Any) -> float:
+    """The binary correctness ZPPO uses for hardness and the buffer: ``acc`` if the reward gives it, else score >= 1."""
+    info = {}
+    if isinstance(extra_fields, dict):
+        info = extra_fields.get("reward_extra_info") or {}
+    acc = info.get("acc") if isinstance(info, dict) else None
+    if acc is None:
+        return float(score >= 1.0)
+    return float(bool(float(acc) >= 0.5))
+
+
+@dataclass
+class Trajectory:
+    key: str
+    uid: str
+    question_id: str
+    kind: str
+    score: float
+    acc: float
+    response_ids: list[int]
+    prompt_length: int
+    weight_version: Optional[int]
+
+
+def read_trajectories(keys: list[str], tags: list[dict], partition_id: str = "train") -> list[Trajectory]:
+    fields = ["uid", "zppo_question_id", "zppo_kind", "rm_scores", "extra_fields", "responses", "response_mask", "prompts"]
+    data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=fields)
+    uids = _as_list(data["uid"])
+    question_ids = _as_list(data["zppo_question_id"])
+    kinds = _as_list(data["zppo_kind"])
+    scores = _as_list(data["rm_scores"])
+    extras = _as_list(data["extra_fields"])
+    responses = _as_list(data["responses"])
+    masks = _as_list(data["response_mask"])
+    prompts = _as_list(data["prompts"])
+    result = []
+    for i, key in enumerate(keys):
+        extra = extras[i] if isinstance(extras[i], dict) else getattr(extras[i], "data", {}) or {}
+        score = float(torch.as_tensor(scores[i]).float().sum().item())
+        mask = torch.as_tensor(masks[i]).bool()
+        response = torch.as_tensor(responses[i])[: mask.numel()][mask].tolist()
+        result.append(
+            Trajectory(
+                key=key,
+                uid=str(uids[i]),
+                question_id=str(question_ids[i]),
+                kind=str(kinds[i]),
+                score=score,
+                acc=_accuracy_of(score, extra),
+                response_ids=response,
+                prompt_length=int(torch.as_tensor(prompts[i]).numel()),
+                weight_version=tags[i].get("max_global_steps"),
+            )
+        )
+    return result
+
+
+def group_by_uid(trajectories: list[Trajectory]) -> dict[str, list[Trajectory]]:
+    groups: dict[str, list[Trajectory]] = defaultdict(list)
+    for trajectory in trajectories:
+        groups[trajectory.uid].append(trajectory)
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+
+class _ZPPOSampler:
+    """Wraps verl's sync ``ReplayBuffer``: for the training partition, sampling is ZPPO's two rollout phases.
+
+    verl's trainer calls ``sample`` between ``on_sample_begin`` and ``on_sample_end`` (which puts the replicas to
+    sleep), so phase 2 runs on awake replicas with the step's weights; everything else is delegated unchanged.
+    """
+
+    def __init__(self, inner, trainer: "ZPPOTrainer"):
+        self._inner = inner
+        self._trainer = trainer
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def sample(self, global_steps: int, partition_id: str, batch_size: int):
+        first, metrics = self._inner.sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
+        if partition_id != "train":
+            return first, metrics
+        second_size = self._trainer.submit_reformulated(first, metrics)
+        if second_size == 0:
+            return first, metrics
+        second, second_metrics = self._inner.sample(global_steps=global_steps, partition_id="train", batch_size=second_size)
+        metrics.update({f"zppo/phase2/{k}": v for k, v in second_metrics.items() if isinstance(v, (int, float))})
+        self._trainer.record_reformulated(second, metrics)
+        merged = type(first)(partition_id=first.partition_id, keys=[*first.keys, *second.keys], tags=[*first.tags, *second.tags])
+        if hasattr(first, "extra_info") and first.extra_info:
+            merged.extra_info.update(first.extra_info)
+        return merged, metrics
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class _StepRecord:
+    """What the current step learnt, kept until the buffer update at the end of the step."""
+
+    fresh_accuracy: dict[str, float] = field(default_factory=dict)
+    replay_accuracy: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+@register_trainer(TRAINER_NAME)
+class ZPPOTrainer(PPOTrainerSync):
+    """verl's synchronous trainer with ZPPO's reformulation, prompt replay buffer and two-phase sampling."""
+
+    # ZPPO is a synchronous trainer: verl keys its sync code paths (replay-buffer class, checkpoint contents,
+    # dataloader refill) on ``trainer_mode == "sync"``, so this trainer reports "sync" whatever name selected it.
+    @property
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, _name: str) -> None:
+        pass
+
+    def __init__(self, config: DictConfig):
+        check_verl_settings(config)
+        self.zppo = ZPPOSettings.from_config(config)
+        with open_dict(config):
+            # Exact fresh/replay split: the dataloader yields one question at a time (verl coalesces them).
+            config.data.gen_batch_size = 1
+        super().__init__(config)
+        self._replay_buffer_inner = self.replay_buffer
+        self.replay_buffer = _ZPPOSampler(self.replay_buffer, self)
+        self.prompt_buffer = PromptReplayBuffer(
+            capacity=self.zppo.buffer_capacity,
+            admission_threshold=self.zppo.admission_threshold,
+            graduation_threshold=self.zppo.graduation_threshold,
+        )
+        self._record = _StepRecord()
+
+    # ------------------------------------------------------------------ data
+
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if not isinstance(self.train_dataset, ZPPODataset):
+            raise ZPPOConfigError(
+                "the ZPPO trainer needs data.custom_cls.path=pkg://recipe.zppo.dataset, data.custom_cls.name=ZPPODataset"
+            )
+        tokenizer = self.tokenizer
+        self._tokens = Tokenization(
+            decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
+            count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
+        )
+
+    def _collate(self, items: list[dict]):
+        batch_dict = collate_fn(items)
+        batch_dict["uid"] = np.array([str(uuid.uuid4()) for _ in items], dtype=object)  # one group per prompt
+        batch = tu.get_tensordict(batch_dict)
+        tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
+        return batch
+
+    # ------------------------------------------------------------------ step 1: fresh + replayed questions
+
+    def prepare_step(self) -> dict:
+        self._record = _StepRecord()
+        batch_size = self.config.data.train_batch_size
+        replay_ids: list[str] = []
+        if self.zppo.enable and self.zppo.replay_enable and len(self.prompt_buffer):
+            replay_slots = int(self.zppo.replay_ratio * batch_size)
+            replay_ids = self.prompt_buffer.sample(replay_slots, step=self.global_steps)
+        # Two submissions rather than one concatenated batch: the sampler waits for the groups of both.
+        if batch_size - len(replay_ids) > 0:
+            self._submit_batch_to_rollout(self._next_train_batch(batch_size - len(replay_ids)))
+        if replay_ids:
+            items = [self.train_dataset.item_for(qid, KIND_REPLAY) for qid in replay_ids]
+            self._submit_batch_to_rollout(self._collate(items))
+        return {"zppo/replayed_questions": float(len(replay_ids)), "zppo/fresh_questions": float(batch_size - len(replay_ids))}
+
+    # ------------------------------------------------------------------ step 2: hard questions -> BCQ / NCQ
+
+    def _score_teacher_response(self, text: str, row: dict) -> bool:
+        from .reward import compute_score
+
+        result = compute_score(row.get("data_source"), text, (row.get("reward_model") or {}).get("ground_truth"),
+                               row.get("extra_info"))
+        score = result.get("acc", result.get("score", 0.0)) if isinstance(result, dict) else result
+        return float(score) >= 0.5
+
+    def submit_reformulated(self, first, metrics: dict) -> int:
+        """Read phase 1, record accuracies, build and submit this step's BCQ/NCQ prompts; returns how many."""
+        with marked_timer("zppo/reformulate", self.timing_raw):
+            trajectories = read_trajectories(list(first.keys), list(first.tags))
+            groups = group_by_uid(trajectories)
+            hard: list[HardQuestion] = []
+            zero_adv_groups = 0
+            for uid, group in groups.items():
+                accuracy = float(np.mean([t.acc for t in group]))
+                question_id, kind = group[0].question_id, group[0].kind
+                zero_adv_groups += len({t.score for t in group}) == 1
+                if kind == KIND_REPLAY:
+                    self._record.replay_accuracy[question_id] = accuracy
+                else:
+                    self._record.fresh_accuracy[question_id] = accuracy
+                if not self.zppo.enable or accuracy >= self.zppo.hard_threshold:
+                    continue
+                teacher = self.train_dataset.teacher_responses(question_id, score=self._score_teacher_response)
+                hard.append(
+                    HardQuestion(
+                        question_id=question_id,
+                        prompt=self.train_dataset.original_messages(question_id),
+                        prompt_length=group[0].prompt_length,
+                        ground_truth=self.train_dataset.ground_truth(question_id),
+                        student_responses=[
+                            Response(self._tokens.decode(t.response_ids), bool(t.acc), t.response_ids) for t in group
+                        ],
+                        teacher_responses=[Response(text, correct) for text, correct in teacher],
+                    )
+                )
+            num_groups = max(len(groups), 1)
+            metrics["zppo/hard_frac"] = len(hard) / num_groups if self.zppo.enable else float(
+                np.mean([np.mean([t.acc for t in g]) < self.zppo.hard_threshold for g in groups.values()])
+            )
+            metrics["zppo/zero_adv_group_frac"] = zero_adv_groups / num_groups
+            fresh, replay = self._record.fresh_accuracy, self._record.replay_accuracy
+            metrics["zppo/fresh_acc"] = float(np.mean(list(fresh.values()))) if fresh else 0.0
+            metrics["zppo/replay_acc"] = float(np.mean(list(replay.values()))) if replay else float("nan")
+            self._check_on_policy(trajectories, metrics, prefix="zppo/phase1")
+            if not hard:
+                metrics.update({"zppo/hard_questions": 0.0, "zppo/bcq_built": 0.0, "zppo/ncq_built": 0.0})
+                self._record.summary.update(hard=0, bcq=0, ncq=0)
+                return 0
+
+            result = reformulate(
+                hard,
+                step=self.global_steps,
+                tokens=self._tokens,
+                max_prompt_length=int(self.config.data.max_prompt_length),
+                config=self.zppo.reformulation,
+                measure_prompt=self._measure_prompt,
+            )
+            metrics.update(result.metrics(prefix="zppo/"))
+            items = []
+            for prompt in result.prompts:
+                item = self.train_dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
+                item["zppo_correct_position"] = prompt.correct_position or ""  # BCQ: "A" or "B"; audit only
+                items.append(item)
+            self._record.summary.update(hard=len(hard), bcq=metrics["zppo/bcq_built"], ncq=metrics["zppo/ncq_built"],
+                                        skipped=metrics["zppo/skipped_for_length"])
+            if not items:
+                return 0
+            self._submit_batch_to_rollout(self._collate(items))
+            return len(items)
+
+    def _measure_prompt(self, prompt) -> int:
+        """The final length check: the processor's length of the built prompt (what the rollout will see)."""
+        dataset = self.train_dataset
+        item = dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
+        messages = item["raw_prompt"]
+        apply_kwargs = dict(dataset.apply_chat_template_kwargs)
+        if dataset.processor is None:
+            ids = dataset.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=False, **apply_kwargs)
+            return len(ids)
+        from verl.utils.dataset.vision_utils import build_multimodal_processor_inputs
+
+        text = dataset.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **apply_kwargs)
+        images, videos, audios = dataset._process_multi_modal_info(messages, dataset.image_patch_size, dataset.config)
+        if images is None and videos is None and audios is None:
+            return len(dataset.processor.tokenizer(text=text, add_special_tokens=False)["input_ids"])
+        inputs = build_multimodal_processor_inputs(dataset.processor, text=[text], images=images, videos=videos,
+                                                   audio=audios, mm_processor_kwargs=dataset.mm_processor_kwargs)
+        return len(inputs["input_ids"][0])
+
+    def record_reformulated(self, second, metrics: dict) -> None:
+        """Phase-2 metrics: accuracy on BCQ / NCQ prompts, and the position-bias audit of BCQ."""
+        trajectories = read_trajectories(list(second.keys), list(second.tags))
+        positions = _as_list(tq.kv_batch_get(keys=list(second.keys), partition_id="train",
+                                             select_fields=["zppo_correct_position"])["zppo_correct_position"])
+        self._check_on_policy(trajectories, metrics, prefix="zppo/phase2")
+        by_kind: dict[str, list[float]] = defaultdict(list)
+        by_position: dict[str, list[float]] = defaultdict(list)
+        for t, position in zip(trajectories, positions):
+            by_kind[t.kind].append(t.acc)
+            if t.kind == BCQ and position:
+                by_position[str(position)].append(t.acc)
+        for kind in (BCQ, NCQ):
+            metrics[f"zppo/{kind}_acc"] = float(np.mean(by_kind[kind])) if by_kind[kind] else float("nan")
+        for position in ("A", "B"):
+            values = by_position[position]
+            metrics[f"zppo/bcq_acc_correct_at_{position.lower()}"] = float(np.mean(values)) if values else float("nan")
+        metrics["zppo/reformulated_rollouts"] = float(len(trajectories))
+        self._record.summary.update(bcq_acc=metrics["zppo/bcq_acc"], ncq_acc=metrics["zppo/ncq_acc"])
+
+    def _check_on_policy(self, trajectories: list[Trajectory], metrics: dict, prefix: str) -> None:
+        """Every rollout of this step must come from the weights synced at the end of the previous step."""
+        expected = self.global_steps - 1
+        versions = [t.weight_version for t in trajectories if t.weight_version is not None]
+        metrics[f"{prefix}/stale_rollouts"] = float(sum(v != expected for v in versions))
+
+    # ------------------------------------------------------------------ step 5: buffer update
+
+    def step(self, metrics: dict, timing_raw: dict):
+        batch = super().step(metrics, timing_raw)
+        with marked_timer("zppo/buffer", timing_raw):
+            self._update_prompt_buffer(metrics)
+        return batch
+
+    def _update_prompt_buffer(self, metrics: dict) -> None:
+        if self.zppo.enable and self.zppo.replay_enable:
+            for question_id, accuracy in self._record.replay_accuracy.items():
+                self.prompt_buffer.update_replayed(question_id, accuracy, step=self.global_steps)
+            for question_id, accuracy in self._record.fresh_accuracy.items():
+                self.prompt_buffer.admit(question_id, accuracy, step=self.global_steps)
+        deltas = self.prompt_buffer.step_deltas()
+        metrics["zppo/buffer_size"] = float(len(self.prompt_buffer))
+        for name, value in deltas.items():
+            metrics[f"zppo/{name}"] = float(value)
+        s = self._record.summary
+        if self.zppo.summary_every > 0 and self.global_steps % self.zppo.summary_every == 0:
+            print(
+                f"[zppo] step {self.global_steps}: hard {s.get('hard', 0)}/{len(self._record.fresh_accuracy) + len(self._record.replay_accuracy)}"
+                f" | BCQ {int(s.get('bcq', 0))} (acc {s.get('bcq_acc', float('nan')):.2f})"
+                f" | NCQ {int(s.get('ncq', 0))} (acc {s.get('ncq_acc', float('nan')):.2f})"
+                f" | skipped for length {int(s.get('skipped', 0))}"
+                f" | buffer {len(self.prompt_buffer)} (+{deltas.get('admitted', 0)} in,"
+                f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)",
+                flush=True,
+            )
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def _save_checkpoint(self):
+        # Written before verl writes latest_checkpointed_iteration.txt (inside super()): a checkpoint marked
+        # complete always has its buffer.
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        os.makedirs(folder, exist_ok=True)
+        state = {
+            "global_steps": self.global_steps,
+            "data_fingerprint": self.train_dataset.fingerprint,
+            "prompt_buffer": self.prompt_buffer.state_dict(),
+        }
+        tmp = os.path.join(folder, STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, os.path.join(folder, STATE_FILE))
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps == 0:
+            return
+        if self.config.trainer.resume_mode == "resume_path":
+            folder = self.config.trainer.resume_from_path
+        else:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        path = os.path.join(folder, STATE_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} is missing: this checkpoint was not written by the ZPPO trainer, so the prompt replay buffer "
+                "cannot be restored (start a new run directory, or resume_mode=disable)"
+            )
+        with open(path) as f:
+            state = json.load(f)
+        if state["data_fingerprint"] != self.train_dataset.fingerprint:
+            raise ValueError(
+                f"{path}: the training data differs from the data this run was checkpointed with "
+                f"(fingerprint {state['data_fingerprint']} vs {self.train_dataset.fingerprint}); the buffer holds "
+                "question ids of the old data"
+            )
+        self.prompt_buffer.load_state_dict(state["prompt_buffer"])
+        logger.info("ZPPO: restored a prompt replay buffer of %d questions from %s", len(self.prompt_buffer), path)
