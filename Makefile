@@ -22,7 +22,7 @@ $(VENV)/.installed: setup.py REQUIRED_VERL.txt
 setup: $(VENV)/.installed
 
 tiny: setup
-	$(PY) -m data_prep.tiny --out $(TINY_DIR)
+	$(PY) -m data_prep.tiny --out $(TINY_DIR) --teacher-responses 2
 
 demo: tiny
 	ZPPO_TINY_DIR=$(TINY_DIR) $(PY) -m recipe.zppo.main_zppo preset=cpu trainer.default_local_dir=$(DEMO_DIR)

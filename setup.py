@@ -34,6 +34,8 @@ setup(
         "pillow",
         "pandas",
         "pyarrow",
+        # verl's RLHFDataset and agent loop import it for every image prompt; verl-core does not require it.
+        "qwen-vl-utils",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

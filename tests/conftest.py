@@ -42,7 +42,7 @@ def tiny_assets(tmp_path_factory) -> dict[str, Path]:
     """The four tiny artefacts (text/VL model, text/image data), built once per test session."""
     from data_prep.tiny import build_all
 
-    return build_all(tmp_path_factory.mktemp("tiny"))
+    return build_all(tmp_path_factory.mktemp("tiny"), teacher_responses=2)
 
 
 def _free_port() -> int:

@@ -83,30 +83,42 @@ def _timed(kind, out_dir, params, build, force):
     return build_once(kind, out_dir, params, build, force=force)
 
 
-def build_text_model(out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False) -> Path:
+# Supervised steps that teach the random models the answer format before any RL (see warm_start.py), so that
+# the CPU demo and tests have wrong-but-formatted answers: the material BCQ/NCQ are made of.
+WARM_START_STEPS_TEXT = 120
+WARM_START_STEPS_VL = 60
+
+
+def build_text_model(
+    out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False, warm_start_steps: int = WARM_START_STEPS_TEXT
+) -> Path:
     """Tiny Qwen3 causal LM + tokenizer in ``out_dir`` (a Hugging Face folder)."""
     from .models import write_text_model
 
     params = {
         "seed": seed,
+        "warm_start_steps": warm_start_steps,
         "config": TEXT_MODEL_CONFIG,
         "versions": _lib_versions("torch", "transformers", "tokenizers", "safetensors"),
     }
-    return _timed("text-model", out_dir, params, lambda d: write_text_model(d, seed), force)
+    return _timed("text-model", out_dir, params, lambda d: write_text_model(d, seed, warm_start_steps), force)
 
 
-def build_vl_model(out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False) -> Path:
+def build_vl_model(
+    out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False, warm_start_steps: int = WARM_START_STEPS_VL
+) -> Path:
     """Tiny Qwen3.5 vision-language model + processor in ``out_dir`` (a Hugging Face folder)."""
     from .models import write_vl_model
 
     params = {
         "seed": seed,
+        "warm_start_steps": warm_start_steps,
         "text_config": VL_TEXT_CONFIG,
         "vision_config": VL_VISION_CONFIG,
         "image_processor": VL_IMAGE_PROCESSOR,
         "versions": _lib_versions("torch", "transformers", "tokenizers", "safetensors"),
     }
-    return _timed("vl-model", out_dir, params, lambda d: write_vl_model(d, seed), force)
+    return _timed("vl-model", out_dir, params, lambda d: write_vl_model(d, seed, warm_start_steps), force)
 
 
 def build_text_dataset(

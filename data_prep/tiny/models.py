@@ -124,15 +124,24 @@ def _token_ids(tok) -> dict[str, int]:
     return ids
 
 
-def _generation_config(ids: dict[str, int]):
+def _generation_config(ids: dict[str, int], vision: bool = False):
     from transformers import GenerationConfig
 
     # Qwen3's token roles; sampling parameters are left to the caller (verl passes its own).
+    extra = {}
+    if vision:
+        # A random model samples vision tokens in its answers now and then (a real one practically never does);
+        # verl's M-RoPE position ids then look for an image that is not there and the rollout fails.
+        # generate() never samples suppressed tokens; log-probs are unaffected (taken from the raw logits).
+        extra["suppress_tokens"] = sorted(
+            ids[t] for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+        )
     return GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         pad_token_id=ids["<|endoftext|>"],
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         do_sample=True,
+        **extra,
     )
 
 
@@ -145,11 +154,26 @@ def _save_model(model, out_dir: Path, gen_config) -> None:
         normalize_json_file(out_dir / name)
 
 
-def write_text_model(out_dir: Path, seed: int = 0) -> None:
-    """Write the tiny Qwen3 text model + tokenizer into ``out_dir`` (no manifest handling)."""
+def write_text_model(out_dir: Path, seed: int = 0, warm_start_steps: int = 0) -> None:
+    """Write the tiny Qwen3 text model + tokenizer into ``out_dir`` (no manifest handling).
+
+    ``warm_start_steps`` > 0 teaches it the answer format first (see ``warm_start``).
+    """
     out_dir = Path(out_dir)
     with _quiet_transformers():
         _write_text_model(out_dir, seed)
+        _warm_start(out_dir, seed, warm_start_steps)
+
+
+def _warm_start(out_dir: Path, seed: int, steps: int) -> None:
+    if steps <= 0:
+        return
+    from ._common import normalize_json_file
+    from .warm_start import warm_start
+
+    warm_start(out_dir, steps=steps, seed=seed)
+    for name in ("config.json", "generation_config.json"):
+        normalize_json_file(out_dir / name)
 
 
 def _write_text_model(out_dir: Path, seed: int) -> None:
@@ -195,11 +219,12 @@ def build_processor(tokenizer):
     )
 
 
-def write_vl_model(out_dir: Path, seed: int = 0) -> None:
+def write_vl_model(out_dir: Path, seed: int = 0, warm_start_steps: int = 0) -> None:
     """Write the tiny Qwen3.5 vision-language model + processor into ``out_dir`` (no manifest handling)."""
     out_dir = Path(out_dir)
     with _quiet_transformers():
         _write_vl_model(out_dir, seed)
+        _warm_start(out_dir, seed, warm_start_steps)
 
 
 def _write_vl_model(out_dir: Path, seed: int) -> None:
@@ -230,7 +255,7 @@ def _write_vl_model(out_dir: Path, seed: int) -> None:
         torch.manual_seed(seed)
         model = Qwen3_5ForConditionalGeneration(cfg).to(torch.float32)
     model.config.dtype = torch.float32
-    _save_model(model, out_dir, _generation_config(ids))
+    _save_model(model, out_dir, _generation_config(ids, vision=True))
 
     processor = build_processor(tok)
     processor.save_pretrained(str(out_dir))

@@ -93,6 +93,8 @@ class ZPPODataset(RLHFDataset):
         extra = dict(row.get("extra_info") or {})
         extra.pop(TEACHER_RESPONSES_KEY, None)
         extra.pop(TEACHER_CORRECT_KEY, None)
+        # The reward function receives extra_info: the prompt kind lets a custom reward tell them apart.
+        extra["zppo_kind"] = kind
         row["extra_info"] = extra
         row["zppo_question_id"] = question_id
         row["zppo_kind"] = kind

@@ -118,6 +118,13 @@ def check_verl_settings(config: DictConfig) -> None:
         raise ZPPOConfigError("actor_rollout_ref.rollout.n must be >= 2: accuracy per question needs several rollouts")
 
 
+def buffer_state_digest(state: dict) -> str:
+    """A short digest of a buffer state (logged on save and on restore, so a resume can be checked)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------------------------------- TransferQueue I/O
 
 
@@ -364,6 +371,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 self._record.summary.update(hard=0, bcq=0, ncq=0)
                 return 0
 
+            self._built_items: dict[int, dict] = {}
             result = reformulate(
                 hard,
                 step=self.global_steps,
@@ -375,7 +383,9 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics.update(result.metrics(prefix="zppo/"))
             items = []
             for prompt in result.prompts:
-                item = self.train_dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
+                item = self._built_items.pop(id(prompt), None) or self.train_dataset.item_for(
+                    prompt.question_id, prompt.kind, messages=prompt.messages
+                )
                 item["zppo_correct_position"] = prompt.correct_position or ""  # BCQ: "A" or "B"; audit only
                 items.append(item)
             self._record.summary.update(hard=len(hard), bcq=metrics["zppo/bcq_built"], ncq=metrics["zppo/ncq_built"],
@@ -389,13 +399,14 @@ class ZPPOTrainer(PPOTrainerSync):
         """The final length check: the processor's length of the built prompt (what the rollout will see)."""
         dataset = self.train_dataset
         item = dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
+        self._built_items[id(prompt)] = item  # reused when the prompt is submitted
         messages = item["raw_prompt"]
         apply_kwargs = dict(dataset.apply_chat_template_kwargs)
         if dataset.processor is None:
             ids = dataset.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                         return_dict=False, **apply_kwargs)
             return len(ids)
-        from verl.utils.dataset.vision_utils import build_multimodal_processor_inputs
+        from verl.utils.tokenizer import build_multimodal_processor_inputs
 
         text = dataset.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **apply_kwargs)
         images, videos, audios = dataset._process_multi_modal_info(messages, dataset.image_patch_size, dataset.config)
@@ -435,9 +446,18 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def step(self, metrics: dict, timing_raw: dict):
         batch = super().step(metrics, timing_raw)
+        self._count_update_batch(batch, metrics)
         with marked_timer("zppo/buffer", timing_raw):
             self._update_prompt_buffer(metrics)
         return batch
+
+    @staticmethod
+    def _count_update_batch(batch, metrics: dict) -> None:
+        """How many trajectories of each prompt kind the update just used (padding rows excluded)."""
+        keys = [key for key, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
+        kinds = _as_list(tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["zppo_kind"])["zppo_kind"])
+        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ):
+            metrics[f"zppo/update/{kind}_trajectories"] = float(sum(str(k) == kind for k in kinds))
 
     def _update_prompt_buffer(self, metrics: dict) -> None:
         if self.zppo.enable and self.zppo.replay_enable:
@@ -502,4 +522,8 @@ class ZPPOTrainer(PPOTrainerSync):
                 "question ids of the old data"
             )
         self.prompt_buffer.load_state_dict(state["prompt_buffer"])
-        logger.info("ZPPO: restored a prompt replay buffer of %d questions from %s", len(self.prompt_buffer), path)
+        print(
+            f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {path} "
+            f"(state sha256 {buffer_state_digest(self.prompt_buffer.state_dict())})",
+            flush=True,
+        )

@@ -1,0 +1,112 @@
+"""ZPPO end to end on the CPU (``python -m recipe.zppo.main_zppo preset=cpu``), asserted from the logged metrics.
+
+Text run (offline teacher, the project's reward): BCQ and NCQ prompts are built, rolled out by the same weights and
+used in the update; the buffer admits hard questions; after a stop and a resume the buffer is the one saved.
+Vision-language run (no teacher responses, a reward made for the test): NCQ only, counted; a question solved on
+replay graduates from the buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from data_prep.tiny import build_vl_dataset
+from recipe.zppo.zppo_trainer import buffer_state_digest
+
+from ..conftest import run_main
+from .helpers import failure_context, read_metrics, train_steps
+
+pytestmark = pytest.mark.e2e
+
+TEST_REWARDS = Path(__file__).with_name("reward_for_tests.py")
+N = 4  # rollouts per prompt in the CPU preset
+
+
+def _steps(records):
+    return [r["data"] for r in records if "training/global_step" in r["data"]]
+
+
+def _check_on_policy_and_used(step: dict) -> None:
+    # Every rollout of the step (both phases) came from the weights of the step; none was stale.
+    assert step["zppo/phase1/stale_rollouts"] == 0
+    if step["zppo/bcq_built"] + step["zppo/ncq_built"] > 0:
+        assert step["zppo/phase2/stale_rollouts"] == 0
+    # What was built was rolled out (n each) and went into the update.
+    built = step["zppo/bcq_built"] + step["zppo/ncq_built"]
+    assert step["zppo/reformulated_rollouts"] == built * N
+    assert step["zppo/update/bcq_trajectories"] == step["zppo/bcq_built"] * N
+    assert step["zppo/update/ncq_trajectories"] == step["zppo/ncq_built"] * N
+
+
+def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    data = tiny_assets["text-data"]
+    args = [
+        "preset=cpu",
+        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"trainer.default_local_dir={run_dir}",
+        "trainer.save_freq=1",
+    ]
+    first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
+    assert first.returncode == 0, failure_context(first)
+    steps = _steps(read_metrics(run_dir)[0])
+    assert [s["training/global_step"] for s in steps] == [1, 2]
+    for step in steps:
+        _check_on_policy_and_used(step)
+    # The warm-started tiny student answers in the format but wrongly: hard questions, teacher-solvable.
+    assert all(s["zppo/hard_questions"] > 0 for s in steps)
+    assert sum(s["zppo/bcq_built"] for s in steps) > 0 and sum(s["zppo/ncq_built"] for s in steps) > 0
+    assert steps[0]["zppo/admitted"] > 0 and steps[0]["zppo/buffer_size"] == steps[0]["zppo/admitted"]
+    assert steps[1]["zppo/replayed_questions"] > 0
+    assert "[zppo] step 1: hard" in first.stdout + first.stderr
+
+    saved = json.loads((run_dir / "global_step_2" / "zppo_state.json").read_text())
+    assert len(saved["prompt_buffer"]["questions"]) == steps[1]["zppo/buffer_size"] > 0
+
+    second = run_main(args + ["trainer.total_training_steps=3"], ray_address=ray_cluster, cwd=tmp_path)
+    assert second.returncode == 0, failure_context(second)
+    output = second.stdout + second.stderr
+    match = re.search(r"restored a prompt replay buffer of (\d+) questions .* \(state sha256 (\w+)\)", output)
+    assert match, failure_context(second)
+    assert match.group(2) == buffer_state_digest(saved["prompt_buffer"])
+    assert int(match.group(1)) == int(steps[1]["zppo/buffer_size"])
+    resumed = _steps(read_metrics(run_dir)[1])
+    assert [s["training/global_step"] for s in resumed] == [3]
+    assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
+
+
+def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, tmp_path):
+    data = build_vl_dataset(tmp_path / "vl-data-no-teacher", teacher_responses=0)
+    run_dir = tmp_path / "run"
+    args = [
+        "preset=cpu",
+        f"actor_rollout_ref.model.path={tiny_assets['vl-model']}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"trainer.default_local_dir={run_dir}",
+        f"reward.custom_reward_function.path={TEST_REWARDS}",
+        "reward.custom_reward_function.name=fails_fresh_solves_replayed",
+        "trainer.total_training_steps=2",
+    ]
+    result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
+    assert result.returncode == 0, failure_context(result)
+    assert "synthetic padding" not in result.stdout + result.stderr, failure_context(result)
+    steps = _steps(read_metrics(run_dir)[0])
+    for step in steps:
+        _check_on_policy_and_used(step)
+        # No stored teacher response: no BCQ, counted, NCQ still built from the student's wrong answers.
+        assert step["zppo/bcq_built"] == 0
+        assert step["zppo/no_teacher_candidate"] == step["zppo/hard_questions"] - step["zppo/no_wrong_candidate"]
+    assert sum(s["zppo/ncq_built"] for s in steps) > 0
+    # Step 1: every fresh question fails and is admitted. Step 2: the replayed ones are solved and graduate.
+    assert steps[0]["zppo/admitted"] == steps[0]["zppo/fresh_questions"]
+    assert steps[1]["zppo/replayed_questions"] > 0
+    assert steps[1]["zppo/replay_acc"] == 1.0
+    assert steps[1]["zppo/graduated"] == steps[1]["zppo/replayed_questions"]
+    assert steps[1]["zppo/buffer_size"] == steps[0]["zppo/buffer_size"] - steps[1]["zppo/graduated"] + steps[1]["zppo/admitted"]
