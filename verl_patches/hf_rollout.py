@@ -187,14 +187,18 @@ class HFRolloutServer:
                     if not request.future.done():
                         request.future.set_result(result)
 
-    def _vision_inputs(self, batch: list[_Request]) -> dict[str, torch.Tensor]:
+    def _vision_inputs(self, batch: list[_Request], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         images = [image for request in batch for image in (request.image_data or [])]
         if not images:
             return {}
         if self.processor is None:
             raise ValueError("Images were sent to the 'hf' rollout but the model has no image processor.")
-        vision = self.processor.image_processor(images=images, return_tensors="pt")
-        return {key: value for key, value in vision.items()}
+        vision = dict(self.processor.image_processor(images=images, return_tensors="pt"))
+        # Which tokens are image tokens: without it Qwen-VL models silently fall back to text positions for the
+        # image (no M-RoPE), and the rollout's log-probs no longer match the actor's.
+        if hasattr(self.processor, "create_mm_token_type_ids"):
+            vision["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids.tolist()))
+        return vision
 
     @torch.no_grad()
     def _run_batch(self, batch: list[_Request]) -> list[tuple[list[int], list[float], dict]]:
@@ -211,7 +215,7 @@ class HFRolloutServer:
         for row, request in enumerate(batch):
             input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids) :] = 1
-        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **self._vision_inputs(batch)}
+        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **self._vision_inputs(batch, input_ids)}
 
         output = self.model.generate(
             **model_inputs,
@@ -257,7 +261,7 @@ class HFRolloutServer:
         ``top_k == 0``, else the top-k (ids, logprobs) by rank; a dummy entry pads the end to length L.
         """
         ids = torch.tensor([request.prompt_ids])
-        model_inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **self._vision_inputs([request])}
+        model_inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **self._vision_inputs([request], ids)}
         logprobs = torch.log_softmax(self.model(**model_inputs).logits[0, :-1].float(), dim=-1)
         if top_k == 0:
             actual = ids[0, 1:]

@@ -117,6 +117,12 @@ class ZPPODataset(RLHFDataset):
         position = self.row_of_question[question_id]
         return list(self.dataframe[position][self.prompt_key])
 
+    def row_of(self, question_id: str) -> dict:
+        return self.dataframe[self.row_of_question[question_id]]
+
+    def images_of(self, question_id: str) -> list:
+        return list(self.row_of(question_id).get(self.image_key) or [])
+
     def ground_truth(self, question_id: str) -> Any:
         position = self.row_of_question[question_id]
         reward_model = self.dataframe[position].get("reward_model") or {}

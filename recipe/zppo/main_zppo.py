@@ -19,7 +19,9 @@ from .preflight import ConfigError, check_config
 
 def _prepare_environment(config: DictConfig) -> None:
     """Environment that every process of the run (driver, task runner, workers) must share."""
-    env_vars: dict[str, str] = {}
+    from .registration import RUN_MARKER
+
+    env_vars: dict[str, str] = {RUN_MARKER: "1"}  # the plugin registers ZPPO's trainer in this run's processes
     if config.trainer.device == "cpu":
         # Selects verl_patches' cpu platform in this process and, through Ray's runtime env, in every worker.
         env_vars["VERL_PLATFORM"] = "cpu"
@@ -72,11 +74,28 @@ def _apply_zppo_switch(config: DictConfig) -> None:
         print("zppo: zppo.enable=false, using verl's GRPO advantage (algorithm.adv_estimator=grpo)")
 
 
+def _mark_process(config: DictConfig) -> None:
+    """Before anything imports verl: the platform (resolved at import by some verl modules) and the run marker."""
+    from .registration import RUN_MARKER
+
+    os.environ[RUN_MARKER] = "1"
+    if config.trainer.get("device") == "cpu":
+        os.environ["VERL_PLATFORM"] = "cpu"
+
+
 def run(config: DictConfig) -> None:
     _absolute_local_paths(config)
+    _mark_process(config)
     try:
         check_config(config)
-        if config.trainer.v1.trainer_mode == "zppo":
+        trainer_mode = config.trainer.v1.trainer_mode
+        if config.get("zppo", {}).get("enable", True) and trainer_mode != "zppo":
+            raise ConfigError(
+                f"trainer.v1.trainer_mode={trainer_mode}: ZPPO runs only with trainer_mode=zppo (a synchronous trainer: "
+                "BCQ/NCQ are built from this step's rollouts and rolled out by the same weights); "
+                "set zppo.enable=false for verl's own trainers"
+            )
+        if trainer_mode == "zppo":
             from .zppo_trainer import ZPPOConfigError, ZPPOSettings, check_verl_settings
 
             try:

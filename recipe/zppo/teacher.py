@@ -7,10 +7,10 @@ Server: ``vllm serve TEACHER`` on GPUs, ``python -m recipe.zppo.teacher_server -
 be the server root (``http://host:8000``), its ``/v1`` base, or the full ``.../v1/chat/completions`` address.
 
 What is sent. One POST per question: ``{"model", "messages", "n": num_responses, "max_tokens", "temperature"}``.
-The messages are the student's, as it saw them (system turn, question, answer-format closer). If the server
-rejects ``n > 1`` (HTTP 400/422) and a single-response request then succeeds, the client remembers it and asks for
-the ``n`` responses one by one from then on; a server that returns fewer choices than asked is topped up the
-same way.
+The messages are the student's, as it saw them (system turn, question, answer-format closer); only ``role``,
+``content`` and ``name`` of each turn are sent. If the server rejects ``n > 1`` (HTTP 400/422) and a
+single-response request then succeeds, the client remembers it and asks for the ``n`` responses one by one from
+then on; a server that returns fewer choices than asked is topped up the same way.
 
 Images. A request may carry the row's ``images`` (verl's RL parquet: ``{"bytes": PNG}`` dicts; raw bytes and PIL
 images work too). Each ``<image>`` placeholder in a text turn, and each ``{"type": "image"}`` part of a list
@@ -255,7 +255,7 @@ def image_to_url(image: Any) -> str | None:
 def to_openai_messages(messages: Sequence[Mapping], images: Sequence[Any] = (), *, send_images: bool = True
                        ) -> tuple[list[dict], int, int]:
     """The student's turns as OpenAI chat messages; returns (messages, images sent, images dropped)."""
-    pending = list(images)
+    pending = list(images) if images is not None else []
     sent = dropped = 0
 
     def image_part(explicit: Any = None) -> dict:
@@ -285,8 +285,8 @@ def to_openai_messages(messages: Sequence[Mapping], images: Sequence[Any] = (), 
                 pos = match.end()
             if pos < len(content):
                 parts.append({"type": "text", "text": content[pos:]})
-        elif isinstance(content, Sequence):
-            for part in content:
+        elif content is not None and not isinstance(content, (bytes, Mapping)) and hasattr(content, "__iter__"):
+            for part in content:  # a list of parts (or a NumPy array of them, from a parquet row)
                 if isinstance(part, str):
                     parts.append({"type": "text", "text": part})
                     continue
@@ -304,7 +304,9 @@ def to_openai_messages(messages: Sequence[Mapping], images: Sequence[Any] = (), 
                     parts.append({"type": "text", "text": VIDEO_OMITTED if "video" in str(kind) else IMAGE_OMITTED})
         elif content is not None:
             parts.append({"type": "text", "text": str(content)})
-        new = {k: v for k, v in message.items() if k != "content"}
+        new = {"role": str(message.get("role", "user"))}
+        if isinstance(message.get("name"), str):
+            new["name"] = message["name"]
         if all(p["type"] == "text" for p in parts):
             new["content"] = "".join(p["text"] for p in parts)
         else:

@@ -46,6 +46,7 @@ from verl.utils.debug import marked_timer
 from .dataset import KIND_ORIGINAL, ZPPODataset
 from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
 from .replay_buffer import PromptReplayBuffer
+from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -72,6 +73,7 @@ class ZPPOSettings:
     graduation_threshold: float
     reformulation: ReformulationConfig
     summary_every: int
+    online_teacher: OnlineTeacherConfig
 
     @classmethod
     def from_config(cls, config: DictConfig) -> "ZPPOSettings":
@@ -88,6 +90,7 @@ class ZPPOSettings:
             graduation_threshold=float((zppo.get("buffer") or {}).get("graduation_threshold", 0.5)),
             reformulation=ReformulationConfig(**reformulation),
             summary_every=int(zppo.get("summary_every", 1)),
+            online_teacher=OnlineTeacherConfig.from_dict((zppo.get("teacher") or {}).get("online")),
         )
         if not 0.0 <= settings.replay_ratio <= 1.0:
             raise ZPPOConfigError(f"zppo.replay.ratio={settings.replay_ratio} must be in [0, 1]")
@@ -277,6 +280,8 @@ class ZPPOTrainer(PPOTrainerSync):
             graduation_threshold=self.zppo.graduation_threshold,
         )
         self._record = _StepRecord()
+        self.online_teacher = OnlineTeacher(self.zppo.online_teacher) if self.zppo.online_teacher.enable else None
+        self._teacher_stats_at_last_step: dict[str, int] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -320,19 +325,54 @@ class ZPPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ step 2: hard questions -> BCQ / NCQ
 
     def _score_teacher_response(self, text: str, row: dict) -> bool:
-        from .reward import compute_score
+        """Correctness of a teacher response: the run's own reward function (with its kwargs) on the row's answer."""
+        if not hasattr(self, "_teacher_score_fn"):
+            from verl.trainer.ppo.reward import get_custom_reward_fn
 
-        result = compute_score(row.get("data_source"), text, (row.get("reward_model") or {}).get("ground_truth"),
-                               row.get("extra_info"))
+            from .reward import compute_score
+
+            self._teacher_score_fn = get_custom_reward_fn(self.config) or compute_score
+        extra_info = {**(row.get("extra_info") or {}), "zppo_kind": "teacher"}
+        result = self._teacher_score_fn(
+            row.get("data_source"), text, (row.get("reward_model") or {}).get("ground_truth"), extra_info
+        )
         score = result.get("acc", result.get("score", 0.0)) if isinstance(result, dict) else result
         return float(score) >= 0.5
+
+    def _teacher_material(self, question_ids: list[str], metrics: dict) -> dict[str, list[Response]]:
+        """Teacher responses per hard question: stored ones, plus online ones where no stored one is correct."""
+        dataset = self.train_dataset
+        material = {
+            qid: [Response(text, correct) for text, correct in dataset.teacher_responses(qid, score=self._score_teacher_response)]
+            for qid in question_ids
+        }
+        if self.online_teacher is None:
+            return material
+        missing = [qid for qid, responses in material.items() if not any(r.correct for r in responses)]
+        requests = [TeacherRequest(qid, dataset.original_messages(qid), dataset.images_of(qid)) for qid in missing]
+        answered = 0
+        for result in self.online_teacher.responses(requests):
+            if result.error is not None:
+                logger.warning("online teacher: question %s: %s", result.question_id, result.error)
+                continue
+            row = dataset.row_of(result.question_id)
+            scored = [Response(text, self._score_teacher_response(text, row)) for text in result.texts]
+            answered += any(r.correct for r in scored)
+            material[result.question_id] = material[result.question_id] + scored
+        stats = self.online_teacher.stats()
+        for name in ("requests", "cache_hits", "failures", "timeouts"):
+            metrics[f"zppo/teacher_online/{name}"] = float(stats.get(name, 0) - self._teacher_stats_at_last_step.get(name, 0))
+        self._teacher_stats_at_last_step = dict(stats)
+        metrics["zppo/teacher_online/asked"] = float(len(missing))
+        metrics["zppo/teacher_online/solved"] = float(answered)
+        return material
 
     def submit_reformulated(self, first, metrics: dict) -> int:
         """Read phase 1, record accuracies, build and submit this step's BCQ/NCQ prompts; returns how many."""
         with marked_timer("zppo/reformulate", self.timing_raw):
             trajectories = read_trajectories(list(first.keys), list(first.tags))
             groups = group_by_uid(trajectories)
-            hard: list[HardQuestion] = []
+            hard_groups = []
             zero_adv_groups = 0
             for uid, group in groups.items():
                 accuracy = float(np.mean([t.acc for t in group]))
@@ -342,21 +382,22 @@ class ZPPOTrainer(PPOTrainerSync):
                     self._record.replay_accuracy[question_id] = accuracy
                 else:
                     self._record.fresh_accuracy[question_id] = accuracy
-                if not self.zppo.enable or accuracy >= self.zppo.hard_threshold:
-                    continue
-                teacher = self.train_dataset.teacher_responses(question_id, score=self._score_teacher_response)
-                hard.append(
-                    HardQuestion(
-                        question_id=question_id,
-                        prompt=self.train_dataset.original_messages(question_id),
-                        prompt_length=group[0].prompt_length,
-                        ground_truth=self.train_dataset.ground_truth(question_id),
-                        student_responses=[
-                            Response(self._tokens.decode(t.response_ids), bool(t.acc), t.response_ids) for t in group
-                        ],
-                        teacher_responses=[Response(text, correct) for text, correct in teacher],
-                    )
+                if self.zppo.enable and accuracy < self.zppo.hard_threshold:
+                    hard_groups.append(group)
+            teacher = self._teacher_material([g[0].question_id for g in hard_groups], metrics) if hard_groups else {}
+            hard = [
+                HardQuestion(
+                    question_id=group[0].question_id,
+                    prompt=self.train_dataset.original_messages(group[0].question_id),
+                    prompt_length=group[0].prompt_length,
+                    ground_truth=self.train_dataset.ground_truth(group[0].question_id),
+                    student_responses=[
+                        Response(self._tokens.decode(t.response_ids), bool(t.acc), t.response_ids) for t in group
+                    ],
+                    teacher_responses=teacher[group[0].question_id],
                 )
+                for group in hard_groups
+            ]
             num_groups = max(len(groups), 1)
             metrics["zppo/hard_frac"] = len(hard) / num_groups if self.zppo.enable else float(
                 np.mean([np.mean([t.acc for t in g]) < self.zppo.hard_threshold for g in groups.values()])
@@ -492,6 +533,8 @@ class ZPPOTrainer(PPOTrainerSync):
             "global_steps": self.global_steps,
             "data_fingerprint": self.train_dataset.fingerprint,
             "prompt_buffer": self.prompt_buffer.state_dict(),
+            # Answers already fetched from the online teacher: a resumed run does not ask again.
+            "online_teacher": self.online_teacher.state_dict() if self.online_teacher is not None else None,
         }
         tmp = os.path.join(folder, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -522,6 +565,8 @@ class ZPPOTrainer(PPOTrainerSync):
                 "question ids of the old data"
             )
         self.prompt_buffer.load_state_dict(state["prompt_buffer"])
+        if self.online_teacher is not None and state.get("online_teacher"):
+            self.online_teacher.load_state_dict(state["online_teacher"])
         print(
             f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {path} "
             f"(state sha256 {buffer_state_digest(self.prompt_buffer.state_dict())})",

@@ -14,3 +14,9 @@ def fails_fresh_solves_replayed(data_source, solution_str, ground_truth, extra_i
     """Every fresh question fails (so it is hard and enters the buffer); every replayed one is solved (so it graduates)."""
     score = 1.0 if (extra_info or {}).get("zppo_kind") == "replay" else 0.0
     return {"score": score, "acc": score}
+
+
+def only_teacher_is_right(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """The student always fails; every teacher response counts as correct (so BCQ can be built from them)."""
+    score = 1.0 if (extra_info or {}).get("zppo_kind") == "teacher" else 0.0
+    return {"score": score, "acc": score}

@@ -96,7 +96,8 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
     ]
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
     assert result.returncode == 0, failure_context(result)
-    assert "synthetic padding" not in result.stdout + result.stderr, failure_context(result)
+    # verl logs a failed rollout and goes on without it: make sure none failed.
+    assert "Error in _run_prompt" not in result.stdout + result.stderr, failure_context(result)
     steps = _steps(read_metrics(run_dir)[0])
     for step in steps:
         _check_on_policy_and_used(step)

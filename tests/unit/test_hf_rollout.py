@@ -135,3 +135,49 @@ def test_max_tokens_is_respected_per_request(server):
 
     short, long = asyncio.run(go())
     assert len(short.token_ids) == 2 and len(long.token_ids) == 6
+
+
+def test_image_prompts_are_scored_with_multimodal_positions(tiny_assets):
+    """Rollout log-probs of an image prompt match a forward pass with the processor's own inputs (M-RoPE included)."""
+    import io
+
+    import pandas as pd
+    from PIL import Image
+    from qwen_vl_utils import process_vision_info
+    from verl.workers.config import HFModelConfig, RolloutConfig
+
+    vl_server = HFRolloutServer(
+        config=RolloutConfig(name="hf", dtype="float32", prompt_length=256, response_length=12, tensor_model_parallel_size=1),
+        model_config=HFModelConfig(path=str(tiny_assets["vl-model"]), override_config={"attn_implementation": "sdpa"}),
+    )
+    processor = vl_server.processor
+    rows = pd.read_parquet(tiny_assets["vl-data"] / "train.parquet").head(3)
+    prompts, images, inputs = [], [], []
+    for _, row in rows.iterrows():
+        pictures = [Image.open(io.BytesIO(x["bytes"])).convert("RGB") for x in row["images"]]
+        text = row["prompt"][0]["content"].replace("<image>", "")
+        messages = [{"role": "user", "content": [{"type": "image", "image": p} for p in pictures] + [{"type": "text", "text": text}]}]
+        resized, _ = process_vision_info(messages, image_patch_size=16)  # what verl's agent loop does
+        chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        processed = processor(text=[chat], images=resized, return_tensors="pt")
+        prompts.append(processed["input_ids"][0].tolist())
+        images.append(resized)
+        inputs.append(processed)
+
+    async def go():
+        return await asyncio.gather(*[
+            vl_server.generate(prompt_ids=p, sampling_params={"temperature": 1.0, "logprobs": True}, request_id=str(i),
+                               image_data=images[i])
+            for i, p in enumerate(prompts)
+        ])
+
+    for prompt, output, processed in zip(prompts, asyncio.run(go()), inputs):
+        ids = torch.tensor([prompt + output.token_ids])
+        with torch.no_grad():
+            logits = vl_server.model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=processed["pixel_values"],
+                image_grid_thw=processed["image_grid_thw"],
+                mm_token_type_ids=torch.tensor(processor.create_mm_token_type_ids(ids.tolist())),
+            ).logits[0, len(prompt) - 1 : -1].float()
+        expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(output.token_ids).unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(torch.tensor(output.log_probs), expected, atol=1e-4)

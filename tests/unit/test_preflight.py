@@ -71,3 +71,27 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["zppo: configuration error: actor_rollout_ref.model.path=/nonexistent/m: no such model folder"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.v1.trainer_mode=colocate_async", "ZPPO runs only with trainer_mode=zppo"),
+        ("algorithm.filter_groups.enable=true", "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups"),
+        ("trainer.v1.sampler.sync_refill_failed_groups=true", "would refill failed BCQ/NCQ groups with fresh questions"),
+        ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n must be >= 2"),
+        ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5 must be in [0, 1]"),
+        ("zppo.reformulation.ncq_max_candidates=0", "zppo.reformulation.ncq_max_candidates must be >= 1"),
+    ],
+)
+def test_settings_that_break_zppo_are_refused_before_ray(tiny_assets, tmp_path, override, message):
+    data = tiny_assets["text-data"]
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.zppo.main_zppo", "preset=cpu", override,
+         f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
+         f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'val.parquet'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

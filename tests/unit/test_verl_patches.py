@@ -39,6 +39,8 @@ def test_patches_stay_inert_when_a_cuda_platform_is_detected(tmp_path):
         import json, torch
         torch.cuda.is_available = lambda: True
         import verl
+        import verl.plugin.platform.platform_manager as platform_manager
+        resolved_at_import = platform_manager._current_platform is not None
         from verl.plugin.platform import get_platform
         from verl.workers.engine.base import EngineRegistry
         from verl.workers.rollout import base as rollout_base
@@ -54,10 +56,12 @@ def test_patches_stay_inert_when_a_cuda_platform_is_detected(tmp_path):
             "vllm_adapter": rollout_base._ROLLOUT_REGISTRY[("vllm", "async")],
             "vllm_replica": RolloutReplicaRegistry._registry["vllm"].__module__,
             "hf_registered": "hf" in RolloutReplicaRegistry._registry,
+            "resolved_at_import": resolved_at_import,
         }))
     """
     out = _run_python(code, {"VERL_PLATFORM": None, "PATH": f"{fake_bin}:{os.environ['PATH']}"}, tmp_path)
     assert out["device"] == "cuda"
+    assert not out["resolved_at_import"], "importing verl with the plugin must not fix verl's platform early"
     assert out["hf_registered"], "the plugin must have been loaded for this test to mean anything"
     assert not out["cpu_engine"]
     assert not out["pg_init_patched"]
@@ -70,6 +74,8 @@ def test_cpu_platform_supplies_device_engine_and_process_group(tmp_path):
     code = """
         import json, torch
         import verl
+        import verl.plugin.platform.platform_manager as platform_manager
+        resolved_at_import = platform_manager._current_platform is not None
         from verl.plugin.platform import get_platform
         from verl.utils.device import get_device_name, get_nccl_backend, get_torch_device, get_device_id
         from verl.workers.engine.base import EngineRegistry

@@ -1,0 +1,84 @@
+"""The online teacher end to end: a second tiny model behind a real local OpenAI-compatible server.
+
+The rows carry no teacher responses; hard questions are sent to the server, its answers scored with the run's
+reward (a test reward that accepts every teacher answer), cached per question and used for BCQ prompts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data_prep.tiny import build_text_dataset, build_text_model
+
+from ..conftest import run_main
+from .helpers import failure_context, read_metrics
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def teacher_server(tmp_path):
+    model = build_text_model(tmp_path / "teacher-model", seed=1)  # a second tiny model, not the student
+    log = open(tmp_path / "teacher_server.log", "w+")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(model), "--port", "0", "--threads", "1",
+         "--max-tokens", "48", "--served-model-name", "teacher"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline, url = time.time() + 180, None
+    while time.time() < deadline and url is None:
+        log.seek(0)
+        match = re.search(r"teacher server ready on (http://\S+)", log.read())
+        url = match.group(1) if match else None
+        if server.poll() is not None:
+            break
+        time.sleep(0.5)
+    if url is None:
+        server.kill()
+        log.seek(0)
+        pytest.fail(f"teacher server did not start:\n{log.read()[-3000:]}")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def test_online_teacher_feeds_bcq(tiny_assets, ray_cluster, tmp_path, teacher_server):
+    data = build_text_dataset(tmp_path / "data-no-teacher", teacher_responses=0)
+    run_dir = tmp_path / "run"
+    args = [
+        "preset=cpu",
+        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"trainer.default_local_dir={run_dir}",
+        f"reward.custom_reward_function.path={Path(__file__).with_name('reward_for_tests.py')}",
+        "reward.custom_reward_function.name=only_teacher_is_right",
+        "zppo.teacher.online.enable=true",
+        f"zppo.teacher.online.url={teacher_server}",
+        "zppo.teacher.online.model=teacher",
+        "zppo.teacher.online.max_tokens=48",
+        "zppo.teacher.online.timeout_s=60",
+        "trainer.total_training_steps=2",
+    ]
+    result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
+    assert result.returncode == 0, failure_context(result)
+    steps = [r["data"] for r in read_metrics(run_dir)[0] if "training/global_step" in r["data"]]
+    first, second = steps
+    # Step 1: every fresh question is hard and has no stored teacher response: all are asked, once each.
+    assert first["zppo/teacher_online/asked"] == first["zppo/hard_questions"] > 0
+    assert first["zppo/teacher_online/requests"] == first["zppo/teacher_online/asked"]
+    assert first["zppo/teacher_online/failures"] == 0
+    assert first["zppo/teacher_online/solved"] == first["zppo/teacher_online/asked"]
+    assert first["zppo/bcq_built"] > 0
+    assert first["zppo/update/bcq_trajectories"] == first["zppo/bcq_built"] * 4
+    # Step 2: the replayed question was answered at step 1: served from the cache, not asked again.
+    assert second["zppo/replayed_questions"] > 0
+    assert second["zppo/teacher_online/cache_hits"] >= second["zppo/replayed_questions"]
