@@ -164,6 +164,7 @@ class Trajectory:
     response_ids: list[int]
     prompt_length: int
     weight_version: Optional[int]
+    route: Optional[str] = None  # how the reward scored it (parser / judge / unparseable / judge_unavailable)
 
 
 def read_trajectories(keys: list[str], tags: list[dict], partition_id: str = "train") -> list[Trajectory]:
@@ -194,6 +195,7 @@ def read_trajectories(keys: list[str], tags: list[dict], partition_id: str = "tr
                 response_ids=response,
                 prompt_length=int(torch.as_tensor(prompts[i]).numel()),
                 weight_version=tags[i].get("max_global_steps"),
+                route=((extra.get("reward_extra_info") or {}).get("route") if isinstance(extra, dict) else None),
             )
         )
     return result
@@ -249,6 +251,7 @@ class _StepRecord:
     fresh_accuracy: dict[str, float] = field(default_factory=dict)
     replay_accuracy: dict[str, float] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
+    routes: list[str] = field(default_factory=list)  # reward routes of every rollout of the step
 
 
 @register_trainer(TRAINER_NAME)
@@ -272,7 +275,6 @@ class ZPPOTrainer(PPOTrainerSync):
             # Exact fresh/replay split: the dataloader yields one question at a time (verl coalesces them).
             config.data.gen_batch_size = 1
         super().__init__(config)
-        self._replay_buffer_inner = self.replay_buffer
         self.replay_buffer = _ZPPOSampler(self.replay_buffer, self)
         self.prompt_buffer = PromptReplayBuffer(
             capacity=self.zppo.buffer_capacity,
@@ -371,19 +373,15 @@ class ZPPOTrainer(PPOTrainerSync):
         """Read phase 1, record accuracies, build and submit this step's BCQ/NCQ prompts; returns how many."""
         with marked_timer("zppo/reformulate", self.timing_raw):
             trajectories = read_trajectories(list(first.keys), list(first.tags))
+            self._record.routes.extend(t.route for t in trajectories if t.route)
             groups = group_by_uid(trajectories)
-            hard_groups = []
-            zero_adv_groups = 0
+            threshold = self.zppo.hard_threshold
+            accuracy = {uid: float(np.mean([t.acc for t in group])) for uid, group in groups.items()}
             for uid, group in groups.items():
-                accuracy = float(np.mean([t.acc for t in group]))
-                question_id, kind = group[0].question_id, group[0].kind
-                zero_adv_groups += len({t.score for t in group}) == 1
-                if kind == KIND_REPLAY:
-                    self._record.replay_accuracy[question_id] = accuracy
-                else:
-                    self._record.fresh_accuracy[question_id] = accuracy
-                if self.zppo.enable and accuracy < self.zppo.hard_threshold:
-                    hard_groups.append(group)
+                by_kind = self._record.replay_accuracy if group[0].kind == KIND_REPLAY else self._record.fresh_accuracy
+                by_kind[group[0].question_id] = accuracy[uid]
+            hard_groups = [g for uid, g in groups.items() if self.zppo.enable and accuracy[uid] < threshold]
+            zero_adv_groups = sum(len({t.score for t in group}) == 1 for group in groups.values())
             teacher = self._teacher_material([g[0].question_id for g in hard_groups], metrics) if hard_groups else {}
             hard = [
                 HardQuestion(
@@ -399,9 +397,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 for group in hard_groups
             ]
             num_groups = max(len(groups), 1)
-            metrics["zppo/hard_frac"] = len(hard) / num_groups if self.zppo.enable else float(
-                np.mean([np.mean([t.acc for t in g]) < self.zppo.hard_threshold for g in groups.values()])
-            )
+            metrics["zppo/hard_frac"] = sum(a < threshold for a in accuracy.values()) / num_groups
             metrics["zppo/zero_adv_group_frac"] = zero_adv_groups / num_groups
             fresh, replay = self._record.fresh_accuracy, self._record.replay_accuracy
             metrics["zppo/fresh_acc"] = float(np.mean(list(fresh.values()))) if fresh else 0.0
@@ -460,6 +456,7 @@ class ZPPOTrainer(PPOTrainerSync):
     def record_reformulated(self, second, metrics: dict) -> None:
         """Phase-2 metrics: accuracy on BCQ / NCQ prompts, and the position-bias audit of BCQ."""
         trajectories = read_trajectories(list(second.keys), list(second.tags))
+        self._record.routes.extend(t.route for t in trajectories if t.route)
         positions = _as_list(tq.kv_batch_get(keys=list(second.keys), partition_id="train",
                                              select_fields=["zppo_correct_position"])["zppo_correct_position"])
         self._check_on_policy(trajectories, metrics, prefix="zppo/phase2")
@@ -488,6 +485,10 @@ class ZPPOTrainer(PPOTrainerSync):
     def step(self, metrics: dict, timing_raw: dict):
         batch = super().step(metrics, timing_raw)
         self._count_update_batch(batch, metrics)
+        if self._record.routes:  # share of this step's answers scored by each reward route
+            from .reward import route_shares
+
+            metrics.update(route_shares(self._record.routes, prefix="zppo/reward/"))
         with marked_timer("zppo/buffer", timing_raw):
             self._update_prompt_buffer(metrics)
         return batch

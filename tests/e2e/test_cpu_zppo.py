@@ -59,6 +59,10 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert [s["training/global_step"] for s in steps] == [1, 2]
     for step in steps:
         _check_on_policy_and_used(step)
+        # Every rollout of the step was scored by the project's reward, and the route shares are logged.
+        assert step["zppo/reward/n_scored"] == 4 * N + step["zppo/reformulated_rollouts"]
+        routes = ("parser", "judge", "unparseable", "judge_unavailable")
+        assert abs(sum(step[f"zppo/reward/route_{r}"] for r in routes) - 1.0) < 1e-6
     # The warm-started tiny student answers in the format but wrongly: hard questions, teacher-solvable.
     assert all(s["zppo/hard_questions"] > 0 for s in steps)
     assert sum(s["zppo/bcq_built"] for s in steps) > 0 and sum(s["zppo/ncq_built"] for s in steps) > 0

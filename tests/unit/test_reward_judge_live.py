@@ -1,0 +1,212 @@
+"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``recipe.zppo.teacher_server``
+serving the tiny text model, started and stopped by this module, plus the hung (timeout) and down cases.
+
+The tiny model is random apart from the answer format, so its greedy reply to the judge prompt is not expected to
+be a verdict. What ``recipe.zppo.reward.judge`` then does is exact and documented: route ``judge_unavailable``,
+reason ``judge_bad_reply``, score 0, and nothing cached (only verdicts are). The expected outcome is computed from
+the server's own reply to the same request (``parse_verdict``), so the verdict path (``judge`` then
+``judge_cached``) is asserted instead if the reply ever parses.
+
+Tests run in file order; the last one stops the server. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from recipe.zppo.answer_format import extract_answer
+from recipe.zppo.reward import RESULT_KEYS, compute_score
+from recipe.zppo.reward import judge as judge_mod
+from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
+
+REPO = Path(__file__).resolve().parents[2]
+SERVED = "tiny-judge"
+MAX_TOKENS = 16  # the judge's request max_tokens (server cap 32): a few ms of generation per call
+UNPARSEABLE = ("<think>I looked at the image and worked it out.</think>\n"
+               "The object on the left is larger than the one on the right,\nso it must be the dog.")
+EXTRA = {"reward_type": "string_match", "question": "What animal is shown?"}
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class LiveServer:
+    def __init__(self, proc: subprocess.Popen, url: str, log: Path):
+        self.proc, self.url, self.log = proc, url, log
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def stats(self) -> dict:
+        assert self.proc.poll() is None, f"the judge server is not running:\n{self.log.read_text()[-2000:]}"
+        with _NO_PROXY.open(self.url + "/stats", timeout=10) as response:
+            return json.loads(response.read())
+
+    def chat(self, payload: dict) -> dict:
+        request = urllib.request.Request(self.v1 + "/chat/completions", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with _NO_PROXY.open(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # in case a test left it stopped
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_assets, tmp_path_factory):
+    """``python -m recipe.zppo.teacher_server`` with the tiny text model on a free loopback port."""
+    log = tmp_path_factory.mktemp("judge_server") / "server.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(tiny_assets["text-model"]),
+             "--served-model-name", SERVED, "--port", "0", "--threads", "1", "--max-tokens", "32", "--seed", "0"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+        )
+    live = None
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while live is None and time.monotonic() < deadline and proc.poll() is None:
+            if sel.select(timeout=0.5):
+                line = proc.stdout.readline()
+                if line.startswith("teacher server ready on "):
+                    live = LiveServer(proc, line.split(" on ", 1)[1].strip(), log)
+        sel.close()
+        if live is None:
+            raise RuntimeError(f"the judge server did not come up in 60 s:\n{log.read_text()[-3000:]}")
+        yield live
+    finally:
+        LiveServer(proc, "", log).stop()
+        proc.stdout.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_judge(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("ZPPO_JUDGE_"):
+            monkeypatch.delenv(key)
+    judge_mod.reset_clients()
+    yield
+    judge_mod.reset_clients()
+
+
+def judge_kwargs(server: LiveServer, **extra) -> dict:
+    return {"judge_url": server.v1, "judge_model": SERVED, "judge_timeout_s": 20, "judge_max_retries": 0,
+            "judge_max_tokens": MAX_TOKENS, **extra}
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {key: after[key] - before[key] for key in before}
+
+
+def test_unparseable_answer_is_judged_by_the_live_server(server):
+    # the deterministic path finds no answer here, and without a judge it stays unparseable
+    assert extract_answer(UNPARSEABLE).answer is None
+    assert compute_score("src", UNPARSEABLE, "dog", EXTRA)["route"] == "unparseable"
+
+    # the tiny model's own reply to exactly the request the judge sends (greedy: deterministic)
+    tail = extract_answer(UNPARSEABLE).answer_part
+    reply = server.chat({"model": SERVED, "messages": build_messages(EXTRA["question"], "dog", tail),
+                         "temperature": 0.0, "max_tokens": MAX_TOKENS})
+    content = reply["choices"][0]["message"]["content"]
+    verdict = parse_verdict(content)
+
+    kw = judge_kwargs(server)
+    before = server.stats()
+    first = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+    after_first = server.stats()
+    second = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+    after_second = server.stats()
+
+    for result in (first, second):
+        assert tuple(result) == RESULT_KEYS and result["pred"] == ""
+        assert result["score"] == result["acc"] and result["score"] in (0.0, 1.0)
+    # the request reached the live server and was answered (a wrong model name would be a 404 error)
+    assert delta(before, after_first) == {"requests": 1, "completions": 1, "choices": 1, "errors": 0}
+    client = get_client(judge_config_from(kw, environ={}))
+    if verdict is None:  # what the tiny model does: an unusable reply, not cached, asked again
+        assert (first["route"], first["reason"], first["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
+        assert (second["route"], second["reason"], second["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
+        assert delta(after_first, after_second)["requests"] == 1
+        assert (client.stats.requests, client.stats.bad_replies, client.stats.cache_hits) == (2, 2, 0)
+    else:  # a reply that parses: the verdict decides, and the identical second call is served from the cache
+        assert (first["route"], first["reason"], first["score"]) == ("judge", "judge", float(verdict))
+        assert (second["route"], second["reason"], second["score"]) == ("judge", "judge_cached", float(verdict))
+        assert delta(after_first, after_second)["requests"] == 0
+        assert (client.stats.requests, client.stats.verdicts, client.stats.cache_hits) == (1, 1, 1)
+
+
+def test_unknown_model_name_is_a_404_not_retried(server):
+    before = server.stats()
+    result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **judge_kwargs(server, judge_model="no-such-model",
+                                                                               judge_max_retries=2))
+    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_http_404", 0.0)
+    assert delta(before, server.stats()) == {"requests": 1, "completions": 0, "choices": 0, "errors": 1}
+
+
+def test_parseable_or_no_answer_responses_never_reach_the_judge(server):
+    kw = judge_kwargs(server)
+    before = server.stats()
+    right = compute_score("src", "<think>hmm</think> The answer is \\boxed{dog}.", "dog", EXTRA, **kw)
+    wrong = compute_score("src", "<think>hmm</think> The answer is \\boxed{cat}.", "dog", EXTRA, **kw)
+    assert (right["route"], right["score"], wrong["route"], wrong["score"]) == ("parser", 1.0, "parser", 0.0)
+    for response, reason in (("", "empty_response"), ("<think>it is the dog", "unclosed_think")):
+        result = compute_score("src", response, "dog", EXTRA, **kw)
+        assert (result["route"], result["reason"]) == ("unparseable", reason)
+    assert delta(before, server.stats())["requests"] == 0
+    # control: the same settings do reach the server for an unparseable answer
+    assert compute_score("src", UNPARSEABLE, "cat", EXTRA, **kw)["route"] in ("judge", "judge_unavailable")
+    assert delta(before, server.stats())["requests"] == 1
+
+
+def test_hung_server_times_out_boundedly(server):
+    before = server.stats()
+    kw = judge_kwargs(server, judge_timeout_s=0.3, judge_max_retries=1)
+    os.kill(server.proc.pid, signal.SIGSTOP)  # the kernel still accepts connections; nobody answers
+    try:
+        start = time.perf_counter()
+        result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+        elapsed = time.perf_counter() - start
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_timeout", 0.0)
+    assert elapsed < 3.0  # 2 attempts x 0.3 s + 0.25 s backoff
+    # both attempts were queued at the live server, which serves them once it runs again
+    deadline = time.monotonic() + 15
+    while delta(before, server.stats())["requests"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert delta(before, server.stats())["requests"] == 2
+
+
+def test_server_down_fails_fast_then_opens_the_circuit(server):
+    """Last test: stops the module's server."""
+    kw = judge_kwargs(server, judge_timeout_s=5, judge_max_retries=0, judge_fail_threshold=2, judge_cooldown_s=60)
+    server.stop()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.socket() as probe:  # nothing listens there any more
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    start = time.perf_counter()
+    reasons = [compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)["reason"] for _ in range(3)]
+    assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open"]
+    assert time.perf_counter() - start < 3.0
+    down = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+    assert (down["route"], down["score"]) == ("judge_unavailable", 0.0)
+    assert compute_score("src", "<think>x</think> \\boxed{dog}", "dog", EXTRA, **kw)["route"] == "parser"

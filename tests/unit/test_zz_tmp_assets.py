@@ -1,0 +1,2 @@
+def test_a(tiny_assets):
+    pass
