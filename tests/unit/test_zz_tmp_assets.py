@@ -1,2 +1,0 @@
-def test_a(tiny_assets):
-    pass
