@@ -7,7 +7,6 @@ every ``python -m recipe.zppo.main_zppo`` subprocess attaches to it through ``RA
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -97,3 +96,43 @@ def run_main(args: list[str], *, ray_address: str | None, cwd: Path, timeout: in
         [sys.executable, "-m", "recipe.zppo.main_zppo", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def start_teacher_server(model: Path, log_path: Path, *extra_args: str, timeout_s: float = 120):
+    """Start ``python -m recipe.zppo.teacher_server`` on a free loopback port; returns (process, base url).
+
+    The caller stops the process (``stop_process``). Fails with the server's log if it does not come up in time.
+    """
+    import selectors
+
+    with open(log_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(model), "--port", "0",
+             "--threads", "1", "--seed", "0", *extra_args],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline, url = time.monotonic() + timeout_s, None
+    while url is None and time.monotonic() < deadline and proc.poll() is None:
+        if selector.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if line.startswith("teacher server ready on "):
+                url = line.split(" on ", 1)[1].strip()
+    selector.close()
+    if url is None:
+        stop_process(proc)
+        raise RuntimeError(f"teacher server did not come up in {timeout_s:.0f} s:\n{Path(log_path).read_text()[-3000:]}")
+    return proc, url
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.stdout:
+        proc.stdout.close()

@@ -109,7 +109,6 @@ class HFRolloutServer:
         self._worker_task: Optional[asyncio.Task] = None
         self._wakeup: Optional[asyncio.Event] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self.generated_tokens = 0
 
     # ---------------------------------------------------------------- generation
 
@@ -250,7 +249,6 @@ class HFRolloutServer:
             extra = {}
             if request.prompt_logprobs is not None:
                 extra.update(self._prompt_logprobs(request, int(request.prompt_logprobs)))
-            self.generated_tokens += length
             results.append((tokens[:length], token_logprobs[row, :length].tolist(), extra))
         return results
 
@@ -403,10 +401,9 @@ def build_server_adapter_class():
 
         def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
             super().__init__(config, model_config, device_mesh)
+            # One process per replica (tensor parallel size 1), so the worker's rank is its replica's rank.
             rank = int(os.environ.get("RANK", "0"))
             self.replica_rank = rank if replica_rank == -1 else replica_rank
-            # Only the first rank of a replica talks to its server (one process per replica on CPU).
-            self._is_server_owner = True
             self._server = None
 
         def _server_handle(self):
@@ -448,7 +445,7 @@ def register_hf_rollout() -> None:
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     RolloutReplicaRegistry.register(ROLLOUT_NAME, build_replica_class)
-    # verl resolves adapters from this private dict by "module.attr" path; HF_SERVER_ADAPTER is built on first use.
+    # verl resolves adapters from this private dict by "module.attr" path; HFServerAdapter is built on first use.
     rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
 
 

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 import transfer_queue as tq
 from verl.trainer.ppo.v1.trainer_base import register_trainer

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO_ROOT, run_main
+from ..conftest import run_main
 from .helpers import failure_context, load_weights, max_weight_change, read_metrics, train_steps
 
 pytestmark = pytest.mark.e2e

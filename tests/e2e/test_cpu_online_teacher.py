@@ -6,18 +6,13 @@ reward (a test reward that accepts every teacher answer), cached per question an
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from data_prep.tiny import build_text_dataset, build_text_model
 
-from ..conftest import run_main
+from ..conftest import run_main, start_teacher_server, stop_process
 from .helpers import failure_context, read_metrics
 
 pytestmark = pytest.mark.e2e
@@ -26,28 +21,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def teacher_server(tmp_path):
     model = build_text_model(tmp_path / "teacher-model", seed=1)  # a second tiny model, not the student
-    log = open(tmp_path / "teacher_server.log", "w+")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(model), "--port", "0", "--threads", "1",
-         "--max-tokens", "48", "--served-model-name", "teacher"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    deadline, url = time.time() + 180, None
-    while time.time() < deadline and url is None:
-        log.seek(0)
-        match = re.search(r"teacher server ready on (http://\S+)", log.read())
-        url = match.group(1) if match else None
-        if server.poll() is not None:
-            break
-        time.sleep(0.5)
-    if url is None:
-        server.kill()
-        log.seek(0)
-        pytest.fail(f"teacher server did not start:\n{log.read()[-3000:]}")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    proc, url = start_teacher_server(model, tmp_path / "teacher_server.log", "--max-tokens", "48",
+                                     "--served-model-name", "teacher", timeout_s=180)
+    try:
+        yield url
+    finally:
+        stop_process(proc)
 
 
 def test_online_teacher_feeds_bcq(tiny_assets, ray_cluster, tmp_path, teacher_server):

@@ -18,7 +18,7 @@ from data_prep.tiny import build_vl_dataset
 from recipe.zppo.zppo_trainer import buffer_state_digest
 
 from ..conftest import run_main
-from .helpers import failure_context, read_metrics, train_steps
+from .helpers import failure_context, read_metrics
 
 pytestmark = pytest.mark.e2e
 

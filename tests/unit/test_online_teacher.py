@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import selectors
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
+from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.teacher import (
     IMAGE_OMITTED,
     OnlineTeacher,
@@ -30,7 +27,6 @@ from recipe.zppo.teacher import (
     to_openai_messages,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 CLOSER = "Think step by step inside <think></think> tags, then give the final answer inside \\boxed{}."
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # magic bytes are all the client looks at
 
@@ -51,33 +47,11 @@ def teacher(url: str, **overrides) -> OnlineTeacher:
 def real_server(tiny_assets, tmp_path_factory):
     """``python -m recipe.zppo.teacher_server`` on a free port with the tiny text model; yields (url, model)."""
     model = str(tiny_assets["text-model"])
-    log = tmp_path_factory.mktemp("teacher") / "server.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", model, "--port", "0",
-             "--max-tokens", "32", "--seed", "0", "--threads", "1"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-    url = None
+    proc, url = start_teacher_server(model, tmp_path_factory.mktemp("teacher") / "server.log", "--max-tokens", "32")
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            if sel.select(timeout=0.5):
-                line = proc.stdout.readline()
-                if line.startswith("teacher server ready on "):
-                    url = line.split(" on ", 1)[1].strip()
-        if url is None:
-            raise RuntimeError(f"teacher server did not come up in 60 s:\n{log.read_text()[-3000:]}")
         yield url, model
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def get_json(url: str) -> dict:

@@ -11,8 +11,6 @@ from omegaconf import OmegaConf
 
 from recipe.zppo.preflight import ConfigError, check_config
 
-from ..conftest import REPO_ROOT
-
 
 def _config(model, train, val, device="cpu", rollout="hf"):
     return OmegaConf.create(

@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
 from recipe.zppo.reward import judge as judge_mod
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
 
-REPO = Path(__file__).resolve().parents[2]
 SERVED = "tiny-judge"
 MAX_TOKENS = 16  # the judge's request max_tokens (server cap 32): a few ms of generation per call
 UNPARSEABLE = ("<think>I looked at the image and worked it out.</think>\n"
@@ -73,29 +71,13 @@ class LiveServer:
 def server(tiny_assets, tmp_path_factory):
     """``python -m recipe.zppo.teacher_server`` with the tiny text model on a free loopback port."""
     log = tmp_path_factory.mktemp("judge_server") / "server.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(tiny_assets["text-model"]),
-             "--served-model-name", SERVED, "--port", "0", "--threads", "1", "--max-tokens", "32", "--seed", "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-    live = None
+    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED, "--max-tokens", "32")
+    live = LiveServer(proc, url, log)
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        while live is None and time.monotonic() < deadline and proc.poll() is None:
-            if sel.select(timeout=0.5):
-                line = proc.stdout.readline()
-                if line.startswith("teacher server ready on "):
-                    live = LiveServer(proc, line.split(" on ", 1)[1].strip(), log)
-        sel.close()
-        if live is None:
-            raise RuntimeError(f"the judge server did not come up in 60 s:\n{log.read_text()[-3000:]}")
         yield live
     finally:
-        LiveServer(proc, "", log).stop()
-        proc.stdout.close()
+        live.stop()
+        stop_process(proc)
 
 
 @pytest.fixture(autouse=True)
