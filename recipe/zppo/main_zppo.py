@@ -44,6 +44,10 @@ def _prepare_environment(config: DictConfig) -> None:
             # Attaching to a running cluster (e.g. the test session's `ray start --head`): it has its own resources.
             ray_init.pop("num_cpus", None)
             ray_init.pop("num_gpus", None)
+        elif ray_init.get("num_cpus") is not None or ray_init.get("num_gpus") is not None:
+            # Resources were asked for: start this run's own local cluster, even if another one is running here
+            # (ray.init() would otherwise attach to it and refuse the resource arguments).
+            ray_init["address"] = "local"
 
 
 def _absolute_local_paths(config: DictConfig) -> None:
