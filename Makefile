@@ -24,8 +24,11 @@ setup: $(VENV)/.installed
 tiny: setup
 	$(PY) -m data_prep.tiny --out $(TINY_DIR) --teacher-responses 2
 
+# Extra Hydra overrides: make demo ARGS="trainer.total_training_steps=6". Rerunning resumes from the last checkpoint.
+ARGS ?=
 demo: tiny
-	ZPPO_TINY_DIR=$(TINY_DIR) $(PY) -m recipe.zppo.main_zppo preset=cpu trainer.default_local_dir=$(DEMO_DIR)
+	ZPPO_TINY_DIR=$(TINY_DIR) $(PY) -m recipe.zppo.main_zppo preset=cpu trainer.default_local_dir=$(DEMO_DIR) \
+		trainer.save_freq=1 $(ARGS)
 	@echo "Demo finished. Checkpoints: $(DEMO_DIR)/global_step_*  Metrics (JSON lines): $(DEMO_DIR)/metrics/"
 
 test: setup
