@@ -55,6 +55,10 @@ def ray_cluster(tmp_path_factory):
     """A local Ray head node for the session; yields its address (set it as RAY_ADDRESS for a run)."""
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
+    # A local test cluster without token authentication: Ray turns it on by itself once some earlier `ray start`
+    # left ~/.ray/auth_token behind, and the CLI probe below would then be refused. Set for the head, the probe
+    # and (inherited) every training subprocess.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
     # More logical CPUs than cores: verl's many small actors each hold one slot. One logical GPU: verl counts
     # devices through Ray. --block keeps the head in this child process, so terminating it ends the cluster.
