@@ -61,3 +61,35 @@ def test_online_teacher_feeds_bcq(tiny_assets, ray_cluster, tmp_path, teacher_se
     # Step 2: the replayed question was answered at step 1: served from the cache, not asked again.
     assert second["zppo/replayed_questions"] > 0
     assert second["zppo/teacher_online/cache_hits"] >= second["zppo/replayed_questions"]
+
+
+def test_failing_teacher_server_never_stops_a_step(tiny_assets, ray_cluster, tmp_path):
+    """A teacher endpoint that refuses connections: the steps go on with NCQ only, and the failures are counted."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    data = build_text_dataset(tmp_path / "data-no-teacher", teacher_responses=0)
+    run_dir = tmp_path / "run"
+    args = [
+        "preset=cpu",
+        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"trainer.default_local_dir={run_dir}",
+        "zppo.teacher.online.enable=true",
+        f"zppo.teacher.online.url=http://127.0.0.1:{closed_port}",
+        "zppo.teacher.online.model=teacher",
+        "zppo.teacher.online.timeout_s=2",
+        "zppo.teacher.online.max_retries=1",
+        "trainer.total_training_steps=1",
+    ]
+    result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
+    assert result.returncode == 0, failure_context(result)
+    (step,) = [r["data"] for r in read_metrics(run_dir)[0] if "training/global_step" in r["data"]]
+    assert step["zppo/teacher_online/asked"] == step["zppo/hard_questions"] > 0
+    assert step["zppo/teacher_online/failures"] == step["zppo/teacher_online/asked"]
+    assert step["zppo/teacher_online/solved"] == 0
+    assert step["zppo/bcq_built"] == 0 and step["zppo/ncq_built"] > 0
+    assert step["zppo/no_teacher_candidate"] > 0
