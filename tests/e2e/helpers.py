@@ -34,3 +34,20 @@ def max_weight_change(before: dict[str, torch.Tensor], after: dict[str, torch.Te
 
 def failure_context(result) -> str:
     return f"exit {result.returncode}\n--- stdout tail ---\n{result.stdout[-4000:]}\n--- stderr tail ---\n{result.stderr[-6000:]}"
+
+
+def cpu_run_args(model: Path, data: Path, run_dir: Path, *overrides: str) -> list[str]:
+    """The command-line overrides every CPU end-to-end run shares, then the test's own."""
+    return [
+        "preset=cpu",
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"trainer.default_local_dir={run_dir}",
+        *overrides,
+    ]
+
+
+def step_metrics(run_dir: Path, launch: int = 0) -> list[dict]:
+    """The per-step metric dicts of one launch (validation-only records left out)."""
+    return [r["data"] for r in read_metrics(run_dir)[launch] if "training/global_step" in r["data"]]

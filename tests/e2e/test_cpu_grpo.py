@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import run_main
-from .helpers import failure_context, load_weights, max_weight_change, read_metrics, train_steps
+from .helpers import cpu_run_args, failure_context, load_weights, max_weight_change, read_metrics, train_steps
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +24,8 @@ PROB_AGREEMENT_TOL = 1e-3
 
 
 def _common(run_dir: Path, model: Path, data: Path) -> list[str]:
-    return [
-        "preset=cpu",
-        f"actor_rollout_ref.model.path={model}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"trainer.default_local_dir={run_dir}",
-        "zppo.enable=false",  # plain GRPO, through the same trainer and data path as ZPPO
-        *REWARD,
-    ]
+    # zppo.enable=false: plain GRPO, through the same trainer and data path as ZPPO
+    return cpu_run_args(model, data, run_dir, "zppo.enable=false", *REWARD)
 
 
 def _check_training_run(run_dir: Path, records: list[dict], initial_model: Path, steps: list[int]) -> None:

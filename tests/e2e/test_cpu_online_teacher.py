@@ -13,7 +13,7 @@ import pytest
 from data_prep.tiny import build_text_dataset, build_text_model
 
 from ..conftest import run_main, start_teacher_server, stop_process
-from .helpers import failure_context, read_metrics
+from .helpers import cpu_run_args, failure_context, step_metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,8 @@ def teacher_server(tmp_path):
 def test_online_teacher_feeds_bcq(tiny_assets, ray_cluster, tmp_path, teacher_server):
     data = build_text_dataset(tmp_path / "data-no-teacher", teacher_responses=0)
     run_dir = tmp_path / "run"
-    args = [
-        "preset=cpu",
-        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"trainer.default_local_dir={run_dir}",
+    args = cpu_run_args(
+        tiny_assets["text-model"], data, run_dir,
         f"reward.custom_reward_function.path={Path(__file__).with_name('reward_for_tests.py')}",
         "reward.custom_reward_function.name=only_teacher_is_right",
         "zppo.teacher.online.enable=true",
@@ -46,10 +42,10 @@ def test_online_teacher_feeds_bcq(tiny_assets, ray_cluster, tmp_path, teacher_se
         "zppo.teacher.online.max_tokens=48",
         "zppo.teacher.online.timeout_s=60",
         "trainer.total_training_steps=2",
-    ]
+    )
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
     assert result.returncode == 0, failure_context(result)
-    steps = [r["data"] for r in read_metrics(run_dir)[0] if "training/global_step" in r["data"]]
+    steps = step_metrics(run_dir)
     first, second = steps
     # Step 1: every fresh question is hard and has no stored teacher response: all are asked, once each.
     assert first["zppo/teacher_online/asked"] == first["zppo/hard_questions"] > 0
@@ -72,22 +68,18 @@ def test_failing_teacher_server_never_stops_a_step(tiny_assets, ray_cluster, tmp
         closed_port = probe.getsockname()[1]
     data = build_text_dataset(tmp_path / "data-no-teacher", teacher_responses=0)
     run_dir = tmp_path / "run"
-    args = [
-        "preset=cpu",
-        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"trainer.default_local_dir={run_dir}",
+    args = cpu_run_args(
+        tiny_assets["text-model"], data, run_dir,
         "zppo.teacher.online.enable=true",
         f"zppo.teacher.online.url=http://127.0.0.1:{closed_port}",
         "zppo.teacher.online.model=teacher",
         "zppo.teacher.online.timeout_s=2",
         "zppo.teacher.online.max_retries=1",
         "trainer.total_training_steps=1",
-    ]
+    )
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
     assert result.returncode == 0, failure_context(result)
-    (step,) = [r["data"] for r in read_metrics(run_dir)[0] if "training/global_step" in r["data"]]
+    (step,) = step_metrics(run_dir)
     assert step["zppo/teacher_online/asked"] == step["zppo/hard_questions"] > 0
     assert step["zppo/teacher_online/failures"] == step["zppo/teacher_online/asked"]
     assert step["zppo/teacher_online/solved"] == 0

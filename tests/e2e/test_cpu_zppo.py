@@ -18,16 +18,12 @@ from data_prep.tiny import build_vl_dataset
 from recipe.zppo.zppo_trainer import buffer_state_digest
 
 from ..conftest import run_main
-from .helpers import failure_context, read_metrics
+from .helpers import cpu_run_args, failure_context, step_metrics
 
 pytestmark = pytest.mark.e2e
 
 TEST_REWARDS = Path(__file__).with_name("reward_for_tests.py")
 N = 4  # rollouts per prompt in the CPU preset
-
-
-def _steps(records):
-    return [r["data"] for r in records if "training/global_step" in r["data"]]
 
 
 def _check_on_policy_and_used(step: dict) -> None:
@@ -45,17 +41,10 @@ def _check_on_policy_and_used(step: dict) -> None:
 def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path):
     run_dir = tmp_path / "run"
     data = tiny_assets["text-data"]
-    args = [
-        "preset=cpu",
-        f"actor_rollout_ref.model.path={tiny_assets['text-model']}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"trainer.default_local_dir={run_dir}",
-        "trainer.save_freq=1",
-    ]
+    args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1")
     first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
     assert first.returncode == 0, failure_context(first)
-    steps = _steps(read_metrics(run_dir)[0])
+    steps = step_metrics(run_dir)
     assert [s["training/global_step"] for s in steps] == [1, 2]
     for step in steps:
         _check_on_policy_and_used(step)
@@ -80,7 +69,7 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert match, failure_context(second)
     assert match.group(2) == buffer_state_digest(saved["prompt_buffer"])
     assert int(match.group(1)) == int(steps[1]["zppo/buffer_size"])
-    resumed = _steps(read_metrics(run_dir)[1])
+    resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
 
@@ -88,21 +77,17 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
 def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, tmp_path):
     data = build_vl_dataset(tmp_path / "vl-data-no-teacher", teacher_responses=0)
     run_dir = tmp_path / "run"
-    args = [
-        "preset=cpu",
-        f"actor_rollout_ref.model.path={tiny_assets['vl-model']}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'val.parquet'}",
-        f"trainer.default_local_dir={run_dir}",
+    args = cpu_run_args(
+        tiny_assets["vl-model"], data, run_dir,
         f"reward.custom_reward_function.path={TEST_REWARDS}",
         "reward.custom_reward_function.name=fails_fresh_solves_replayed",
         "trainer.total_training_steps=2",
-    ]
+    )
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
     assert result.returncode == 0, failure_context(result)
     # verl logs a failed rollout and goes on without it: make sure none failed.
     assert "Error in _run_prompt" not in result.stdout + result.stderr, failure_context(result)
-    steps = _steps(read_metrics(run_dir)[0])
+    steps = step_metrics(run_dir)
     for step in steps:
         _check_on_policy_and_used(step)
         # No stored teacher response: no BCQ, counted, NCQ still built from the student's wrong answers.

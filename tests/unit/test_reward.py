@@ -40,14 +40,7 @@ def check_shape(result: dict) -> None:
         assert isinstance(result[key], str)
 
 
-@pytest.fixture(autouse=True)
-def _no_judge_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("ZPPO_JUDGE_"):
-            monkeypatch.delenv(key)
-    judge_mod.reset_clients()
-    yield
-    judge_mod.reset_clients()
+pytestmark = pytest.mark.usefixtures("fresh_judge")  # tests/unit/conftest.py
 
 
 MC_QUESTION = "What animal is shown?\nA. cat\nB. dog\nC. cow\nD. hen"
@@ -313,6 +306,7 @@ class _OpenAIHandler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         server = self.server
+        counted = True
         with server.lock:
             server.requests.append(self.path)
             server.in_flight += 1
@@ -323,6 +317,11 @@ class _OpenAIHandler(BaseHTTPRequestHandler):
             server.auth.append(self.headers.get("Authorization"))
             if server.delay:
                 time.sleep(server.delay)
+            # Out of flight before the reply is sent: once the client has the reply it may send its next request
+            # at once, and counting both would report one more in flight than the client ever had.
+            with server.lock:
+                server.in_flight -= 1
+                counted = False
             if server.status != 200:
                 self.send_response(server.status)
                 self.end_headers()
@@ -341,8 +340,9 @@ class _OpenAIHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         finally:
-            with server.lock:
-                server.in_flight -= 1
+            if counted:
+                with server.lock:
+                    server.in_flight -= 1
 
 
 @pytest.fixture

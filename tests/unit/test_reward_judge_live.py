@@ -26,7 +26,6 @@ import pytest
 from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
-from recipe.zppo.reward import judge as judge_mod
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
 
 SERVED = "tiny-judge"
@@ -80,14 +79,7 @@ def server(tiny_assets, tmp_path_factory):
         stop_process(proc)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_judge(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("ZPPO_JUDGE_"):
-            monkeypatch.delenv(key)
-    judge_mod.reset_clients()
-    yield
-    judge_mod.reset_clients()
+pytestmark = pytest.mark.usefixtures("fresh_judge")  # tests/unit/conftest.py
 
 
 def judge_kwargs(server: LiveServer, **extra) -> dict:
