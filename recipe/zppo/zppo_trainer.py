@@ -165,11 +165,18 @@ class Trajectory:
     prompt_length: int
     weight_version: Optional[int]
     route: Optional[str] = None  # how the reward scored it (parser / judge / unparseable / judge_unavailable)
+    correct_position: str = ""  # BCQ only: where the correct candidate was shown ("A" / "B")
 
 
-def read_trajectories(keys: list[str], tags: list[dict], partition_id: str = "train") -> list[Trajectory]:
+def read_trajectories(
+    keys: list[str], tags: list[dict], partition_id: str = "train", reformulated: bool = False
+) -> list[Trajectory]:
+    """One TransferQueue read per phase. ``reformulated``: the keys are BCQ/NCQ rollouts (they carry the BCQ position)."""
     fields = ["uid", "zppo_question_id", "zppo_kind", "rm_scores", "extra_fields", "responses", "response_mask", "prompts"]
+    if reformulated:
+        fields.append("zppo_correct_position")
     data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=fields)
+    positions = _as_list(data["zppo_correct_position"]) if reformulated else [""] * len(keys)
     uids = _as_list(data["uid"])
     question_ids = _as_list(data["zppo_question_id"])
     kinds = _as_list(data["zppo_kind"])
@@ -196,6 +203,7 @@ def read_trajectories(keys: list[str], tags: list[dict], partition_id: str = "tr
                 prompt_length=int(torch.as_tensor(prompts[i]).numel()),
                 weight_version=tags[i].get("max_global_steps"),
                 route=((extra.get("reward_extra_info") or {}).get("route") if isinstance(extra, dict) else None),
+                correct_position=str(positions[i] or ""),
             )
         )
     return result
@@ -250,7 +258,6 @@ class _StepRecord:
 
     fresh_accuracy: dict[str, float] = field(default_factory=dict)
     replay_accuracy: dict[str, float] = field(default_factory=dict)
-    summary: dict[str, float] = field(default_factory=dict)
     routes: list[str] = field(default_factory=list)  # reward routes of every rollout of the step
 
 
@@ -405,7 +412,6 @@ class ZPPOTrainer(PPOTrainerSync):
             self._check_on_policy(trajectories, metrics, prefix="zppo/phase1")
             if not hard:
                 metrics.update({"zppo/hard_questions": 0.0, "zppo/bcq_built": 0.0, "zppo/ncq_built": 0.0})
-                self._record.summary.update(hard=0, bcq=0, ncq=0)
                 return 0
 
             self._built_items: dict[int, dict] = {}
@@ -425,8 +431,6 @@ class ZPPOTrainer(PPOTrainerSync):
                 )
                 item["zppo_correct_position"] = prompt.correct_position or ""  # BCQ: "A" or "B"; audit only
                 items.append(item)
-            self._record.summary.update(hard=len(hard), bcq=metrics["zppo/bcq_built"], ncq=metrics["zppo/ncq_built"],
-                                        skipped=metrics["zppo/skipped_for_length"])
             if not items:
                 return 0
             self._submit_batch_to_rollout(self._collate(items))
@@ -455,24 +459,21 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def record_reformulated(self, second, metrics: dict) -> None:
         """Phase-2 metrics: accuracy on BCQ / NCQ prompts, and the position-bias audit of BCQ."""
-        trajectories = read_trajectories(list(second.keys), list(second.tags))
+        trajectories = read_trajectories(list(second.keys), list(second.tags), reformulated=True)
         self._record.routes.extend(t.route for t in trajectories if t.route)
-        positions = _as_list(tq.kv_batch_get(keys=list(second.keys), partition_id="train",
-                                             select_fields=["zppo_correct_position"])["zppo_correct_position"])
         self._check_on_policy(trajectories, metrics, prefix="zppo/phase2")
         by_kind: dict[str, list[float]] = defaultdict(list)
         by_position: dict[str, list[float]] = defaultdict(list)
-        for t, position in zip(trajectories, positions):
+        for t in trajectories:
             by_kind[t.kind].append(t.acc)
-            if t.kind == BCQ and position:
-                by_position[str(position)].append(t.acc)
+            if t.kind == BCQ and t.correct_position:
+                by_position[t.correct_position].append(t.acc)
         for kind in (BCQ, NCQ):
             metrics[f"zppo/{kind}_acc"] = float(np.mean(by_kind[kind])) if by_kind[kind] else float("nan")
         for position in ("A", "B"):
             values = by_position[position]
             metrics[f"zppo/bcq_acc_correct_at_{position.lower()}"] = float(np.mean(values)) if values else float("nan")
         metrics["zppo/reformulated_rollouts"] = float(len(trajectories))
-        self._record.summary.update(bcq_acc=metrics["zppo/bcq_acc"], ncq_acc=metrics["zppo/ncq_acc"])
 
     def _check_on_policy(self, trajectories: list[Trajectory], metrics: dict, prefix: str) -> None:
         """Every rollout of this step must come from the weights synced at the end of the previous step."""
@@ -511,17 +512,21 @@ class ZPPOTrainer(PPOTrainerSync):
         metrics["zppo/buffer_size"] = float(len(self.prompt_buffer))
         for name, value in deltas.items():
             metrics[f"zppo/{name}"] = float(value)
-        s = self._record.summary
         if self.zppo.summary_every > 0 and self.global_steps % self.zppo.summary_every == 0:
-            print(
-                f"[zppo] step {self.global_steps}: hard {s.get('hard', 0)}/{len(self._record.fresh_accuracy) + len(self._record.replay_accuracy)}"
-                f" | BCQ {int(s.get('bcq', 0))} (acc {s.get('bcq_acc', float('nan')):.2f})"
-                f" | NCQ {int(s.get('ncq', 0))} (acc {s.get('ncq_acc', float('nan')):.2f})"
-                f" | skipped for length {int(s.get('skipped', 0))}"
-                f" | buffer {len(self.prompt_buffer)} (+{deltas.get('admitted', 0)} in,"
-                f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)",
-                flush=True,
-            )
+            print(self._summary_line(metrics, deltas), flush=True)
+
+    def _summary_line(self, metrics: dict, deltas: dict) -> str:
+        """One line per step of what ZPPO did, read from the step's own metrics."""
+        nan = float("nan")
+        questions = len(self._record.fresh_accuracy) + len(self._record.replay_accuracy)
+        return (
+            f"[zppo] step {self.global_steps}: hard {int(metrics.get('zppo/hard_questions', 0))}/{questions}"
+            f" | BCQ {int(metrics.get('zppo/bcq_built', 0))} (acc {metrics.get('zppo/bcq_acc', nan):.2f})"
+            f" | NCQ {int(metrics.get('zppo/ncq_built', 0))} (acc {metrics.get('zppo/ncq_acc', nan):.2f})"
+            f" | skipped for length {int(metrics.get('zppo/skipped_for_length', 0))}"
+            f" | buffer {len(self.prompt_buffer)} (+{deltas.get('admitted', 0)} in,"
+            f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)"
+        )
 
     # ------------------------------------------------------------------ checkpoint
 
