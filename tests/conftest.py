@@ -55,6 +55,11 @@ def ray_cluster(tmp_path_factory):
     """A local Ray head node for the session; yields its address (set it as RAY_ADDRESS for a run)."""
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
+    # Every port of the head is chosen free, not left at Ray's fixed defaults (client server 10001, dashboard agent
+    # 52365, ...), so two test sessions on one machine (a developer's and CI's) do not collide.
+    side_ports = [f"--{name}={_free_port()}" for name in (
+        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "runtime-env-agent-port", "metrics-export-port")]
     # A local test cluster without token authentication: Ray turns it on by itself once some earlier `ray start`
     # left ~/.ray/auth_token behind, and the CLI probe below would then be refused. Set for the head, the probe
     # and (inherited) every training subprocess.
@@ -64,7 +69,7 @@ def ray_cluster(tmp_path_factory):
     # devices through Ray. --block keeps the head in this child process, so terminating it ends the cluster.
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=32", "--num-gpus=1",
-         "--include-dashboard=false", "--disable-usage-stats"],
+         "--include-dashboard=false", "--disable-usage-stats", *side_ports],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAY_ADDRESS": ""},
     )
     address = f"127.0.0.1:{port}"
