@@ -19,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]),
-    package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"]},
+    package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"], "data_prep.build_zppo77k": ["*.yaml"]},
     install_requires=[
         # verl-core pulls TransferQueue and cachetools, which the V1 trainer imports; math adds math-verify.
         # Never use verl's `cpu` extra: it pins another torch and pulls CUDA packages.
@@ -36,6 +36,8 @@ setup(
         "pyarrow",
         # verl's RLHFDataset and agent loop import it for every image prompt; verl-core does not require it.
         "qwen-vl-utils",
+        # python -m recipe.zppo.report draws its PNG plots with it (pure wheels, no torch).
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

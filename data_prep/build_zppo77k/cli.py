@@ -1,0 +1,88 @@
+"""Command line of the ZPPO-77K builder (``python -m data_prep.build_zppo77k --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from recipe.zppo.vision import MAX_PIXELS, MIN_PIXELS
+
+from .builder import BuildError, BuildOptions, build, format_table
+from .inputs import InputError
+from .tiers import DEFAULT_TABLE, TIERS, TierTableError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m data_prep.build_zppo77k",
+        description="Build ZPPO-77K (verl RL parquet shards with embedded images) from local copies of "
+                    "Vero-600k and MMFineReason-SFT-586K. Rules, in order: row filters, cross-source "
+                    "de-duplication (Vero wins), seeded caps per sub-dataset tier. See docs/data.md.")
+    p.add_argument("--vero", help="Vero-600k: parquet file/folder (any nesting), datasets.save_to_disk folder, "
+                                  "or hub id")
+    p.add_argument("--mmfinereason", help="MMFineReason-SFT-586K: same forms as --vero")
+    p.add_argument("--out", required=True, type=Path, help="output folder (shards, val.parquet, summary.json)")
+    p.add_argument("--tier-table", type=Path, default=None,
+                   help=f"tier table YAML (default: {DEFAULT_TABLE.name} in the package)")
+    p.add_argument("--unknown-source-tier", choices=TIERS, default="excluded",
+                   help="tier of a sub-dataset missing from the tier table (default: excluded)")
+    p.add_argument("--tier1-cap", type=int, default=2800, help="rows per tier-1 sub-dataset (default 2800)")
+    p.add_argument("--tier2-cap", type=int, default=1400, help="rows per tier-2 sub-dataset (default 1400)")
+    p.add_argument("--max-pass-rate", type=float, default=0.5,
+                   help="drop MMFineReason rows whose qwen3vl_4b_pass_rate is above this (default 0.5)")
+    p.add_argument("--max-answer-chars", type=int, default=512, help="longest gold answer kept (default 512)")
+    p.add_argument("--min-image-side", type=int, default=100, help="shortest image side kept, pixels (default 100)")
+    p.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
+                   help=f"images below are upscaled to it (default {MIN_PIXELS} = 256*32*32; must match the "
+                        "processor's min_pixels in training and evaluation)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"images above are downscaled to it (default {MAX_PIXELS} = 1280*32*32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cap sample and the validation draw")
+    p.add_argument("--val-rows", type=int, default=0,
+                   help="rows drawn (seeded, after the caps) into val.parquet instead of train (default 0)")
+    p.add_argument("--shard-rows", type=int, default=10_000, help="rows per train shard at most (default 10000)")
+    p.add_argument("--max-shard-mb", type=float, default=512.0,
+                   help="row payload (mostly image bytes) per train shard at most, MiB (default 512)")
+    p.add_argument("--splits", default="train",
+                   help="comma-separated input splits to read (files named for another split are skipped)")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="quality of re-encoded JPEG images (default 95)")
+    p.add_argument("--png-compress-level", type=int, default=1,
+                   help="zlib level of re-encoded PNG images (default 1: fastest; 6 is about 15%% smaller and "
+                        "up to 1.5x slower to encode)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for the image work of the second pass (default 1); output is identical")
+    p.add_argument("--dropped-id-sample", type=int, default=20, help="ids listed per drop rule in summary.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
+    p.add_argument("--cache-dir", default=None, help="hub cache folder, for hub ids")
+    bars = p.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="progress bars even when stderr is not a terminal")
+    bars.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        out=args.out, vero=args.vero, mmfinereason=args.mmfinereason, tier_table=args.tier_table,
+        unknown_source_tier=args.unknown_source_tier, tier1_cap=args.tier1_cap, tier2_cap=args.tier2_cap,
+        max_pass_rate=args.max_pass_rate, max_answer_chars=args.max_answer_chars,
+        min_image_side=args.min_image_side, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+        seed=args.seed, val_rows=args.val_rows, shard_rows=args.shard_rows, max_shard_mb=args.max_shard_mb,
+        splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), jpeg_quality=args.jpeg_quality,
+        png_compress_level=args.png_compress_level, dropped_id_sample=args.dropped_id_sample,
+        overwrite=args.overwrite, progress=args.progress, cache_dir=args.cache_dir, workers=args.workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.shard_rows < 1 or args.max_shard_mb <= 0 or args.val_rows < 0 or args.workers < 1:
+        parser().error("--shard-rows, --max-shard-mb and --workers must be positive, --val-rows not negative")
+    try:
+        summary = build(options_from(args))
+    except (BuildError, InputError, TierTableError) as exc:
+        print(f"build_zppo77k: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(summary))
+    print(f"summary: {args.out / 'summary.json'}")
+    return 0

@@ -1,0 +1,157 @@
+"""The tier table: which sub-dataset goes into ZPPO-77K, under which cap, merged with which other.
+
+The table is a YAML file (default: ``tier_table.yaml`` beside this module; ``--tier-table PATH`` for your own)::
+
+    version: 1                       # required; recorded in summary.json
+    vero:                            # Vero-600k sub-datasets (the ``data_source`` column)
+      - name: ai2d_merged            # the name as published
+        match: ["ai2d*"]             # optional extra glob patterns
+        canonical: ai2d              # optional: entries with the same canonical name share one cap
+        tier: tier1                  # tier1 | tier2 | excluded
+        why: "..."                   # required: the reasoning behind the choice
+    mmfinereason:                    # MMFineReason sources (the ``source`` column)
+      - ...
+
+Names and patterns are compared after ``normalize_name`` (lower case, every run of other characters than
+letters and digits turned into one ``_``), so "CoSyn-400k/Chart" matches ``cosyn_400k_chart``. A name is looked
+up exactly first, then against the ``match`` patterns in file order (the first match wins). A name found
+nowhere is an unknown source: it gets the tier chosen by ``--unknown-source-tier`` (default ``excluded``) and
+is listed in the summary so that the table can be completed.
+
+A canonical group's cap is applied to all its members together, Vero rows first (see the builder).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+TIERS = ("tier1", "tier2", "excluded")
+SOURCES = ("vero", "mmfinereason")
+DEFAULT_TABLE = Path(__file__).with_name("tier_table.yaml")
+
+_NON_ALNUM = re.compile(r"[^0-9a-z*?\[\]]+")
+
+
+class TierTableError(ValueError):
+    """The tier table file is malformed (the message names the file and the entry)."""
+
+
+def normalize_name(name: str) -> str:
+    """Lower case; runs of characters other than letters, digits and glob characters become one ``_``."""
+    return _NON_ALNUM.sub("_", str(name).strip().lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class TierEntry:
+    source: str
+    name: str  # as written in the table (or as found in the data, for unknown sources)
+    tier: str
+    canonical: str  # the group whose cap this entry shares
+    why: str
+    known: bool = True
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass
+class TierTable:
+    version: str
+    path: Path
+    sha256: str
+    unknown_tier: str
+    entries: dict[str, list[TierEntry]]
+    _exact: dict[str, dict[str, TierEntry]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], TierEntry] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for source, entries in self.entries.items():
+            self._exact[source] = {normalize_name(e.name): e for e in entries}
+
+    def lookup(self, source: str, name: Optional[str]) -> TierEntry:
+        """The entry for sub-dataset ``name`` of ``source`` (a synthetic one for an unknown name)."""
+        key = (source, "" if name is None else str(name))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        norm = normalize_name(key[1])
+        entry = self._exact.get(source, {}).get(norm)
+        if entry is None:
+            for candidate in self.entries.get(source, []):
+                if any(fnmatch.fnmatchcase(norm, p) for p in candidate.patterns):
+                    entry = candidate
+                    break
+        if entry is None:
+            entry = TierEntry(source=source, name=key[1], tier=self.unknown_tier,
+                              canonical=f"{source}/{norm or 'unnamed'}",
+                              why=f"not in the tier table (--unknown-source-tier {self.unknown_tier})", known=False)
+        self._cache[key] = entry
+        return entry
+
+
+def load_tier_table(path: Optional[Path] = None, unknown_tier: str = "excluded") -> TierTable:
+    """Read and validate a tier table; raises ``TierTableError`` naming the file and the bad entry."""
+    path = Path(path) if path is not None else DEFAULT_TABLE
+    if unknown_tier not in TIERS:
+        raise TierTableError(f"--unknown-source-tier must be one of {', '.join(TIERS)}, got {unknown_tier!r}")
+    raw_bytes = path.read_bytes()
+    try:
+        data = yaml.load(raw_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C parser when built
+    except yaml.YAMLError as exc:
+        raise TierTableError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TierTableError(f"{path}: expected a mapping with 'version', 'vero' and 'mmfinereason' keys")
+    if data.get("version") in (None, ""):
+        raise TierTableError(f"{path}: the 'version' key is required")
+    unexpected = sorted(set(data) - {"version", *SOURCES})
+    if unexpected:
+        raise TierTableError(f"{path}: unknown top-level key(s) {unexpected}; expected version, vero, mmfinereason")
+    entries: dict[str, list[TierEntry]] = {}
+    group_tier: dict[str, tuple[str, str]] = {}
+    for source in SOURCES:
+        items = data.get(source) or []
+        if not isinstance(items, list):
+            raise TierTableError(f"{path}: '{source}' must be a list of entries")
+        seen: dict[str, int] = {}
+        out = []
+        for i, item in enumerate(items):
+            where = f"{path}: {source}[{i}]"
+            if not isinstance(item, dict) or not item.get("name"):
+                raise TierTableError(f"{where}: each entry needs at least 'name', 'tier' and 'why'")
+            name = str(item["name"])
+            where += f" ({name})"
+            unknown_keys = sorted(set(item) - {"name", "tier", "why", "canonical", "match"})
+            if unknown_keys:
+                raise TierTableError(f"{where}: unknown key(s) {unknown_keys}")
+            tier = item.get("tier")
+            if tier not in TIERS:
+                raise TierTableError(f"{where}: tier must be one of {', '.join(TIERS)}, got {tier!r}")
+            why = item.get("why")
+            if not isinstance(why, str) or not why.strip():
+                raise TierTableError(f"{where}: 'why' (the reasoning for this tier) is required")
+            norm = normalize_name(name)
+            if norm in seen:
+                raise TierTableError(f"{where}: same name as entry {seen[norm]} after normalisation ({norm!r})")
+            seen[norm] = i
+            patterns = item.get("match") or []
+            if isinstance(patterns, str):
+                patterns = [patterns]
+            if not isinstance(patterns, list):
+                raise TierTableError(f"{where}: 'match' must be a list of glob patterns")
+            canonical = normalize_name(item["canonical"]) if item.get("canonical") else f"{source}/{norm}"
+            if tier != "excluded":
+                prior = group_tier.get(canonical)
+                if prior is not None and prior[0] != tier:
+                    raise TierTableError(f"{where}: canonical group {canonical!r} is {tier} here but {prior[0]} in "
+                                         f"{prior[1]}; members of a group share one cap, so one tier")
+                group_tier.setdefault(canonical, (tier, where))
+            out.append(TierEntry(source=source, name=name, tier=tier, canonical=canonical, why=why.strip(),
+                                 patterns=tuple(normalize_name(p) for p in patterns)))
+        entries[source] = out
+    return TierTable(version=str(data["version"]), path=path, sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                     unknown_tier=unknown_tier, entries=entries)
