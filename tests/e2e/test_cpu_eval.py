@@ -1,0 +1,108 @@
+"""Evaluation end to end on the CPU: tiny benchmarks of the three families (published layouts, built by the test)
+are converted and evaluated with the tiny vision-language model through ``python -m recipe.zppo.eval``, which runs
+the trainer's validation path. One launch checks several things (Ray start-up dominates a tiny run):
+
+- per-benchmark numbers and family averages equal those recomputed from the per-answer dump, and verl's own
+  logged ``val-core/<benchmark>/acc``;
+- a video row (sampled frames) goes through the vision path: its frames replace the image placeholders and the
+  rollout reports no failure;
+- a missing benchmark file and an unknown name are one line each, the others still run, the results mark the gap;
+- the report built on the evaluation shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep.benchmarks import ConvertOptions, convert_many
+from data_prep.benchmarks.fixtures import build_fixtures
+
+from .helpers import failure_context
+
+pytestmark = pytest.mark.e2e
+
+FRAMES = 4
+# Tiny images keep the prompts inside the CPU preset's 256-token budget (a 64x64 image is 4 visual tokens).
+OPTIONS = ConvertOptions(min_pixels=32 * 32, max_pixels=64 * 64, frames=FRAMES)
+
+
+def _benchmarks(root: Path, data: Path) -> None:
+    build_fixtures(root, ["mmstar", "videomme"], rows=2)
+    # MATH500's layout (test.jsonl); one gold is what the warm-started tiny model tends to answer, so the numbers
+    # are not all zero (nothing below relies on it).
+    (root / "math500").mkdir(parents=True)
+    (root / "math500/test.jsonl").write_text("".join(
+        json.dumps({"problem": p, "answer": a, "unique_id": f"q{i}", "subject": "Algebra", "level": 1}) + "\n"
+        for i, (p, a) in enumerate([("What is 555 + 556?", "1111"), ("What is 3 + 4?", "7")])))
+    done = convert_many(["math500", "mmstar", "videomme"], root, data, OPTIONS, log=lambda line: None)
+    assert set(done) == {"math500", "mmstar", "videomme"}
+
+
+def _recompute(rows: list[dict]) -> dict[str, float]:
+    per_question: dict[tuple, list[float]] = {}
+    for row in rows:
+        per_question.setdefault((row["data_source"], row["question_id"]), []).append(float(row["acc"]))
+    per_bench: dict[str, list[float]] = {}
+    for (bench, _), accs in per_question.items():
+        per_bench.setdefault(bench, []).append(sum(accs) / len(accs))
+    return {bench: 100 * sum(v) / len(v) for bench, v in per_bench.items()}
+
+
+def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "eval"
+    _benchmarks(tmp_path / "src", data)
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    env.pop("VERL_PLATFORM", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.zppo.eval", "--model", str(tiny_assets["vl-model"]),
+         "--suite", "math500,mmstar,videomme,aime24,nosuch", "--data", str(data), "--out", str(out), "--name", "tiny",
+         "preset=cpu", "data.val_batch_size=4"],  # 6 questions: two validation batches
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = result.stdout + result.stderr
+    # 1: some requested benchmarks were not evaluated; the others were.
+    assert result.returncode == 1, failure_context(result)
+    assert "Traceback" not in result.stderr.split("eval: results in")[-1]
+    lines = result.stderr.splitlines()
+    missing = [line for line in lines if line.startswith("eval: aime24:")]
+    unknown = [line for line in lines if line.startswith("eval: nosuch:")]
+    assert len(missing) == 1 and "missing" in missing[0] and "aime24.parquet" in missing[0], missing
+    assert len(unknown) == 1 and "unknown" in unknown[0], unknown
+    assert "Error in _run_prompt" not in output and "synthetic padding" not in output, failure_context(result)
+
+    results = json.loads((out / "results.json").read_text())
+    rows = [json.loads(line) for line in Path(results["generations"]).read_text().splitlines() if line.strip()]
+    recomputed = _recompute(rows)
+    benches = results["benchmarks"]
+    assert benches["aime24"]["status"] == "missing" and results["unknown"] == ["nosuch"]
+    for name in ("math500", "mmstar", "videomme"):
+        entry = benches[name]
+        assert entry["status"] == "ok" and entry["questions"] == entry["rows_in_file"] == 2, entry
+        assert entry["acc"] == pytest.approx(recomputed[name]), name
+        assert entry["verl_acc"] == pytest.approx(recomputed[name]), name  # verl's own val-core metric agrees
+    families = results["families"]
+    assert families["llm"]["missing"] == ["aime24"] and families["llm"]["avg"] == pytest.approx(recomputed["math500"])
+    assert families["video"]["avg"] == pytest.approx(recomputed["videomme"])
+    csv_rows = (out / "results.csv").read_text().splitlines()
+    assert any(line.startswith(f"{tiny_assets['vl-model']}") and ",mmstar," in line for line in csv_rows)
+
+    # The video rows reached the model as frames: verl replaced every <image> placeholder with image content.
+    video_rows = [row for row in rows if row["data_source"] == "videomme"]
+    assert len(video_rows) == 2
+    for row in video_rows:
+        assert f"shown as {FRAMES} frames" in row["input"] and "<image>" not in row["input"], row["input"]
+
+    # The report on this evaluation shows the same numbers.
+    from recipe.zppo.report import make_report
+
+    table = make_report([out], out, tmp_path / "report", names=["again"])
+    reported = {row["benchmark"]: row["values"] for fam in table["families"] for row in fam["rows"]}
+    for name in ("math500", "mmstar", "videomme"):
+        assert reported[name] == pytest.approx([recomputed[name], recomputed[name]])
+    assert (tmp_path / "report" / "family_bars.png").stat().st_size > 1000
