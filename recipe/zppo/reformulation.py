@@ -44,11 +44,12 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-from recipe.zppo.answer_format import ANSWER_CLOSER, extract_final_answer
+from recipe.zppo.answer_format import ANSWER_CLOSER, THINK_CLOSE, extract_final_answer
 
 BCQ = "bcq"
 NCQ = "ncq"
@@ -65,6 +66,13 @@ MEDIA_PLACEHOLDERS = ("<image>", "<video>")
 # <|image_pad|>, ...) and verl's media placeholders.
 _CONTROL_TOKENS = re.compile(r"</?think>|<\|[^|<>\s]{1,64}\|>|<image>|<video>")
 _THINK_TAG = re.compile(r"</?think>")
+
+# Lazy decoding of responses given as token ids (``_Builder._answer_probe``): the first suffix decoded, in
+# tokens (grown 4x until it holds the end of the think block), and how many leading characters of a suffix can
+# be replacement characters (a UTF-8 character is at most 4 bytes, so a cut inside one garbles at most 3).
+_FIRST_SUFFIX_TOKENS = 64
+_SUFFIX_GARBLE_CHARS = 3
+_THINK_CLOSE_BYTES = THINK_CLOSE.encode("utf-8")
 
 DEFAULT_BCQ_INSTRUCTION = (
     "Here are two responses to the question above. One is correct and another is wrong. "
@@ -126,11 +134,111 @@ class Tokenization:
 
     ``count_text_tokens`` counts plain text (the template glue) and ``decode`` turns kept token ids back into
     text; ``encode`` is only used for responses given as text without token ids (e.g. stored teacher answers).
+    ``token_bytes``, optional, gives the UTF-8 bytes of token ids (byte-level BPE tokenizers); when set,
+    ``decode(ids)`` must equal ``token_bytes(ids).decode("utf-8", "replace")``, and the search for the end of the
+    think block in a response works on bytes. ``Tokenization.for_tokenizer`` builds all four from a Hugging Face
+    tokenizer.
     """
 
     decode: Callable[[Sequence[int]], str]
     count_text_tokens: Callable[[str], int]
     encode: Callable[[str], Sequence[int]] | None = None
+    token_bytes: Callable[[Sequence[int]], bytes] | None = None
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> "Tokenization":
+        """From a Hugging Face tokenizer, counting and decoding exactly as ``tokenizer`` does (special tokens kept).
+
+        For byte-level BPE tokenizers (Qwen, GPT-2 family) decoding is a table lookup (``ByteLevelDecoder``),
+        about 5-10x faster than ``tokenizer.decode`` and checked against it when built; for any other
+        tokenizer, or if the check fails, ``tokenizer.decode`` is used.
+        """
+        table = ByteLevelDecoder.from_tokenizer(tokenizer)
+        if table is not None:
+            decode, token_bytes = table.decode, table.token_bytes
+        else:
+            decode, token_bytes = (lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)), None
+        return cls(
+            decode=decode,
+            count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
+            token_bytes=token_bytes,
+        )
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's alphabet: the character that stands for each byte in a token's string (GPT-2's mapping:
+    printable Latin-1 bytes stand for themselves, the other 68 bytes for U+0100 onwards, in byte order)."""
+    printable = {*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(0x100 + extra)] = byte
+            extra += 1
+    return chars
+
+
+class ByteLevelDecoder:
+    """Token ids -> text for byte-level BPE tokenizers, by table lookup.
+
+    A byte-level BPE decoder (Hugging Face ``tokenizers``' ``ByteLevel``) maps each token's characters back to
+    bytes (a token with a character outside the alphabet, e.g. an added token, contributes its own UTF-8
+    bytes), joins them and decodes the result as UTF-8 with replacement characters. Here every token's bytes
+    are computed once; decoding joins them with ``operator.itemgetter`` (one C loop) instead of going through
+    ``tokenizer.decode``'s per-token Python checks and the Rust decoder's per-character lookups.
+    """
+
+    def __init__(self, pieces: Sequence[bytes]):
+        self._pieces = tuple(pieces)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, check_tokens: int = 4096) -> "ByteLevelDecoder | None":
+        """The table of a Hugging Face fast tokenizer with a ByteLevel decoder, or None for any other tokenizer.
+
+        Checked before use: every id of the vocabulary (in consecutive runs) and ``check_tokens`` random ids
+        decode exactly as ``tokenizer.decode(ids, skip_special_tokens=False)``; None when anything differs.
+        """
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        try:
+            from tokenizers import decoders
+        except ImportError:
+            return None
+        if backend is None or not isinstance(backend.decoder, decoders.ByteLevel):
+            return None
+        alphabet = _byte_level_alphabet()
+        pieces = []
+        for token_id in range(backend.get_vocab_size(with_added_tokens=True)):
+            token = backend.id_to_token(token_id)
+            if token is None:  # a hole in the ids: the Rust decoder skips it too
+                pieces.append(b"")
+            elif all(ch in alphabet for ch in token):
+                pieces.append(bytes(alphabet[ch] for ch in token))
+            else:
+                pieces.append(token.encode("utf-8"))
+        table = cls(pieces)
+        vocab = len(pieces)
+        rng = np.random.default_rng(0)
+        runs = [list(range(start, min(start + 256, vocab))) for start in range(0, vocab, 256)]
+        runs += [rng.integers(0, vocab, size=64).tolist() for _ in range(max(1, check_tokens // 64))]
+        for ids in runs:
+            if table.decode(ids) != tokenizer.decode(ids, skip_special_tokens=False):
+                return None
+        return table
+
+    def token_bytes(self, ids: Sequence[int]) -> bytes:
+        """The UTF-8 bytes of ``ids`` (their concatenated token bytes)."""
+        count = len(ids)
+        try:
+            if count > 1:
+                return b"".join(itemgetter(*ids)(self._pieces))
+            return self._pieces[ids[0]] if count else b""
+        except (IndexError, TypeError) as error:
+            raise ValueError(f"token ids outside the tokenizer's vocabulary of {len(self._pieces)}: {error}") from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.token_bytes(ids).decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -138,12 +246,19 @@ class Response:
     """One response to the question: its text, whether it is correct, and its token ids when known.
 
     ``token_ids`` must be the tokens of ``text`` (the rollout's response ids, padding removed): the budget is
-    computed on them. Without them the text is encoded with ``Tokenization.encode``.
+    computed on them. Without them the text is encoded with ``Tokenization.encode``. ``text`` may be None when
+    ``token_ids`` are given (the rollout's responses): the reformulation then decodes only what it needs, i.e.
+    the end of the response for the final-answer check and the kept head and tail of a candidate, which at
+    paper scale is a fraction of every response's tokens.
     """
 
-    text: str
+    text: str | None
     correct: bool
     token_ids: Sequence[int] | None = None
+
+    def __post_init__(self):
+        if self.text is None and self.token_ids is None:
+            raise ValueError("a Response needs its text or its token_ids")
 
 
 @dataclass(frozen=True)
@@ -257,12 +372,14 @@ def clean_candidate_text(text: str) -> str:
     Repeated until nothing matches, so that a removal cannot join two halves into a new control token
     (``<|im_<think>start|>``). Only ever shortens the text, so it does not add tokens to the budget.
     """
-    while True:
+    # Every pattern starts with "<": a text without one has nothing to remove (checked at C speed).
+    while "<" in text:
         # A think tag becomes a line break so the reasoning and the answer after it do not run together.
         cleaned = _CONTROL_TOKENS.sub("", _THINK_TAG.sub("\n", text))
         if cleaned == text:
-            return cleaned.strip()
+            break
         text = cleaned
+    return text.strip()
 
 
 def has_final_answer_default(text: str) -> bool:
@@ -321,6 +438,12 @@ class _Builder:
         self.has_final_answer = has_final_answer
         self.marker_tokens = tokens.count_text_tokens(config.elision_marker)
         self._glue_cache: dict[tuple, int] = {}
+        # The end-of-response shortcut (see `_answer_probe`) is exact for the project's answer rules, with a
+        # byte-level decoder (a suffix of the ids decodes to a suffix of the text, up to its first characters).
+        self._tail_probe = has_final_answer is has_final_answer_default and tokens.token_bytes is not None
+        # Per-response caches for this call (keyed by id(): the responses live as long as the call).
+        self._ids_cache: dict[int, Sequence[int]] = {}
+        self._text_cache: dict[int, str] = {}
 
     # -- layouts ----------------------------------------------------------------------------------------------
     def _headers(self, kind: str, k: int) -> list[str]:
@@ -352,29 +475,85 @@ class _Builder:
     # -- candidates -------------------------------------------------------------------------------------------
     def usable(self, responses: Sequence[Response], correct: bool, result: ReformulationResult) -> list[int]:
         """Indices of responses that can be candidates: right correctness, non-empty, with a final answer,
-        first of each distinct text."""
-        seen: set[str] = set()
+        first of each distinct text (texts compared after stripping surrounding white space)."""
+        kept: list[tuple[Response, str]] = []
         chosen = []
         for i, response in enumerate(responses):
             if bool(response.correct) != correct:
                 continue
-            text = (response.text or "").strip()
-            if not text or not self.has_final_answer(text):
+            checked, key = self._answer_probe(response)
+            if not checked or not self.has_final_answer(checked):
                 result.responses_excluded += 1
                 continue
-            if text in seen:
+            if any(self._same_text(response, key, other, other_key) for other, other_key in kept):
                 result.responses_duplicate += 1
                 continue
-            seen.add(text)
+            kept.append((response, key))
             chosen.append(i)
         return chosen
+
+    # -- lazy decoding ----------------------------------------------------------------------------------------
+    # A rollout response arrives as token ids; decoding all of them (8 per question, thousands of tokens each)
+    # would cost more than the rest of the step's host work, so a response given without text is decoded only
+    # where needed: its end for the final-answer check, the kept head and tail when it is shown.
 
     def _token_ids(self, response: Response) -> Sequence[int]:
         if response.token_ids is not None:
             return response.token_ids
-        if self.tokens.encode is None:
-            raise ValueError("a response without token_ids needs Tokenization.encode")
-        return self.tokens.encode(response.text)
+        key = id(response)
+        if key not in self._ids_cache:
+            if self.tokens.encode is None:
+                raise ValueError("a response without token_ids needs Tokenization.encode")
+            self._ids_cache[key] = self.tokens.encode(response.text)
+        return self._ids_cache[key]
+
+    def _text(self, response: Response) -> str:
+        """The whole text of a response (decoded once if it came as token ids only)."""
+        if response.text is not None:
+            return response.text
+        key = id(response)
+        if key not in self._text_cache:
+            self._text_cache[key] = self.tokens.decode(response.token_ids)
+        return self._text_cache[key]
+
+    def _end_of_think(self, ids: Sequence[int]) -> tuple[str, bool]:
+        """The shortest decoded suffix of ``ids`` (64, 256, 1024... tokens) holding ``</think>``, or the whole
+        text when none does; and whether it is the whole text."""
+        token_bytes = self.tokens.token_bytes
+        total = len(ids)
+        length = min(total, _FIRST_SUFFIX_TOKENS)
+        data = token_bytes(ids[total - length :])
+        while _THINK_CLOSE_BYTES not in data and length < total:  # grown on bytes: each token looked up once
+            longer = min(total, 4 * length)
+            data = token_bytes(ids[total - longer : total - length]) + data
+            length = longer
+        return data.decode("utf-8", "replace"), length == total
+
+    def _answer_probe(self, response: Response) -> tuple[str, str]:
+        """(text to check for a final answer, key for the duplicate test), decoding as little as possible.
+
+        With the project's answer rules, a suffix holding the response's last ``</think>`` has the same answer
+        part as the whole text (the answer part is what follows the last ``</think>``, and a ``<think>`` that
+        reopens after it is in the suffix too), so the check on it is exact. The suffix can start inside a
+        multi-byte character: its first ``_SUFFIX_GARBLE_CHARS`` characters may be replacement characters, and
+        what follows them is exactly the end of the whole text; that is the duplicate-test key.
+        """
+        if response.text is not None or not self._tail_probe:
+            text = self._text(response).strip()
+            return text, text
+        text, whole = self._end_of_think(response.token_ids)
+        if whole:
+            self._text_cache[id(response)] = text
+            text = text.strip()
+            return text, text
+        return text.strip(), text[_SUFFIX_GARBLE_CHARS:].strip()
+
+    def _same_text(self, response: Response, key: str, other: Response, other_key: str) -> bool:
+        """Whether two responses have the same stripped text. Each key is a suffix of its stripped text (see
+        ``_answer_probe``), so equal texts have keys of which one ends the other: only then are texts decoded."""
+        if not (key.endswith(other_key) or other_key.endswith(key)):
+            return False
+        return self._text(response).strip() == self._text(other).strip()
 
     @staticmethod
     def _allocate(lengths: Sequence[int], budget: int) -> list[int]:
@@ -389,7 +568,7 @@ class _Builder:
 
     def _render(self, response: Response, ids: Sequence[int], share: int) -> str:
         if len(ids) <= share:
-            return clean_candidate_text(response.text)
+            return clean_candidate_text(self._text(response))
         keep = share - self.marker_tokens
         head = min(int(keep * self.config.head_fraction), keep - 1)
         tail = keep - head

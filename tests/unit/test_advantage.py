@@ -329,3 +329,18 @@ def test_speed_100k_responses():
         compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, index=uids)
         best = min(best, time.perf_counter() - start)
     assert best < 0.5, f"100K responses took {best:.3f}s"
+
+
+def test_a_mask_starting_with_zeros_is_still_a_response():
+    # Multi-turn masks can start with masked tokens; only an all-zero mask marks a padded row.
+    uids = np.array(["a", "a", "a", "b", "b"], dtype=object)
+    rewards = torch.zeros(5, 6)
+    rewards[[0, 2, 3], 5] = 1.0
+    mask = torch.ones(5, 6, dtype=torch.int64)
+    mask[1, :3] = 0  # a response whose first tokens are masked
+    mask[4] = 0  # padding (uid "b" has one real response)
+    adv, _ = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, index=uids,
+                                            config={"zppo": {"norm": "group"}})
+    scalar = reference_advantages([1.0, 0.0, 1.0, 1.0, 0.0], uids, np.array([True] * 4 + [False]), "group")
+    torch.testing.assert_close(adv, torch.tensor(scalar, dtype=torch.float32)[:, None] * mask, rtol=1e-6, atol=1e-7)
+    assert adv[1, 3] < 0 < adv[0, 0]  # row 1 is in its group's statistics, not dropped as padding

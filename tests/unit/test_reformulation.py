@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -19,6 +20,7 @@ from recipe.zppo.reformulation import (
     NO_TEACHER_CANDIDATE,
     NO_WRONG_CANDIDATE,
     SKIPPED_FOR_LENGTH,
+    ByteLevelDecoder,
     HardQuestion,
     ReformulationConfig,
     Response,
@@ -469,3 +471,113 @@ def test_speed_1024_questions_of_8_long_candidates():
     elapsed = time.perf_counter() - start
     assert len(result.prompts) == 2048
     assert elapsed < 2.0, f"{elapsed:.2f}s"  # target < 1 s on one core; slack for loaded CI machines
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Responses given as token ids only (what the trainer passes): decoded lazily, same result as decoded ones
+# ----------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def qwen_style_tokenizer(tmp_path_factory):
+    """The project's tiny byte-level BPE with Qwen's added tokens (built offline in a few seconds)."""
+    from data_prep.tiny.tokenizer import save_hf_tokenizer
+
+    return save_hf_tokenizer(tmp_path_factory.mktemp("bpe"))
+
+
+def _responses_as_ids(tok):
+    """Token-id responses covering every lazy-decoding case: finished, cut off inside the think block, no think
+    block, an answer part longer than the first decoded suffix, multi-byte characters around the suffix cut,
+    the same text under another tokenisation (a duplicate), a duplicate by ids, and an empty response."""
+    enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    long_reasoning = " ".join(f"step {i} gives {i * 7}" for i in range(120))
+    finished = f"<think>{long_reasoning}</think> So the answer is \\boxed{{5}}."
+    emoji = f"<think>{long_reasoning} 😀😀 Über</think>😀 \\boxed{{6}} 数学"
+    long_answer = f"<think>short</think> {long_reasoning} hence \\boxed{{7}}"
+    def per_character(text):  # the same text, tokenised one character at a time
+        marked = text.replace("<think>", "\x00").replace("</think>", "\x01")
+        ids = [t for ch in marked for t in (enc("<think>") if ch == "\x00" else enc("</think>") if ch == "\x01"
+                                             else enc(ch))]
+        assert tok.decode(ids) == text and ids != enc(text)
+        return ids
+
+    other_tokens = per_character(finished)
+    cut_emoji = enc(emoji)
+    # Multi-byte characters just before </think>: the first suffix decoded starts inside one.
+    emoji_think = "<think>" + "é😀" * 40 + "</think> \\boxed{4}"
+    return [
+        enc(emoji_think),
+        per_character(emoji_think),  # a duplicate whose suffix is cut elsewhere
+        enc(finished),
+        enc(f"<think>{long_reasoning} and then I ran out of"),  # cut off: no final answer
+        enc("The answer is \\boxed{8}"),  # no think block at all
+        enc(long_answer),
+        cut_emoji,
+        cut_emoji[: len(cut_emoji) // 2] + enc("</think> \\boxed{9}"),  # may split a multi-byte character
+        other_tokens,  # same text as the first, other token ids: a duplicate
+        enc(finished),  # a duplicate by ids
+        [],
+        enc(f"   <think>{long_reasoning}</think>\\boxed{{5}}  "),
+    ]
+
+
+def test_token_id_responses_build_what_decoded_responses_build(qwen_style_tokenizer):
+    tok = qwen_style_tokenizer
+    fast = Tokenization.for_tokenizer(tok)
+    assert fast.token_bytes is not None  # byte-level BPE: the table decoder and the lazy path are used
+    plain = Tokenization(decode=lambda ids: tok.decode(list(ids), skip_special_tokens=False),
+                         count_text_tokens=lambda text: len(tok.encode(text, add_special_tokens=False)),
+                         encode=lambda text: tok.encode(text, add_special_tokens=False))
+    responses = _responses_as_ids(tok)
+    teacher = Response(TEACHER, True)
+
+    def questions(lazy: bool):
+        students = [Response(None if lazy else plain.decode(ids), False, ids) for ids in responses]
+        return [HardQuestion(f"q{i}", [{"role": "user", "content": f"Q{i}?\n\n" + ANSWER_CLOSER}], 20, "4",
+                             students[i:] + students[:i], [teacher]) for i in range(len(students))]
+
+    decoded = []
+    counting = dataclasses.replace(fast, token_bytes=lambda ids: decoded.append(len(ids)) or fast.token_bytes(ids))
+    for limit, config in ((4096, ReformulationConfig(ncq_max_candidates=8)), (300, ReformulationConfig(seed=3))):
+        decoded.clear()
+        lazy = reformulate(questions(True), 2, counting, limit, config)
+        eager = reformulate(questions(False), 2, plain, limit, config)
+        assert [(p.question_id, p.kind, p.messages, p.student_indices) for p in lazy.prompts] == [
+            (p.question_id, p.kind, p.messages, p.student_indices) for p in eager.prompts]
+        assert [(s.question_id, s.kind, s.reason) for s in lazy.skipped] == [
+            (s.question_id, s.kind, s.reason) for s in eager.skipped]
+        assert lazy.metrics() == eager.metrics()
+        # Every question holds the three duplicates (two of the first response, one of the emoji one).
+        assert lazy.responses_duplicate == eager.responses_duplicate == 3 * len(responses)
+    # Cut candidates: the lazy path decoded far fewer tokens than the responses hold.
+    assert 0 < sum(decoded) < 0.5 * len(responses) * sum(map(len, responses))
+
+
+def test_byte_level_decoder_matches_the_tokenizer(qwen_style_tokenizer):
+    tok = qwen_style_tokenizer
+    decoder = ByteLevelDecoder.from_tokenizer(tok)
+    assert decoder is not None
+    rng = np.random.default_rng(1)
+    for _ in range(200):  # random ids: special tokens, lone UTF-8 continuation bytes, anything
+        ids = rng.integers(0, len(tok), size=int(rng.integers(0, 40))).tolist()
+        assert decoder.decode(ids) == tok.decode(ids, skip_special_tokens=False)
+        assert decoder.token_bytes(ids).decode("utf-8", "replace") == decoder.decode(ids)
+    with pytest.raises(ValueError, match="vocabulary"):
+        decoder.decode([len(tok) + 5, 1])
+
+
+def test_other_tokenizers_fall_back_to_their_own_decode():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "two": 1, "plus": 2, "four": 3}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    assert ByteLevelDecoder.from_tokenizer(tok) is None
+    tokens = Tokenization.for_tokenizer(tok)
+    assert tokens.token_bytes is None
+    assert tokens.decode([1, 2, 1]) == tok.decode([1, 2, 1]) and tokens.count_text_tokens("two plus two") == 3
+
+
+def test_a_response_needs_text_or_token_ids():
+    with pytest.raises(ValueError, match="text or its token_ids"):
+        Response(None, False)
