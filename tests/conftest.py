@@ -65,10 +65,11 @@ def ray_cluster(tmp_path_factory):
     # and (inherited) every training subprocess.
     os.environ["RAY_AUTH_MODE"] = "disabled"
     log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
-    # More logical CPUs than cores: verl's many small actors each hold one slot. One logical GPU: verl counts
-    # devices through Ray. --block keeps the head in this child process, so terminating it ends the cluster.
+    # More logical CPUs than cores: verl's many small actors each hold one slot. Logical GPUs: verl counts devices
+    # through Ray; a run uses one, on-policy distillation a second for its teacher's own resource pool.
+    # --block keeps the head in this child process, so terminating it ends the cluster.
     head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=32", "--num-gpus=1",
+        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=32", "--num-gpus=2",
          "--include-dashboard=false", "--disable-usage-stats", *side_ports],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAY_ADDRESS": ""},
     )

@@ -14,7 +14,7 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .preflight import ConfigError, check_config
+from .preflight import ConfigError, check_config, expand_data_files
 
 
 def _prepare_environment(config: DictConfig) -> None:
@@ -65,8 +65,8 @@ def _absolute_local_paths(config: DictConfig) -> None:
     with open_dict(config):
         config.actor_rollout_ref.model.path = absolute(config.actor_rollout_ref.model.path)
         for key in ("train_files", "val_files"):
-            files = config.data[key]
-            config.data[key] = absolute(files) if isinstance(files, str) else [absolute(f) for f in files]
+            # A directory or glob of shards (the ZPPO-77K builder's output) becomes the list of its files.
+            config.data[key] = [absolute(f) for f in expand_data_files(config.data[key])]
         config.trainer.default_local_dir = os.path.abspath(os.path.expanduser(config.trainer.default_local_dir))
 
 
@@ -88,10 +88,16 @@ def _mark_process(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
-    _absolute_local_paths(config)
-    _mark_process(config)
     try:
+        _absolute_local_paths(config)
+        _mark_process(config)
         check_config(config)
+        from .distill import OFF_POLICY_METHOD, method_name, prepare_on_policy_distill, run_off_policy_distill
+
+        prepare_on_policy_distill(config)  # teacher model set (on-policy distillation); its Ray GPUs on a CPU
+        if method_name(config) == OFF_POLICY_METHOD:  # SFT on stored teacher responses: verl's SFT trainer, no Ray
+            run_off_policy_distill(config)
+            return
         trainer_mode = config.trainer.v1.trainer_mode
         if config.get("zppo", {}).get("enable", True) and trainer_mode != "zppo":
             raise ConfigError(

@@ -96,9 +96,68 @@ def check_device(config: DictConfig) -> None:
         raise ConfigError(f"VERL_PLATFORM=cpu is set in the environment but trainer.device={device}")
 
 
+def expand_data_files(files) -> list[str]:
+    """A data-file setting as the list of files verl reads: a directory means its ``*.parquet`` files, a glob its
+    matches (both sorted, e.g. ``/data/zppo77k/train-*.parquet`` for the builder's shards); other entries as given."""
+    expanded_files: list[str] = []
+    for path in _as_list(files):
+        local = os.path.expanduser(path)
+        if os.path.isdir(local):
+            matches = sorted(glob.glob(os.path.join(local, "*.parquet")))
+            if not matches:
+                raise ConfigError(f"data directory {path} holds no *.parquet files")
+            expanded_files += matches
+        elif any(ch in local for ch in "*?[") and glob.glob(local):
+            expanded_files += sorted(glob.glob(local))
+        else:
+            expanded_files.append(path)
+    return expanded_files
+
+
+def teacher_required_by(config: DictConfig) -> str | None:
+    """The setting that makes this run useless without teacher responses, or None."""
+    zppo = config.get("zppo") or {}
+    if not zppo.get("enable", True):
+        return None
+    mode = (zppo.get("guidance") or {}).get("mode", "none")
+    if mode != "none":
+        return f"zppo.guidance.mode={mode}"
+    reformulation = zppo.get("reformulation") or {}
+    if reformulation.get("build_bcq", True) and not reformulation.get("build_ncq", True):
+        return "zppo.reformulation.build_bcq=true with build_ncq=false (BCQ only)"
+    return None
+
+
+def _has_teacher_column(path: str) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(os.path.expanduser(path))
+    if "extra_info" not in schema.names:
+        return False
+    extra = schema.field("extra_info").type
+    return pa.types.is_struct(extra) and extra.get_field_index("teacher_responses") >= 0
+
+
+def check_teacher_source(config: DictConfig) -> None:
+    """A method that needs a teacher (hint, prefix, BCQ only) gets one: offline responses or the online teacher."""
+    reason = teacher_required_by(config)
+    online = ((config.get("zppo") or {}).get("teacher") or {}).get("online") or {}
+    if reason is None or online.get("enable", False):
+        return
+    for path in expand_data_files(config.data.train_files):
+        if path.endswith(".parquet") and os.path.exists(os.path.expanduser(path)) and not _has_teacher_column(path):
+            raise ConfigError(
+                f"{reason} needs teacher responses, but data.train_files {path} has no extra_info.teacher_responses "
+                "and zppo.teacher.online.enable=false: add offline teacher responses (python -m "
+                "data_prep.teacher_responses) or enable the online teacher (zppo.teacher.online.*)"
+            )
+
+
 def check_config(config: DictConfig) -> None:
     check_device(config)
     check_model_path("actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     columns = required_columns(config)
     check_data_files("data.train_files", config.data.train_files, columns)
     check_data_files("data.val_files", config.data.val_files, columns)
+    check_teacher_source(config)

@@ -26,3 +26,4 @@ def register_with_verl() -> None:
 
     if os.environ.get(RUN_MARKER) == "1":
         from . import zppo_trainer  # noqa: F401  (registers the "zppo" trainer with register_trainer)
+        from . import prefix_agent_loop  # noqa: F401  (registers the "zppo_prefix_agent" agent loop)

@@ -35,6 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from omegaconf import DictConfig, open_dict
+from tensordict import TensorDict
 
 import transfer_queue as tq
 from verl.trainer.ppo.v1.trainer_base import register_trainer
@@ -43,9 +44,13 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.debug import marked_timer
 
+from .compute_ledger import ComputeLedger
 from .dataset import KIND_ORIGINAL, ZPPODataset
+from .loss_weighting import MODES as LOSS_WEIGHTING_MODES
+from .loss_weighting import loss_weights
 from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
 from .replay_buffer import PromptReplayBuffer
+from .teacher_guidance import HINT, PREFIX, GuidanceConfig, PrefixPlan, build_hints, build_prefixes
 from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
 
 logger = logging.getLogger(__name__)
@@ -74,6 +79,9 @@ class ZPPOSettings:
     reformulation: ReformulationConfig
     summary_every: int
     online_teacher: OnlineTeacherConfig
+    guidance: GuidanceConfig
+    num_mini_batches: Optional[int]  # None: verl's fixed mini-batch size (actor.ppo_mini_batch_size)
+    loss_weighting: str  # verl | exclude_zero_adv | per_kind (loss_weighting.py)
 
     @classmethod
     def from_config(cls, config: DictConfig) -> "ZPPOSettings":
@@ -91,7 +99,20 @@ class ZPPOSettings:
             reformulation=ReformulationConfig(**reformulation),
             summary_every=int(zppo.get("summary_every", 1)),
             online_teacher=OnlineTeacherConfig.from_dict((zppo.get("teacher") or {}).get("online")),
+            guidance=GuidanceConfig(**{"seed": int(zppo.get("seed", 0)), **dict(zppo.get("guidance") or {})}),
+            num_mini_batches=(zppo.get("update") or {}).get("num_mini_batches"),
+            loss_weighting=str((zppo.get("update") or {}).get("loss_weighting", "verl")),
         )
+        if settings.loss_weighting not in LOSS_WEIGHTING_MODES:
+            raise ZPPOConfigError(f"zppo.update.loss_weighting={settings.loss_weighting}: expected one of {LOSS_WEIGHTING_MODES}")
+        agg = config.get("actor_rollout_ref", {}).get("actor", {}).get("loss_agg_mode", "token-mean")
+        if settings.loss_weighting != "verl" and agg != "token-mean":
+            raise ZPPOConfigError(
+                f"zppo.update.loss_weighting={settings.loss_weighting} reweights verl's token-mean: it needs "
+                f"actor_rollout_ref.actor.loss_agg_mode=token-mean (got {agg})"
+            )
+        if settings.num_mini_batches is not None and int(settings.num_mini_batches) < 1:
+            raise ZPPOConfigError(f"zppo.update.num_mini_batches={settings.num_mini_batches} must be >= 1 (or null)")
         if not 0.0 <= settings.replay_ratio <= 1.0:
             raise ZPPOConfigError(f"zppo.replay.ratio={settings.replay_ratio} must be in [0, 1]")
         if not 0.0 < settings.hard_threshold <= 1.0:
@@ -226,9 +247,15 @@ class _ZPPOSampler:
     sleep), so phase 2 runs on awake replicas with the step's weights; everything else is delegated unchanged.
     """
 
+    # verl's sync buffer looks for finished rollouts in TransferQueue every 2 s: up to 2 s of idle wait per rollout
+    # phase, and a ZPPO step has two. A poll is one metadata read (a few ms), so 0.25 s costs about 1% of a core.
+    POLL_INTERVAL_S = 0.25
+
     def __init__(self, inner, trainer: "ZPPOTrainer"):
         self._inner = inner
         self._trainer = trainer
+        if getattr(inner, "poll_interval", 0.0) > self.POLL_INTERVAL_S:
+            inner.poll_interval = self.POLL_INTERVAL_S
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -240,7 +267,8 @@ class _ZPPOSampler:
         second_size = self._trainer.submit_reformulated(first, metrics)
         if second_size == 0:
             return first, metrics
-        second, second_metrics = self._inner.sample(global_steps=global_steps, partition_id="train", batch_size=second_size)
+        with marked_timer("zppo/gen_phase2", self._trainer.timing_raw):
+            second, second_metrics = self._inner.sample(global_steps=global_steps, partition_id="train", batch_size=second_size)
         metrics.update({f"zppo/phase2/{k}": v for k, v in second_metrics.items() if isinstance(v, (int, float))})
         self._trainer.record_reformulated(second, metrics)
         merged = type(first)(partition_id=first.partition_id, keys=[*first.keys, *second.keys], tags=[*first.tags, *second.tags])
@@ -289,6 +317,7 @@ class ZPPOTrainer(PPOTrainerSync):
             graduation_threshold=self.zppo.graduation_threshold,
         )
         self._record = _StepRecord()
+        self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
         self.online_teacher = OnlineTeacher(self.zppo.online_teacher) if self.zppo.online_teacher.enable else None
         self._teacher_stats_at_last_step: dict[str, int] = {}
 
@@ -300,12 +329,8 @@ class ZPPOTrainer(PPOTrainerSync):
             raise ZPPOConfigError(
                 "the ZPPO trainer needs data.custom_cls.path=pkg://recipe.zppo.dataset, data.custom_cls.name=ZPPODataset"
             )
-        tokenizer = self.tokenizer
-        self._tokens = Tokenization(
-            decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
-            count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-            encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
-        )
+        # Byte-level BPE tokenizers (Qwen) decode by table lookup there, checked against tokenizer.decode.
+        self._tokens = Tokenization.for_tokenizer(self.tokenizer)
 
     def _collate(self, items: list[dict]):
         batch_dict = collate_fn(items)
@@ -380,6 +405,7 @@ class ZPPOTrainer(PPOTrainerSync):
         """Read phase 1, record accuracies, build and submit this step's BCQ/NCQ prompts; returns how many."""
         with marked_timer("zppo/reformulate", self.timing_raw):
             trajectories = read_trajectories(list(first.keys), list(first.tags))
+            self._account(trajectories)
             self._record.routes.extend(t.route for t in trajectories if t.route)
             groups = group_by_uid(trajectories)
             threshold = self.zppo.hard_threshold
@@ -389,17 +415,22 @@ class ZPPOTrainer(PPOTrainerSync):
                 by_kind[group[0].question_id] = accuracy[uid]
             hard_groups = [g for uid, g in groups.items() if self.zppo.enable and accuracy[uid] < threshold]
             zero_adv_groups = sum(len({t.score for t in group}) == 1 for group in groups.values())
-            teacher = self._teacher_material([g[0].question_id for g in hard_groups], metrics) if hard_groups else {}
+            needs_teacher = self.zppo.reformulation.build_bcq or self.zppo.guidance.mode != "none"
+            with marked_timer("zppo/teacher", self.timing_raw):
+                teacher = (
+                    self._teacher_material([g[0].question_id for g in hard_groups], metrics)
+                    if hard_groups and needs_teacher
+                    else {}
+                )
             hard = [
                 HardQuestion(
                     question_id=group[0].question_id,
                     prompt=self.train_dataset.original_messages(group[0].question_id),
                     prompt_length=group[0].prompt_length,
                     ground_truth=self.train_dataset.ground_truth(group[0].question_id),
-                    student_responses=[
-                        Response(self._tokens.decode(t.response_ids), bool(t.acc), t.response_ids) for t in group
-                    ],
-                    teacher_responses=teacher[group[0].question_id],
+                    # Token ids only: the reformulation decodes just what it uses (answer check, kept head/tail).
+                    student_responses=[Response(None, bool(t.acc), t.response_ids) for t in group],
+                    teacher_responses=teacher.get(group[0].question_id, []),
                 )
                 for group in hard_groups
             ]
@@ -410,34 +441,79 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics["zppo/fresh_acc"] = float(np.mean(list(fresh.values()))) if fresh else 0.0
             metrics["zppo/replay_acc"] = float(np.mean(list(replay.values()))) if replay else float("nan")
             self._check_on_policy(trajectories, metrics, prefix="zppo/phase1")
+            metrics.update({"zppo/hard_questions": float(len(hard)), "zppo/bcq_built": 0.0, "zppo/ncq_built": 0.0})
+            if self.zppo.guidance.mode != "none":
+                metrics.update({f"zppo/{self.zppo.guidance.mode}_built": 0.0})
             if not hard:
-                metrics.update({"zppo/hard_questions": 0.0, "zppo/bcq_built": 0.0, "zppo/ncq_built": 0.0})
                 return 0
-
-            self._built_items: dict[int, dict] = {}
-            result = reformulate(
-                hard,
-                step=self.global_steps,
-                tokens=self._tokens,
-                max_prompt_length=int(self.config.data.max_prompt_length),
-                config=self.zppo.reformulation,
-                measure_prompt=self._measure_prompt,
-            )
-            metrics.update(result.metrics(prefix="zppo/"))
-            items = []
-            for prompt in result.prompts:
-                item = self._built_items.pop(id(prompt), None) or self.train_dataset.item_for(
-                    prompt.question_id, prompt.kind, messages=prompt.messages
-                )
-                item["zppo_correct_position"] = prompt.correct_position or ""  # BCQ: "A" or "B"; audit only
-                items.append(item)
+            items = self._build_phase2_items(hard, metrics)
             if not items:
                 return 0
             self._submit_batch_to_rollout(self._collate(items))
             return len(items)
 
+    def _build_phase2_items(self, hard: list[HardQuestion], metrics: dict) -> list[dict]:
+        """This step's second-phase prompts for the hard questions: BCQ/NCQ, and the hint/prefix baselines."""
+        self._built_items: dict[int, dict] = {}
+        self._prefix_ids: dict[str, list[int]] = {}
+        items = []
+
+        def item_of(prompt, correct_position: str = "") -> dict:
+            item = self._built_items.pop(id(prompt), None) or self.train_dataset.item_for(
+                prompt.question_id, prompt.kind, messages=prompt.messages
+            )
+            item["zppo_correct_position"] = correct_position  # BCQ: "A" or "B"; audit only
+            return item
+
+        reformulation = self.zppo.reformulation
+        if reformulation.build_bcq or reformulation.build_ncq:
+            result = reformulate(
+                hard,
+                step=self.global_steps,
+                tokens=self._tokens,
+                max_prompt_length=int(self.config.data.max_prompt_length),
+                config=reformulation,
+                measure_prompt=self._measure_prompt,
+            )
+            metrics.update(result.metrics(prefix="zppo/"))
+            items += [item_of(p, p.correct_position or "") for p in result.prompts]
+
+        guidance = self.zppo.guidance
+        if guidance.mode == HINT:
+            result = build_hints(
+                hard, step=self.global_steps, tokens=self._tokens,
+                max_prompt_length=int(self.config.data.max_prompt_length), config=guidance,
+                measure_prompt=self._measure_prompt,
+            )
+            metrics.update(result.metrics(prefix="zppo/guidance/"))
+            metrics["zppo/hint_built"] = float(len(result.prompts))
+            items += [item_of(p) for p in result.prompts]
+        elif guidance.mode == PREFIX:
+            from .prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
+
+            result = build_prefixes(
+                hard, step=self.global_steps, tokens=self._tokens,
+                max_response_length=int(self.config.data.max_response_length), config=guidance,
+            )
+            metrics.update(result.metrics(prefix="zppo/guidance/"))
+            metrics["zppo/prefix_built"] = float(len(result.prompts))
+            default_loop = self.config.actor_rollout_ref.rollout.agent.default_agent_loop
+            for item in items:  # a batch names its agent loop for every item or for none
+                item["agent_name"] = default_loop
+            for plan in result.prompts:
+                item = item_of(plan)
+                item["agent_name"] = AGENT_NAME
+                item[PREFIX_IDS_KEY] = list(plan.prefix_ids)
+                self._prefix_ids[str(plan.question_id)] = list(plan.prefix_ids)
+                items.append(item)
+        return items
+
     def _measure_prompt(self, prompt) -> int:
         """The final length check: the processor's length of the built prompt (what the rollout will see)."""
+        with marked_timer("zppo/length_check", self.timing_raw):
+            return self._processor_length(prompt)
+
+    def _processor_length(self, prompt) -> int:
         dataset = self.train_dataset
         item = dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
         self._built_items[id(prompt)] = item  # reused when the prompt is submitted
@@ -460,6 +536,7 @@ class ZPPOTrainer(PPOTrainerSync):
     def record_reformulated(self, second, metrics: dict) -> None:
         """Phase-2 metrics: accuracy on BCQ / NCQ prompts, and the position-bias audit of BCQ."""
         trajectories = read_trajectories(list(second.keys), list(second.tags), reformulated=True)
+        self._account(trajectories)
         self._record.routes.extend(t.route for t in trajectories if t.route)
         self._check_on_policy(trajectories, metrics, prefix="zppo/phase2")
         by_kind: dict[str, list[float]] = defaultdict(list)
@@ -468,12 +545,57 @@ class ZPPOTrainer(PPOTrainerSync):
             by_kind[t.kind].append(t.acc)
             if t.kind == BCQ and t.correct_position:
                 by_position[t.correct_position].append(t.acc)
-        for kind in (BCQ, NCQ):
+        guided = (self.zppo.guidance.mode,) if self.zppo.guidance.mode != "none" else ()
+        for kind in (BCQ, NCQ, *guided):
             metrics[f"zppo/{kind}_acc"] = float(np.mean(by_kind[kind])) if by_kind[kind] else float("nan")
+        # In-context saturation: second-phase groups whose n rollouts all scored the same teach nothing either.
+        groups_by_kind: dict[str, list[list[Trajectory]]] = defaultdict(list)
+        for group in group_by_uid(trajectories).values():
+            groups_by_kind[group[0].kind].append(group)
+        for kind, groups in groups_by_kind.items():
+            zero = sum(len({t.score for t in group}) == 1 for group in groups)
+            metrics[f"zppo/{kind}_zero_adv_group_frac"] = zero / len(groups)
+        prefixed = [t for t in trajectories if t.kind == PREFIX]
+        if prefixed:
+            metrics.update(self._audit_prefix_rollouts(prefixed, second.partition_id))
         for position in ("A", "B"):
             values = by_position[position]
             metrics[f"zppo/bcq_acc_correct_at_{position.lower()}"] = float(np.mean(values)) if values else float("nan")
         metrics["zppo/reformulated_rollouts"] = float(len(trajectories))
+
+    def _audit_prefix_rollouts(self, trajectories: list[Trajectory], partition_id: str) -> dict[str, float]:
+        """What the update will see of the teacher prefixes, read back from the stored trajectories.
+
+        ``prefix/intact_frac``: share of prefix rollouts whose response starts with the planned teacher tokens;
+        ``prefix/tokens_in_loss``: prefix positions with ``response_mask`` 1 (must be 0: the prefix is masked);
+        ``prefix/tokens_masked`` and ``prefix/continuation_tokens``: what is excluded from and kept in the loss.
+        """
+        data = tq.kv_batch_get(
+            keys=[t.key for t in trajectories], partition_id=partition_id, select_fields=["responses", "response_mask"]
+        )
+        responses, masks = _as_list(data["responses"]), _as_list(data["response_mask"])
+        intact = in_loss = masked = continuation = 0
+        for t, response, mask in zip(trajectories, responses, masks):
+            planned = self._prefix_ids.get(t.question_id, [])
+            response = torch.as_tensor(response).tolist()
+            mask = torch.as_tensor(mask).tolist()
+            n = len(planned)
+            intact += response[:n] == planned
+            in_loss += int(sum(mask[:n]))
+            masked += n - int(sum(mask[:n]))
+            continuation += int(sum(mask[n:]))
+        count = max(len(trajectories), 1)
+        return {
+            "zppo/prefix/intact_frac": intact / count,
+            "zppo/prefix/tokens_in_loss": float(in_loss),
+            "zppo/prefix/tokens_masked": float(masked),
+            "zppo/prefix/continuation_tokens": float(continuation),
+        }
+
+    def _account(self, trajectories: list[Trajectory]) -> None:
+        """Spend of this step's rollouts: ``response_ids`` are the sampled tokens (a prefix's teacher tokens are not)."""
+        for t in trajectories:
+            self.compute_ledger.add(t.kind, prompt_tokens=t.prompt_length, generated_tokens=len(t.response_ids))
 
     def _check_on_policy(self, trajectories: list[Trajectory], metrics: dict, prefix: str) -> None:
         """Every rollout of this step must come from the weights synced at the end of the previous step."""
@@ -481,11 +603,71 @@ class ZPPOTrainer(PPOTrainerSync):
         versions = [t.weight_version for t in trajectories if t.weight_version is not None]
         metrics[f"{prefix}/stale_rollouts"] = float(sum(v != expected for v in versions))
 
+    # ------------------------------------------------------------------ update: loss weight of each prompt kind
+
+    def _compute_advantage(self, batch, metrics: dict):
+        """verl's advantage, then ``zppo.update.loss_weighting`` (see loss_weighting.py); logs each kind's weight."""
+        batch = super()._compute_advantage(batch, metrics)
+        keys = [key for key, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id,
+                               select_fields=["advantages", "response_mask", "zppo_kind"])
+        advantages, masks = list(data["advantages"].unbind()), list(data["response_mask"].unbind())
+        kinds = [str(kind) for kind in _as_list(data["zppo_kind"])]
+        signal = [bool(((a != 0) & m.bool()).any()) for a, m in zip(advantages, masks)]
+        weights = loss_weights(kinds, [int(m.sum()) for m in masks], signal, self.zppo.loss_weighting)
+        metrics.update({f"zppo/loss_weight/{kind}": value for kind, value in weights.kind_weight.items()})
+        if self.zppo.loss_weighting == "verl" or not any(weights.keep):
+            return batch  # nothing to change (a batch without any signal keeps verl's masks: no 0/0 loss)
+        advantages = [a * m for a, m in zip(advantages, weights.multipliers)]
+        masks = [m if keep else torch.zeros_like(m) for m, keep in zip(masks, weights.keep)]
+        fields = TensorDict(
+            {"advantages": torch.nested.as_nested_tensor(advantages, layout=torch.jagged),
+             "response_mask": torch.nested.as_nested_tensor(masks, layout=torch.jagged)},
+            batch_size=len(keys),
+        )
+        tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=fields)
+        metrics["zppo/loss_weight/excluded_responses"] = float(len(keys) - sum(weights.keep))
+        return batch
+
+    # ------------------------------------------------------------------ update: a fixed NUMBER of mini-batches
+
+    def _get_required_batch_multiple(self, dp_size: int) -> int:
+        """With ``zppo.update.num_mini_batches``, pad the batch to a multiple of (mini-batches x n x dp), not of
+        verl's fixed mini-batch size: a ZPPO batch's size changes every step (BCQ/NCQ groups), so a fixed size
+        would change the number of updates per step (mu) and pad many empty rows."""
+        if self.zppo.num_mini_batches is None:
+            return super()._get_required_batch_multiple(dp_size)
+        import math
+
+        n = int(self.config.actor_rollout_ref.rollout.n)
+        return math.lcm(dp_size, int(self.zppo.num_mini_batches) * n)
+
+    def _update_actor(self, batch, metrics: dict):
+        """verl's update with the mini-batch size of this step's batch: len(batch) / num_mini_batches."""
+        if self.zppo.num_mini_batches is None:
+            return super()._update_actor(batch, metrics)
+        n = int(self.config.actor_rollout_ref.rollout.n)
+        num_mini_batches = int(self.zppo.num_mini_batches)
+        prompts_per_mini_batch = len(batch.keys) // (num_mini_batches * n)  # exact: see the batch multiple above
+        actor = self.config.actor_rollout_ref.actor
+        configured = actor.ppo_mini_batch_size
+        with open_dict(self.config):
+            actor.ppo_mini_batch_size = prompts_per_mini_batch
+        try:
+            result = super()._update_actor(batch, metrics)
+        finally:
+            with open_dict(self.config):
+                actor.ppo_mini_batch_size = configured
+        metrics["zppo/update/mini_batches"] = float(num_mini_batches)
+        metrics["zppo/update/mini_batch_trajectories"] = float(prompts_per_mini_batch * n)
+        return result
+
     # ------------------------------------------------------------------ step 5: buffer update
 
     def step(self, metrics: dict, timing_raw: dict):
         batch = super().step(metrics, timing_raw)
         self._count_update_batch(batch, metrics)
+        metrics.update(self.compute_ledger.close_step())
         if self._record.routes:  # share of this step's answers scored by each reward route
             from .reward import route_shares
 
@@ -499,7 +681,7 @@ class ZPPOTrainer(PPOTrainerSync):
         """How many trajectories of each prompt kind the update just used (padding rows excluded)."""
         keys = [key for key, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
         kinds = _as_list(tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["zppo_kind"])["zppo_kind"])
-        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ):
+        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ, HINT, PREFIX):
             metrics[f"zppo/update/{kind}_trajectories"] = float(sum(str(k) == kind for k in kinds))
 
     def _update_prompt_buffer(self, metrics: dict) -> None:
@@ -523,7 +705,12 @@ class ZPPOTrainer(PPOTrainerSync):
             f"[zppo] step {self.global_steps}: hard {int(metrics.get('zppo/hard_questions', 0))}/{questions}"
             f" | BCQ {int(metrics.get('zppo/bcq_built', 0))} (acc {metrics.get('zppo/bcq_acc', nan):.2f})"
             f" | NCQ {int(metrics.get('zppo/ncq_built', 0))} (acc {metrics.get('zppo/ncq_acc', nan):.2f})"
-            f" | skipped for length {int(metrics.get('zppo/skipped_for_length', 0))}"
+            + (
+                f" | {mode} {int(metrics.get(f'zppo/{mode}_built', 0))} (acc {metrics.get(f'zppo/{mode}_acc', nan):.2f})"
+                if (mode := self.zppo.guidance.mode) != "none"
+                else ""
+            )
+            + f" | skipped for length {int(metrics.get('zppo/skipped_for_length', 0))}"
             f" | buffer {len(self.prompt_buffer)} (+{deltas.get('admitted', 0)} in,"
             f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)"
         )
@@ -541,6 +728,7 @@ class ZPPOTrainer(PPOTrainerSync):
             "prompt_buffer": self.prompt_buffer.state_dict(),
             # Answers already fetched from the online teacher: a resumed run does not ask again.
             "online_teacher": self.online_teacher.state_dict() if self.online_teacher is not None else None,
+            "compute": self.compute_ledger.state_dict(),  # cumulative rollouts/tokens continue after a resume
         }
         tmp = os.path.join(folder, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -571,6 +759,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 "question ids of the old data"
             )
         self.prompt_buffer.load_state_dict(state["prompt_buffer"])
+        self.compute_ledger.load_state_dict(state.get("compute"))
         if self.online_teacher is not None and state.get("online_teacher"):
             self.online_teacher.load_state_dict(state["online_teacher"])
         print(

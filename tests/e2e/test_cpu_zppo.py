@@ -59,6 +59,22 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert steps[1]["zppo/replayed_questions"] > 0
     assert "[zppo] step 1: hard" in first.stdout + first.stderr
 
+    # In-context saturation is measured per reformulation kind (a share of that kind's groups).
+    for step in steps:
+        for kind in ("bcq", "ncq"):
+            if step[f"zppo/{kind}_built"]:
+                saturation = step[f"zppo/{kind}_zero_adv_group_frac"]
+                assert 0.0 <= saturation <= 1.0
+                if step[f"zppo/{kind}_acc"] in (0.0, 1.0):  # every rollout failed (or passed): every group is flat
+                    assert saturation == 1.0
+    # Compute accounting: every rollout of the step counted once, by kind, and the running totals add up.
+    for step in steps:
+        assert step["zppo/compute/rollouts"] == 4 * N + step["zppo/reformulated_rollouts"]
+        assert step.get("zppo/compute/bcq/rollouts", 0) == step["zppo/bcq_built"] * N
+        assert step.get("zppo/compute/ncq/rollouts", 0) == step["zppo/ncq_built"] * N
+        assert 0 < step["zppo/compute/generated_tokens"] <= step["zppo/compute/rollouts"] * 48  # response length 48
+    assert steps[1]["zppo/compute/cum_generated_tokens"] == sum(s["zppo/compute/generated_tokens"] for s in steps)
+
     saved = json.loads((run_dir / "global_step_2" / "zppo_state.json").read_text())
     assert len(saved["prompt_buffer"]["questions"]) == steps[1]["zppo/buffer_size"] > 0
 
@@ -72,6 +88,8 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
+    # The compute totals continue from the checkpoint.
+    assert resumed[0]["zppo/compute/cum_rollouts"] == steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"]
 
 
 def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, tmp_path):

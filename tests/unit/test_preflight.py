@@ -93,3 +93,49 @@ def test_settings_that_break_zppo_are_refused_before_ray(tiny_assets, tmp_path, 
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _without_teacher_responses(source, target):
+    """A copy of a tiny data file whose extra_info has no teacher fields."""
+    frame = pd.read_parquet(source)
+    frame["extra_info"] = [
+        {k: v for k, v in info.items() if k not in ("teacher_responses", "teacher_correct")} for info in frame["extra_info"]
+    ]
+    frame.to_parquet(target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"zppo": {"guidance": {"mode": "prefix"}}}, "zppo.guidance.mode=prefix"),
+        ({"zppo": {"guidance": {"mode": "hint"}}}, "zppo.guidance.mode=hint"),
+        ({"zppo": {"reformulation": {"build_bcq": True, "build_ncq": False}}}, "BCQ only"),
+    ],
+)
+def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_path, overrides, reason):
+    data = tiny_assets["text-data"]
+    bare = _without_teacher_responses(data / "train.parquet", tmp_path / "bare.parquet")
+    config = OmegaConf.merge(_config(tiny_assets["text-model"], bare, data / "val.parquet"), overrides)
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    assert reason in str(error.value) and "bare.parquet has no extra_info.teacher_responses" in str(error.value)
+    # The same data is fine with the online teacher, and for ZPPO itself (NCQ needs no teacher).
+    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": {"enable": True}}}}))
+    check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
+    # And data with offline teacher responses passes.
+    check_config(OmegaConf.merge(_config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))
+
+
+def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):
+    from recipe.zppo.preflight import expand_data_files
+
+    for name in ("train-00001-of-00002.parquet", "train-00000-of-00002.parquet", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    shards = [str(tmp_path / f"train-0000{i}-of-00002.parquet") for i in (0, 1)]
+    assert expand_data_files(str(tmp_path)) == shards
+    assert expand_data_files([str(tmp_path / "train-*.parquet"), "/elsewhere/val.parquet"]) == [*shards, "/elsewhere/val.parquet"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="holds no \\*.parquet files"):
+        expand_data_files(str(empty))

@@ -1,0 +1,85 @@
+# Sourced by the GPU run scripts of this folder (not run by itself). It holds what every scale shares, so each
+# script only says what differs. Environment variables a user sets (all optional except where noted):
+#   MODEL        student model (hub id or local folder); default: the script's Qwen3.5 size
+#   DATA         folder of the ZPPO-77K builder's output (data_prep.build_zppo77k: train-*.parquet shards, val.parquet)
+#   TEACHER_DATA folder of data_prep.teacher_responses' output for those shards (default: $DATA, i.e. responses
+#                written in place of the builder's shards); TRAIN_FILES / VAL_FILES override both
+#   TEACHER_URL  OpenAI-compatible endpoint of the Qwen3.5-27B teacher (e.g. `vllm serve Qwen/Qwen3.5-27B`):
+#                turns on the online teacher for hard questions without a stored correct response
+#   TEACHER_MODEL  served model name at TEACHER_URL (default Qwen/Qwen3.5-27B)
+#   OUT          checkpoint/metrics folder (default $HOME/zppo_runs/<experiment>)
+#   ZPPO_DRY_RUN=1  print the command's Hydra overrides (one per line) instead of running it; the test suite uses
+#                this to compose every script's overrides with Hydra, without running anything.
+set -euo pipefail
+
+DATA=${DATA:-$HOME/data/zppo77k}
+TEACHER_DATA=${TEACHER_DATA:-$DATA}
+TRAIN_FILES=${TRAIN_FILES:-$TEACHER_DATA/train-*.parquet}
+VAL_FILES=${VAL_FILES:-$DATA/val.parquet}
+TEACHER_MODEL=${TEACHER_MODEL:-Qwen/Qwen3.5-27B}
+
+# Shared by every scale: the paper's n=8 and thresholds (config defaults), prompt room for two full candidates
+# (BCQ shows a 4,096-token teacher response and a student one), vLLM rollout, FSDP2 actor.
+zppo_common_args() {
+    local experiment=$1
+    ZPPO_ARGS+=(
+        "data.train_files=$TRAIN_FILES" "data.val_files=$VAL_FILES"
+        data.max_prompt_length=10240 data.max_response_length=4096
+        actor_rollout_ref.rollout.name=vllm actor_rollout_ref.rollout.n=8
+        actor_rollout_ref.actor.strategy=fsdp2 actor_rollout_ref.ref.strategy=fsdp2
+        actor_rollout_ref.actor.use_kl_loss=false actor_rollout_ref.model.enable_gradient_checkpointing=true
+        actor_rollout_ref.actor.optim.lr=1e-6
+        trainer.save_freq=50 trainer.test_freq=50
+        "trainer.experiment_name=$experiment" "trainer.default_local_dir=${OUT:-$HOME/zppo_runs/$experiment}"
+    )
+    if [[ -n "${TEACHER_URL:-}" ]]; then
+        ZPPO_ARGS+=(zppo.teacher.online.enable=true "zppo.teacher.online.url=$TEACHER_URL"
+                    "zppo.teacher.online.model=$TEACHER_MODEL")
+    fi
+}
+
+# Per student size: micro-batch and rollout parallelism sized for 80 GB GPUs (H100/H200/A100-80G).
+zppo_scale_args() {
+    local micro
+    case "$1" in 0.8b) micro=8 ;; 2b) micro=4 ;; 4b) micro=2 ;; 9b) micro=1 ;; *) micro=1 ;; esac
+    # Old log-probs and reference log-probs take the same micro-batch as the update (verl needs all three set).
+    ZPPO_ARGS+=("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=$micro"
+                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=$micro"
+                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=$micro")
+    case "$1" in
+        0.8b) ZPPO_ARGS+=(actor_rollout_ref.rollout.tensor_model_parallel_size=1
+                          actor_rollout_ref.rollout.gpu_memory_utilization=0.6) ;;
+        2b)   ZPPO_ARGS+=(actor_rollout_ref.rollout.tensor_model_parallel_size=1
+                          actor_rollout_ref.rollout.gpu_memory_utilization=0.6) ;;
+        4b)   ZPPO_ARGS+=(actor_rollout_ref.rollout.tensor_model_parallel_size=1
+                          actor_rollout_ref.rollout.gpu_memory_utilization=0.5) ;;
+        9b)   ZPPO_ARGS+=(actor_rollout_ref.rollout.tensor_model_parallel_size=2
+                          actor_rollout_ref.rollout.gpu_memory_utilization=0.5
+                          actor_rollout_ref.actor.fsdp_config.param_offload=false) ;;
+        *) echo "unknown scale '$1' (0.8b, 2b, 4b, 9b)" >&2; exit 2 ;;
+    esac
+}
+
+# The hub id of the Qwen3.5 student of a size (0.8b -> Qwen/Qwen3.5-0.8B).
+zppo_default_model() { echo "Qwen/Qwen3.5-${1^^}"; }
+
+# The single-node ZPPO run of one student size (what run_zppo_qwen3_5_<size>.sh runs): 128 questions a step,
+# mini-batches of 32 questions, 8 GPUs.
+zppo_single_node() {
+    local scale=$1
+    shift
+    ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=${MODEL:-$(zppo_default_model "$scale")}"
+               data.train_batch_size=128 actor_rollout_ref.actor.ppo_mini_batch_size=32
+               trainer.nnodes=1 trainer.n_gpus_per_node=8)
+    zppo_common_args "zppo_qwen3_5_${scale/./_}"
+    zppo_scale_args "$scale"
+    zppo_launch "$@"
+}
+
+zppo_launch() {
+    if [[ "${ZPPO_DRY_RUN:-0}" == "1" ]]; then
+        printf '%s\n' "${ZPPO_ARGS[@]}" "$@"
+        return 0
+    fi
+    exec python -m recipe.zppo.main_zppo "${ZPPO_ARGS[@]}" "$@"
+}

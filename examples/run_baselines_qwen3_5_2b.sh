@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every method of the paper's comparison at one scale (Qwen3.5-2B student), one run per call, same data, same
+# budget of steps: METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
+#   grpo, grpo_buffer, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
+#   on_policy_distill, on_policy_distill_buffer, off_policy_distill        (table: examples/README.md)
+# One node of 8 x 80 GB GPUs. The on-policy distillation methods serve the Qwen3.5-27B teacher (TEACHER_PATH) on
+# 2 of the 8 GPUs (its own resource pool) and train the student on the other 6.
+# Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
+source "$(dirname "$0")/_common.sh"
+METHOD=${METHOD:?set METHOD to one of the methods listed at the top of this script}
+MODEL=${MODEL:-Qwen/Qwen3.5-2B}
+TEACHER_PATH=${TEACHER_PATH:-Qwen/Qwen3.5-27B}
+STUDENT_GPUS=8
+ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL" trainer.total_training_steps=300)
+case "$METHOD" in
+    on_policy_distill|on_policy_distill_buffer)
+        STUDENT_GPUS=6
+        ZPPO_ARGS+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH"
+                    distillation.nnodes=1 distillation.n_gpus_per_node=2
+                    distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size=2) ;;
+esac
+ZPPO_ARGS+=(data.train_batch_size=96 actor_rollout_ref.actor.ppo_mini_batch_size=24
+            trainer.nnodes=1 "trainer.n_gpus_per_node=$STUDENT_GPUS")
+zppo_common_args "${METHOD}_qwen3_5_2b"
+zppo_scale_args 2b
+zppo_launch "$@"

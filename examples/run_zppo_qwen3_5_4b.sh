@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# ZPPO, Qwen3.5-4B student, Qwen3.5-27B teacher (offline teacher responses stored in $DATA by
+# data_prep.teacher_responses; set TEACHER_URL for the online teacher as well). One node: 8 x 80 GB GPUs (about 60 GB used per GPU).
+# Usage: MODEL=... DATA=... bash examples/run_zppo_qwen3_5_4b.sh [hydra overrides]   (see examples/README.md)
+# Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
+source "$(dirname "$0")/_common.sh"
+zppo_single_node 4b "$@"

@@ -1,0 +1,116 @@
+"""Every method of the paper's comparison runs 2 steps through the same recipe (``method=<name>``), on the CPU.
+
+Each run is asserted on what distinguishes the method, from its logged metrics: which second-phase prompts it
+builds (none, BCQ only, NCQ only, hints, prefixes), that they were rolled out n times each and used in the update,
+and for ``prefix`` that the responses really start with the teacher's tokens and that those tokens are masked out
+of the loss. ``grpo`` and ``zppo`` are covered in test_cpu_grpo.py / test_cpu_zppo.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..conftest import run_main
+from .helpers import cpu_run_args, failure_context, step_metrics
+
+pytestmark = pytest.mark.e2e
+
+N = 4  # rollouts per prompt in the CPU preset
+TEST_REWARDS = Path(__file__).with_name("reward_for_tests.py")
+SECOND_PHASE_KINDS = ("bcq", "ncq", "hint", "prefix")
+
+
+def _run(tiny_assets, ray_cluster, tmp_path, method: str, *overrides: str, vision: bool = False) -> list[dict]:
+    model, data = (tiny_assets["vl-model"], tiny_assets["vl-data"]) if vision else (tiny_assets["text-model"], tiny_assets["text-data"])
+    run_dir = tmp_path / "run"
+    args = cpu_run_args(model, data, run_dir, f"method={method}", "trainer.total_training_steps=2", *overrides)
+    result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
+    assert result.returncode == 0, failure_context(result)
+    steps = step_metrics(run_dir)
+    assert [s["training/global_step"] for s in steps] == [1, 2]
+    return steps
+
+
+def _built(steps: list[dict], kind: str) -> float:
+    return sum(s.get(f"zppo/{kind}_built", 0.0) for s in steps)
+
+
+def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str]) -> None:
+    """Exactly ``expected_kinds`` were built (some of them), n rollouts each, all in the update, none stale."""
+    for kind in SECOND_PHASE_KINDS:
+        if kind in expected_kinds:
+            assert _built(steps, kind) > 0, f"no {kind} prompt was built"
+        else:
+            assert _built(steps, kind) == 0, f"{kind} prompts were built"
+    for step in steps:
+        built = sum(step.get(f"zppo/{kind}_built", 0.0) for kind in SECOND_PHASE_KINDS)
+        assert step.get("zppo/reformulated_rollouts", 0.0) == built * N
+        for kind in SECOND_PHASE_KINDS:
+            assert step[f"zppo/update/{kind}_trajectories"] == step.get(f"zppo/{kind}_built", 0.0) * N
+        if built:
+            assert step["zppo/phase2/stale_rollouts"] == 0
+    # The buffer works in every method but plain GRPO: hard questions are admitted and replayed.
+    assert steps[0]["zppo/admitted"] > 0 and steps[1]["zppo/replayed_questions"] > 0
+
+
+def _check_loss_weighting(steps: list[dict], mode: str) -> None:
+    """The loss weight of each prompt kind, as logged, against what the other metrics of the step imply."""
+    for step in steps:
+        weights = {k.rsplit("/", 1)[1]: v for k, v in step.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k}
+        assert weights and all(0.0 <= w <= 1.0 for w in weights.values())
+        if mode == "verl":
+            assert sum(weights.values()) <= 1.0 + 1e-6  # flat groups' tokens take a share of the normaliser
+            continue
+        if not any(weights.values()):
+            continue  # no response carried a signal: nothing to reweight
+        assert sum(weights.values()) == pytest.approx(1.0)
+        # The responses taken out of the loss are exactly those of flat groups (advantage 0 everywhere):
+        flat_groups = 4 * step["zppo/zero_adv_group_frac"] + sum(
+            step.get(f"zppo/{kind}_built", 0.0) * step.get(f"zppo/{kind}_zero_adv_group_frac", 0.0)
+            for kind in SECOND_PHASE_KINDS
+        )
+        assert step["zppo/loss_weight/excluded_responses"] == pytest.approx(flat_groups * N)
+        if mode == "per_kind":
+            signal = [w for w in weights.values() if w > 0]
+            assert signal == pytest.approx([1.0 / len(signal)] * len(signal))
+
+
+@pytest.mark.parametrize(
+    "method, kinds, loss_weighting",
+    [("grpo_buffer", set(), "verl"), ("grpo_buffer_bcq", {"bcq"}, "exclude_zero_adv"),
+     ("grpo_buffer_ncq", {"ncq"}, "per_kind"), ("hint", {"hint"}, "verl")],
+)
+def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, method, kinds, loss_weighting):
+    # Each run also exercises one loss-aggregation mode (zppo.update.loss_weighting). The tiny student never answers
+    # right, so the reweighting runs get a reward that passes about half of all answers: groups with a signal.
+    reward = [] if loss_weighting == "verl" else [
+        f"reward.custom_reward_function.path={TEST_REWARDS}", "reward.custom_reward_function.name=parity_score"]
+    steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward)
+    if reward:  # the check below is about real reweighting: some kind had a signal
+        assert any(v > 0 for s in steps for k, v in s.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k)
+    _check_built_kinds_were_trained(steps, kinds)
+    _check_loss_weighting(steps, loss_weighting)
+    if method == "grpo_buffer":
+        # No reformulation, so the teacher is never consulted.
+        assert all(s["zppo/hard_questions"] > 0 for s in steps)
+
+
+@pytest.mark.parametrize("vision", [False, True], ids=["text", "vision"])
+def test_prefix_responses_start_with_masked_teacher_tokens(tiny_assets, ray_cluster, tmp_path, vision):
+    # Also the mu knob: the update splits each step's (variable-size) batch into exactly 2 mini-batches.
+    steps = _run(tiny_assets, ray_cluster, tmp_path, "prefix", "zppo.update.num_mini_batches=2", vision=vision)
+    _check_built_kinds_were_trained(steps, {"prefix"})
+    for step in steps:
+        if not step.get("zppo/prefix_built"):
+            continue
+        # Read back from the stored trajectories: every prefix rollout starts with the planned teacher tokens...
+        assert step["zppo/prefix/intact_frac"] == 1.0
+        # ...which are masked (none in the loss), while the student's continuation is trained.
+        assert step["zppo/prefix/tokens_in_loss"] == 0
+        assert step["zppo/prefix/tokens_masked"] == pytest.approx(step["zppo/guidance/prefix_tokens_mean"] * step["zppo/prefix_built"] * N)
+        assert step["zppo/prefix/continuation_tokens"] > 0
+        # The compute ledger counts only the student's sampled tokens of a prefix rollout as generated.
+        assert step["zppo/compute/prefix/generated_tokens"] == step["zppo/prefix/continuation_tokens"]
+        assert step["zppo/update/mini_batches"] == 2
