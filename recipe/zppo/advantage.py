@@ -43,6 +43,7 @@ scale (``benchmarks/bench_host.py`` measures it against verl's GRPO estimator).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -279,6 +280,18 @@ def _broadcast_to_tokens(scalars: torch.Tensor, response_mask: torch.Tensor) -> 
     return out.copy_(response_mask).mul_(scalars.unsqueeze(-1))
 
 
+# Seconds spent in the estimator in this process since the trainer last asked (``take_estimator_seconds``):
+# verl times its whole advantage phase (TransferQueue reads and writes included), not the estimator.
+_estimator_seconds = 0.0
+
+
+def take_estimator_seconds() -> float:
+    """Seconds spent in ``compute_zppo_outcome_advantage`` in this process since the previous call."""
+    global _estimator_seconds
+    seconds, _estimator_seconds = _estimator_seconds, 0.0
+    return seconds
+
+
 def compute_zppo_outcome_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -293,12 +306,15 @@ def compute_zppo_outcome_advantage(
     ``reward_baselines``; anything extra is accepted and ignored. Options come from ``algorithm.zppo``.
     Returns equal advantages and returns, as verl's outcome estimators do; masked tokens are exactly 0.
     """
+    global _estimator_seconds
     if index is None:
         raise ValueError("the zppo advantage estimator needs `index` (the uid of each response's prompt)")
+    start = time.perf_counter()
     options = read_advantage_options(config)
     scores, valid = _scores_and_valid(token_level_rewards, response_mask)
     scalars, _ = _compute(scores, index, valid, options)
     advantages = _broadcast_to_tokens(scalars, response_mask)
+    _estimator_seconds += time.perf_counter() - start
     return advantages, advantages
 
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from recipe.zppo.answer_format import ANSWER_CLOSER, THINK_CLOSE, extract_final_answer
+from recipe.zppo.answer_format import ANSWER_CLOSER, THINK_CLOSE, THINK_OPEN, extract_final_answer
 
 BCQ = "bcq"
 NCQ = "ncq"
@@ -73,6 +73,7 @@ _THINK_TAG = re.compile(r"</?think>")
 _FIRST_SUFFIX_TOKENS = 64
 _SUFFIX_GARBLE_CHARS = 3
 _THINK_CLOSE_BYTES = THINK_CLOSE.encode("utf-8")
+_THINK_OPEN_BYTES = THINK_OPEN.encode("utf-8")
 
 DEFAULT_BCQ_INSTRUCTION = (
     "Here are two responses to the question above. One is correct and another is wrong. "
@@ -136,14 +137,16 @@ class Tokenization:
     text; ``encode`` is only used for responses given as text without token ids (e.g. stored teacher answers).
     ``token_bytes``, optional, gives the UTF-8 bytes of token ids (byte-level BPE tokenizers); when set,
     ``decode(ids)`` must equal ``token_bytes(ids).decode("utf-8", "replace")``, and the search for the end of the
-    think block in a response works on bytes. ``Tokenization.for_tokenizer`` builds all four from a Hugging Face
-    tokenizer.
+    think block in a response works on bytes. ``byte_level``, optional, is the table behind both: it can tell
+    from token ids alone that a response holds no ``</think>``. ``Tokenization.for_tokenizer`` builds them all
+    from a Hugging Face tokenizer.
     """
 
     decode: Callable[[Sequence[int]], str]
     count_text_tokens: Callable[[str], int]
     encode: Callable[[str], Sequence[int]] | None = None
     token_bytes: Callable[[Sequence[int]], bytes] | None = None
+    byte_level: "ByteLevelDecoder | None" = None
 
     @classmethod
     def for_tokenizer(cls, tokenizer) -> "Tokenization":
@@ -163,6 +166,7 @@ class Tokenization:
             count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
             encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
             token_bytes=token_bytes,
+            byte_level=table,
         )
 
 
@@ -192,6 +196,8 @@ class ByteLevelDecoder:
 
     def __init__(self, pieces: Sequence[bytes]):
         self._pieces = tuple(pieces)
+        self._starts: dict[bytes, frozenset[int]] = {}
+        self._holders: dict[bytes, frozenset[int]] = {}
 
     @classmethod
     def from_tokenizer(cls, tokenizer, check_tokens: int = 4096) -> "ByteLevelDecoder | None":
@@ -239,6 +245,28 @@ class ByteLevelDecoder:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.token_bytes(ids).decode("utf-8", "replace")
+
+    def may_contain(self, ids: Sequence[int], pattern: bytes) -> bool:
+        """False only if ``pattern`` (2 bytes or more) cannot occur in the bytes of ``ids``.
+
+        An occurrence starts in some token, and its second byte is either the next byte of that token or the
+        first of the next token: so the token holds the pattern's first two bytes, or ends with its first byte.
+        When no id is such a token, there is no occurrence (exact); otherwise the bytes must be searched.
+        """
+        starts = self._starts.get(pattern)
+        if starts is None:
+            head, first = pattern[:2], pattern[:1]
+            starts = frozenset(i for i, piece in enumerate(self._pieces) if head in piece or piece.endswith(first))
+            self._starts[pattern] = starts
+        return not starts.isdisjoint(ids)
+
+    def surely_contains(self, ids: Sequence[int], pattern: bytes) -> bool:
+        """True if one of ``ids`` holds ``pattern`` whole (e.g. an added ``<think>`` token); False: unknown."""
+        holders = self._holders.get(pattern)
+        if holders is None:
+            holders = frozenset(i for i, piece in enumerate(self._pieces) if pattern in piece)
+            self._holders[pattern] = holders
+        return not holders.isdisjoint(ids)
 
 
 @dataclass(frozen=True)
@@ -516,13 +544,18 @@ class _Builder:
             self._text_cache[key] = self.tokens.decode(response.token_ids)
         return self._text_cache[key]
 
-    def _end_of_think(self, ids: Sequence[int]) -> tuple[str, bool]:
+    def _end_of_think(self, ids: Sequence[int]) -> tuple[str | None, bool]:
         """The shortest decoded suffix of ``ids`` (64, 256, 1024... tokens) holding ``</think>``, or the whole
-        text when none does; and whether it is the whole text."""
+        text when none does; and whether it is the whole text. ``(None, True)``: the response opens a think block
+        and never closes it (cut off at the length limit), found from its token ids without decoding it."""
         token_bytes = self.tokens.token_bytes
         total = len(ids)
         length = min(total, _FIRST_SUFFIX_TOKENS)
         data = token_bytes(ids[total - length :])
+        table = self.tokens.byte_level
+        if (_THINK_CLOSE_BYTES not in data and length < total and table is not None
+                and not table.may_contain(ids, _THINK_CLOSE_BYTES) and table.surely_contains(ids, _THINK_OPEN_BYTES)):
+            return None, True
         while _THINK_CLOSE_BYTES not in data and length < total:  # grown on bytes: each token looked up once
             longer = min(total, 4 * length)
             data = token_bytes(ids[total - longer : total - length]) + data
@@ -542,6 +575,8 @@ class _Builder:
             text = self._text(response).strip()
             return text, text
         text, whole = self._end_of_think(response.token_ids)
+        if text is None:  # a think block never closed: no final answer (split_think), nothing to compare
+            return "", ""
         if whole:
             self._text_cache[id(response)] = text
             text = text.strip()

@@ -44,6 +44,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.debug import marked_timer
 
+from .advantage import take_estimator_seconds
 from .compute_ledger import ComputeLedger
 from .dataset import KIND_ORIGINAL, ZPPODataset
 from .loss_weighting import MODES as LOSS_WEIGHTING_MODES
@@ -666,6 +667,8 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def step(self, metrics: dict, timing_raw: dict):
         batch = super().step(metrics, timing_raw)
+        # ZPPO's estimator alone (verl's `adv` timer also holds its TransferQueue traffic); 0 under plain GRPO.
+        timing_raw["zppo/adv_estimator"] = take_estimator_seconds()
         self._count_update_batch(batch, metrics)
         metrics.update(self.compute_ledger.close_step())
         if self._record.routes:  # share of this step's answers scored by each reward route

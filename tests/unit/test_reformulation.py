@@ -581,3 +581,24 @@ def test_other_tokenizers_fall_back_to_their_own_decode():
 def test_a_response_needs_text_or_token_ids():
     with pytest.raises(ValueError, match="text or its token_ids"):
         Response(None, False)
+
+
+def test_pattern_checks_on_token_ids_never_miss_an_occurrence(qwen_style_tokenizer):
+    tok = qwen_style_tokenizer
+    decoder = ByteLevelDecoder.from_tokenizer(tok)
+    enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    spelled = [t for ch in "a</think>b" for t in enc(ch)]  # </think> from single characters, not the added token
+    cases = [enc("<think>no end in sight"), enc("<think>x</think> \\boxed{1}"), spelled, enc("x < y and y <z"), []]
+    rng = np.random.default_rng(2)
+    lt = [i for i in range(len(tok)) if b"<" in decoder.token_bytes([i])]
+    cases += [rng.choice(lt + list(range(200)), size=30).tolist() for _ in range(300)]  # many "<" tokens
+    for ids in cases:
+        data = decoder.token_bytes(ids)
+        for pattern in (b"</think>", b"<think>"):
+            if pattern in data:
+                assert decoder.may_contain(ids, pattern), (ids, pattern)
+            if decoder.surely_contains(ids, pattern):
+                assert pattern in data
+    assert not decoder.may_contain(enc("<think>no end in sight"), b"</think>")  # the fast path is taken
+    assert decoder.surely_contains(enc("<think>no end in sight"), b"<think>")
+    assert decoder.may_contain(spelled, b"</think>") and not decoder.surely_contains(spelled, b"</think>")

@@ -1,0 +1,477 @@
+"""Micro-benchmarks of ZPPO's host-side work at paper scale (issue 8, item 3), on one CPU core.
+
+Three parts, each timed on synthetic material built before the clock starts:
+
+* ``reformulation``: 1,024 hard questions, each with 8 wrong student responses of 2,048 tokens (token ids, as
+  the rollout produced them) and 2 teacher responses (text, as the dataset stores them). Timed: what the
+  trainer does on the host between phase 1 and phase 2 of a step, i.e. decoding the responses' token ids to
+  text (``Response(decode(ids), ...)``) and ``reformulation.reformulate`` (candidate selection, seeded draws,
+  budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final processor length
+  check (``measure_prompt``), which tokenises the finished prompt as the agent loop would: rollout time.
+* ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 question ids like the data set's), then
+  per-call time of admit (each one evicts the earliest admitted), sample (one batch's replay slots), update
+  (stay or graduate), ``state_dict`` / ``load_state_dict``, and the JSON file round trip the checkpoint does;
+  memory measured with tracemalloc (ids included).
+* ``advantage``: 100,000 responses of 1,024 tokens in groups of 8 (verl's uid strings), binary outcome reward on
+  the last response token; ZPPO's estimator (``batch_nonzero``, what the trainer registers) against verl's own
+  ``compute_grpo_outcome_advantage`` on the same tensors (and verl's vectorised GRPO for reference).
+
+Run (single core; the lead reruns on a quiet machine)::
+
+    .venv/bin/python benchmarks/bench_host.py                        # paper scale, tiny BPE tokenizer
+    .venv/bin/python benchmarks/bench_host.py --tokenizer DIR        # any Hugging Face tokenizer folder (Qwen3)
+    .venv/bin/python benchmarks/bench_host.py --smoke                # reduced sizes (CI)
+    .venv/bin/python benchmarks/bench_host.py --only reformulation --profile   # cProfile top functions
+
+It prints a table, ``PASS``/``MISS`` lines for the issue's goals, and writes ``--out`` (JSON; default
+``outputs/benchmarks/bench_host.json``). Goals are checked here, never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (
+    Durations,
+    Report,
+    default_output,
+    goal_seconds,
+    pin_to_one_core,
+    summarise,
+    time_calls,
+)
+
+PARTS = ("reformulation", "buffer", "advantage")
+
+# Goals of issue 8 (seconds / bytes).
+GOAL_REFORMULATION_S = 1.0
+GOAL_BUFFER_OP_S = 1e-3
+GOAL_BUFFER_BYTES = 50e6
+GOAL_ADVANTAGE_S = 0.5
+GOAL_ADVANTAGE_RATIO = 1.0
+
+PAPER = {
+    "questions": 1024, "candidates": 8, "candidate_tokens": 2048, "teacher_responses": 2,
+    "question_tokens": 256, "max_prompt_length": 4096, "truncated_percent": 25,
+    "buffer_capacity": 77_000, "buffer_ops": 20_000, "replay_slots": 64,
+    "responses": 100_000, "response_tokens": 1024, "group_size": 8, "advantage_repeat": 5,
+}
+SMOKE = {
+    "questions": 16, "candidates": 8, "candidate_tokens": 256, "teacher_responses": 2,
+    "question_tokens": 64, "max_prompt_length": 768, "truncated_percent": 25,
+    "buffer_capacity": 2_000, "buffer_ops": 500, "replay_slots": 16,
+    "responses": 2_000, "response_tokens": 64, "group_size": 8, "advantage_repeat": 2,
+}
+
+_WORDS = (
+    "we compute the value of each term then add them together so the total is not yet clear because the "
+    "second factor changes sign when x grows and the area of the triangle equals half the base times height "
+    "therefore check again carefully since 17 plus 25 gives 42 while 3 times 14 also gives 42 and the chart "
+    "shows a maximum near the third bar"
+).split()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------------------------
+def load_tokenizer(path: str | None):
+    """A Hugging Face tokenizer from ``path``, or the project's tiny byte-level BPE built into a temp folder."""
+    from transformers import AutoTokenizer
+
+    if path:
+        return AutoTokenizer.from_pretrained(path), path
+    from data_prep.tiny.tokenizer import save_hf_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="zppo_bench_tok_"))
+    return save_hf_tokenizer(folder), f"tiny BPE (data_prep.tiny, {folder})"
+
+
+def eager_tokenization(tokenizer):
+    """The ``Tokenization`` the trainer built before issue 8: every call goes through ``tokenizer.decode``."""
+    from recipe.zppo.reformulation import Tokenization
+
+    return Tokenization(
+        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
+        count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+        encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reformulation
+# ---------------------------------------------------------------------------------------------------------------
+def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
+    """Hard questions with token-id student responses of exactly ``candidate_tokens`` tokens each.
+
+    Bodies are distinct slices of one encoded word stream (so no two responses are equal). A finished response
+    is ``<think>`` + body + ``</think>`` + a boxed wrong answer (formatted but wrong); a share
+    (``truncated_percent``) are cut off at the length limit inside the think block, as hard questions' rollouts
+    often are: they have no final answer and are no candidates, and finding that out means reading them whole.
+    Teacher responses are finished ones, kept both as text and as token ids.
+    """
+    import numpy as np
+
+    from recipe.zppo.answer_format import ANSWER_CLOSER
+
+    rng = np.random.default_rng(seed)
+    length = size["candidate_tokens"]
+    stream_words = rng.choice(_WORDS, size=max(20_000, 3 * length)).tolist()
+    stream = tokenizer.encode(" ".join(stream_words), add_special_tokens=False)
+    head = tokenizer.encode("<think>\n", add_special_tokens=False)
+    question_ids = tokenizer.encode(" ".join(rng.choice(_WORDS, size=4 * size["question_tokens"]).tolist()),
+                                    add_special_tokens=False)[: size["question_tokens"]]
+    question_text = tokenizer.decode(question_ids)
+
+    def response_ids(answer: int | None) -> list[int]:
+        tail = [] if answer is None else tokenizer.encode(f"\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
+                                                          add_special_tokens=False)
+        body = length - len(head) - len(tail)
+        start = int(rng.integers(0, len(stream) - body))
+        return head + stream[start : start + body] + tail
+
+    truncated = size["truncated_percent"] / 100.0
+    questions = []
+    for q in range(size["questions"]):
+        students = [response_ids(None if rng.random() < truncated else 1000 + q * 10 + k)
+                    for k in range(size["candidates"])]
+        teachers = [response_ids(q) for _ in range(size["teacher_responses"])]
+        prompt = [{"role": "user", "content": f"Question {q}: {question_text}?\n\n{ANSWER_CLOSER}"}]
+        questions.append({"question_id": f"bench-{q:06d}", "prompt": prompt,
+                          "prompt_length": size["question_tokens"] + 40, "ground_truth": str(q),
+                          "student_ids": students,
+                          "teachers": [(tokenizer.decode(ids), ids, t == 0) for t, ids in enumerate(teachers)]})
+    return questions
+
+
+def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool, before: bool) -> None:
+    """Rows: before (the trainer's old path), after (token ids, lazy decoding), and two reference rows."""
+    from recipe.zppo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+
+    material = build_reformulation_material(tokenizer, size)
+    config = ReformulationConfig()
+    start = time.perf_counter()
+    fast = Tokenization.for_tokenizer(tokenizer)
+    setup_s = time.perf_counter() - start
+    eager = eager_tokenization(tokenizer)
+    limit = size["max_prompt_length"]
+
+    def questions(students, teacher_ids: bool):
+        return [
+            HardQuestion(question_id=item["question_id"], prompt=item["prompt"], prompt_length=item["prompt_length"],
+                         ground_truth=item["ground_truth"], student_responses=responses,
+                         teacher_responses=[Response(text, correct, ids if teacher_ids else None)
+                                            for text, ids, correct in item["teachers"]])
+            for item, responses in zip(material, students)
+        ]
+
+    state = {}
+
+    def after(teacher_ids: bool = True):
+        # What the trainer does now: responses as token ids, text decoded by the reformulation where needed.
+        students = [[Response(None, False, ids) for ids in item["student_ids"]] for item in material]
+        state["after" if teacher_ids else "cold"] = reformulate(questions(students, teacher_ids), step=1, tokens=fast,
+                                                              max_prompt_length=limit, config=config)
+
+    def old_path():
+        # What the trainer did before: decode every response with tokenizer.decode, then reformulate.
+        students = [[Response(eager.decode(ids), False, ids) for ids in item["student_ids"]] for item in material]
+        state["before"] = reformulate(questions(students, True), step=1, tokens=eager, max_prompt_length=limit,
+                                      config=config)
+
+    def decode_all():
+        return [[fast.decode(ids) for ids in item["student_ids"]] for item in material]
+
+    common = {"questions": size["questions"], "candidates": size["candidates"],
+              "candidate_tokens": size["candidate_tokens"], "max_prompt_length": limit}
+    if before:
+        times = time_calls(old_path, repeat=1, warmup=0)
+        report.row("reformulation", "before: tokenizer.decode every response + reformulate", **summarise(times),
+                   **common)
+    after_times = time_calls(after, repeat=repeat, warmup=1)
+    cold_times = time_calls(lambda: after(teacher_ids=False), repeat=max(1, repeat // 2), warmup=0)
+    decode_times = time_calls(decode_all, repeat=max(1, repeat // 2), warmup=0)
+    result = state["after"]
+    metrics = result.metrics()
+    if before:  # the new path builds exactly what the old one built
+        same = [(p.question_id, p.kind, p.messages) for p in state["before"].prompts] == [
+            (p.question_id, p.kind, p.messages) for p in result.prompts]
+        report.row("reformulation", "before and after build identical prompts", identical=same)
+        if not same:
+            report.notes.append("MISMATCH: the lazy path built other prompts than the old path")
+    candidate_tokens = size["questions"] * size["candidates"] * size["candidate_tokens"]
+    stats = summarise(after_times)
+    total = report.row("reformulation", "after: reformulate from token ids (teacher ids stored)", **stats, **common,
+                       bcq_built=int(metrics["zppo/bcq_built"]), ncq_built=int(metrics["zppo/ncq_built"]),
+                       excluded=int(metrics["zppo/responses_excluded"]),
+                       skipped_for_length=int(metrics["zppo/skipped_for_length"]),
+                       candidates_truncated=int(metrics["zppo/candidates_truncated"]),
+                       candidate_tokens_per_sec=candidate_tokens / stats["median_s"])
+    report.row("reformulation", "after, teacher responses as text (encoded on use)", **summarise(cold_times),
+               **common)
+    report.row("reformulation", "reference: decode every response (table decoder)", **summarise(decode_times),
+               **common)
+    report.row("reformulation", "reference: build the table decoder (once per run)", median_s=setup_s, calls=1,
+               byte_level=fast.token_bytes is not None)
+    report.goal("reformulation of questions x candidates x tokens, one core", goal_seconds(total),
+                GOAL_REFORMULATION_S, "s",
+                note=f"{size['questions']} x {size['candidates']} x {size['candidate_tokens']} tokens, from token ids")
+    if profile:
+        _profile(after)
+
+
+def _profile(fn, top: int = 25) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    print("--- cProfile (cumulative) ---")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+    print("--- cProfile (own time) ---")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Buffer
+# ---------------------------------------------------------------------------------------------------------------
+def _question_id(i: int) -> str:
+    # Data-set-like ids: source name + 12 hex digits (data_prep uses this shape).
+    return f"vero-{i:012x}"
+
+
+def _per_call(fn, args_list) -> Durations:
+    times = Durations()
+    clock, cpu_clock = time.perf_counter, time.process_time
+    for args in args_list:
+        cpu_start, start = cpu_clock(), clock()
+        fn(*args)
+        times.append(clock() - start)
+        times.cpu.append(cpu_clock() - cpu_start)
+    return times
+
+
+def run_buffer(size: dict, report: Report) -> None:
+    from recipe.zppo.replay_buffer import PromptReplayBuffer
+
+    capacity, ops, slots = size["buffer_capacity"], size["buffer_ops"], size["replay_slots"]
+
+    # Memory: everything the buffer allocates for `capacity` entries, the id strings included.
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    buffer = PromptReplayBuffer(capacity=capacity)
+    for i in range(capacity):
+        buffer.admit(_question_id(i), 0.125, step=i // 256)
+    memory = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # Replay a share of the buffer so that both replay queues and every statistic field are populated.
+    for step in range(4):
+        buffer.sample(capacity // 8, step=1000 + step)
+
+    next_id = capacity
+    rows = []
+
+    def admit_new():
+        nonlocal next_id
+        next_id += 1
+        return buffer.admit(_question_id(next_id), 0.0, step=2000)
+
+    times = _per_call(lambda: admit_new(), [()] * ops)
+    assert len(buffer) == capacity
+    rows.append(("admit (full: evicts earliest admitted)", times))
+    present = buffer.question_ids()[-1]
+    rows.append(("admit (already in: refused)", _per_call(buffer.admit, [(present, 0.0, 2001)] * ops)))
+    sample_calls = max(1, ops // slots)
+    sampled: list[list] = []
+    rows.append((f"sample {slots} to replay", _per_call(lambda: sampled.append(buffer.sample(slots, step=2002)),
+                                                        [()] * sample_calls)))
+    replayed = [qid for batch in sampled for qid in batch]
+    stay, graduate = replayed[: len(replayed) // 2], replayed[len(replayed) // 2 :]
+    rows.append(("update (stays: accuracy < 0.5)", _per_call(buffer.update_replayed, [(q, 0.25, 2003) for q in stay])))
+    rows.append(("update (graduates: accuracy >= 0.5)",
+                 _per_call(buffer.update_replayed, [(q, 0.75, 2003) for q in graduate])))
+    # Refill to capacity so that save/load see a full buffer.
+    while len(buffer) < capacity:
+        admit_new()
+
+    state_holder = {}
+    save_times = time_calls(lambda: state_holder.__setitem__("state", buffer.state_dict()), repeat=5, warmup=1)
+    state = state_holder["state"]
+    restored = PromptReplayBuffer(capacity=capacity)
+    load_times = time_calls(lambda: restored.load_state_dict(state), repeat=5, warmup=1)
+    assert restored.replay_order() == buffer.replay_order()
+    text_holder = {}
+    dump_times = time_calls(lambda: text_holder.__setitem__("text", json.dumps(state)), repeat=5, warmup=1)
+    parse_times = time_calls(lambda: json.loads(text_holder["text"]), repeat=5, warmup=1)
+    rows.append(("state_dict (checkpoint save)", save_times))
+    rows.append(("load_state_dict (resume)", load_times))
+    per_step_ops = len(rows) - 2
+
+    for index, (name, times) in enumerate(rows):
+        stats = summarise(times)
+        report.row("buffer", name, **stats, capacity=capacity, entries=len(buffer))
+        checkpoint_only = index >= per_step_ops
+        report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms",
+                    note="once per checkpoint, not per step" if checkpoint_only else "")
+    report.row("buffer", "json.dumps(state) (checkpoint file, for reference)", **summarise(dump_times),
+               capacity=capacity, json_bytes=len(text_holder["text"]))
+    report.row("buffer", "json.loads(state) (checkpoint file, for reference)", **summarise(parse_times),
+               capacity=capacity)
+    report.row("buffer", "memory at capacity (tracemalloc, ids included)", capacity=capacity,
+               bytes=memory, bytes_per_entry=memory / capacity)
+    report.goal("buffer memory at capacity", memory / 1e6, GOAL_BUFFER_BYTES / 1e6, "MB",
+                note=f"{capacity} entries, {memory / capacity:.0f} B each")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Advantage
+# ---------------------------------------------------------------------------------------------------------------
+def build_advantage_inputs(size: dict, seed: int = 0):
+    """Token-level outcome rewards, response masks of random lengths and verl-style uid strings."""
+    import numpy as np
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    batch, length, group = size["responses"], size["response_tokens"], size["group_size"]
+    lengths = torch.randint(1, length + 1, (batch,), generator=generator)
+    positions = torch.arange(length)
+    response_mask = (positions.unsqueeze(0) < lengths.unsqueeze(1)).to(torch.int64)
+    # Hard and easy groups alike: a per-group success rate, then Bernoulli rewards.
+    rate = torch.rand(batch // group + 1, generator=generator).repeat_interleave(group)[:batch]
+    rate = torch.where(torch.rand(rate.shape, generator=generator) < 0.4, torch.zeros_like(rate), rate)
+    scores = (torch.rand(batch, generator=generator) < rate).to(torch.float32)
+    token_level_rewards = torch.zeros(batch, length, dtype=torch.float32)
+    token_level_rewards[torch.arange(batch), lengths - 1] = scores
+    uids = [str(uuid.UUID(int=int(i), version=4)) for i in range(batch // group + 1)]
+    index = np.array([uids[i // group] for i in range(batch)], dtype=object)
+    return token_level_rewards, response_mask, index
+
+
+def run_advantage(size: dict, report: Report) -> None:
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo import core_algos
+
+    from recipe.zppo.advantage import compute_zppo_outcome_advantage
+
+    rewards, mask, index = build_advantage_inputs(size)
+    config = OmegaConf.create({"zppo": {"norm": "batch_nonzero"}})
+    repeat = size["advantage_repeat"]
+
+    def zppo():
+        return compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, config=config,
+                                              index=index)
+
+    def grpo():
+        return core_algos.compute_grpo_outcome_advantage(token_level_rewards=rewards.clone(), response_mask=mask,
+                                                         index=index)
+
+    def grpo_vectorized():
+        return core_algos.compute_grpo_vectorized_outcome_advantage(token_level_rewards=rewards.clone(),
+                                                                    response_mask=mask, index=index)
+
+    clone_times = time_calls(lambda: rewards.clone(), repeat=repeat)  # verl's estimators write into their input
+    results = {}
+    for name, fn, runs in (("zppo (batch_nonzero)", zppo, repeat), ("verl grpo", grpo, max(1, repeat // 2)),
+                           ("verl grpo_vectorized", grpo_vectorized, repeat)):
+        times = time_calls(fn, repeat=runs, warmup=1)
+        if name != "zppo (batch_nonzero)":  # their input copy is not their work
+            clone = summarise(clone_times)
+            times = Durations([t - clone["median_s"] for t in times], [t - clone["cpu_median_s"] for t in times.cpu])
+        results[name] = summarise(times)
+    # The same inputs give the same advantages under `group` (verl's GRPO): a correctness guard for the timing.
+    group_config = OmegaConf.create({"zppo": {"norm": "group"}})
+    ours = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, config=group_config,
+                                          index=index)[0]
+    theirs = grpo_vectorized()[0]
+    max_diff = float((ours - theirs).abs().max())
+    for name, stats in results.items():
+        report.row("advantage", name, **stats, responses=size["responses"], response_tokens=size["response_tokens"],
+                   group_size=size["group_size"])
+    zppo_s = goal_seconds(results["zppo (batch_nonzero)"])
+    grpo_s = goal_seconds(results["verl grpo"])
+    report.row("advantage", "zppo / verl grpo", ratio=zppo_s / grpo_s,
+               ratio_vs_vectorized=zppo_s / goal_seconds(results["verl grpo_vectorized"]),
+               group_mode_max_abs_diff_vs_verl=max_diff)
+    report.goal("advantage time, zppo", zppo_s, GOAL_ADVANTAGE_S, "s",
+                note=f"{size['responses']} x {size['response_tokens']} tokens")
+    report.goal("advantage ratio zppo / verl grpo", zppo_s / grpo_s, GOAL_ADVANTAGE_RATIO, "x")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="reduced sizes (seconds; for CI)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
+    parser.add_argument("--tokenizer", default=None, help="Hugging Face tokenizer folder (default: tiny BPE)")
+    parser.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed repetitions of the reformulation")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one reformulation")
+    parser.add_argument("--no-before", action="store_true",
+                        help="skip the slow 'before' row (the trainer's old decode-everything path)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=INT",
+                        help=f"override a size, e.g. --set questions=256 (keys: {', '.join(PAPER)})")
+    parser.add_argument("--out", default=str(default_output("bench_host")), help="JSON report path")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"--only: unknown part(s) {unknown}; choose from {PARTS}")
+    size = dict(SMOKE if args.smoke else PAPER)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in size:
+            raise SystemExit(f"--set {item}: unknown size key {key!r}; keys: {sorted(size)}")
+        size[key] = int(value)
+    pinning = pin_to_one_core(args.cpu)
+    report = Report("bench_host", {"smoke": args.smoke, "sizes": size, "parts": parts, **pinning})
+    repeat = args.repeat or (2 if args.smoke else 5)
+
+    if "reformulation" in parts:
+        tokenizer, name = load_tokenizer(args.tokenizer)
+        report.settings["tokenizer"] = name
+        print(f"[bench_host] reformulation: {size['questions']} x {size['candidates']} x "
+              f"{size['candidate_tokens']} tokens, tokenizer {name}", flush=True)
+        run_reformulation(tokenizer, size, report, repeat, args.profile, before=not args.no_before)
+    if "buffer" in parts:
+        print(f"[bench_host] buffer: capacity {size['buffer_capacity']}", flush=True)
+        run_buffer(size, report)
+    if "advantage" in parts:
+        print(f"[bench_host] advantage: {size['responses']} x {size['response_tokens']} tokens", flush=True)
+        run_advantage(size, report)
+
+    report.notes.append("goals are checked on the process's CPU time (single-threaded work: its wall time on an "
+                        "idle core); wall-clock columns include other processes' turns on a shared machine")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load and load[0] > 1.0:
+        report.notes.append(f"machine load average {load[0]:.2f} while measuring: timings are noisy")
+    print()
+    report.print_table([("section", "section"), ("name", "what"), ("median_s", "median"), ("cpu_median_s", "cpu"),
+                        ("min_s", "min"), ("cpu_min_s", "cpu min"), ("p99_s", "p99"), ("cpu_p99_s", "cpu p99"), ("max_s", "max"),
+                        ("calls", "calls"), ("ratio", "ratio"), ("identical", "same"), ("bytes", "bytes")])
+    print()
+    report.print_goals()
+    report.write(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
