@@ -84,9 +84,10 @@ def _check_loss_weighting(steps: list[dict], mode: str) -> None:
 )
 def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, method, kinds, loss_weighting):
     # Each run also exercises one loss-aggregation mode (zppo.update.loss_weighting). The tiny student never answers
-    # right, so the reweighting runs get a reward that passes about half of all answers: groups with a signal.
+    # right, so the reweighting runs get a reward that fails fresh questions and passes about half of the other
+    # answers: second-phase (and replayed) groups with a signal, and the buffer always admits.
     reward = [] if loss_weighting == "verl" else [
-        f"reward.custom_reward_function.path={TEST_REWARDS}", "reward.custom_reward_function.name=parity_score"]
+        f"reward.custom_reward_function.path={TEST_REWARDS}", "reward.custom_reward_function.name=fresh_fail_rest_parity"]
     steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward)
     if reward:  # the check below is about real reweighting: some kind had a signal
         assert any(v > 0 for s in steps for k, v in s.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k)
