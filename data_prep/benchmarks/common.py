@@ -34,40 +34,21 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_prep.row_schema import extra_info_type, row_schema
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 DEFAULT_FRAMES = 8
 
-_PROMPT_T = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_REWARD_T = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
-_EXTRA_T = pa.struct(
-    [
-        ("index", pa.int64()),
-        ("split", pa.string()),
-        ("question_id", pa.string()),
-        ("question", pa.string()),
-        ("answer", pa.string()),
-        ("reward_type", pa.string()),
-        ("tolerance", pa.float64()),
-        ("choices", pa.list_(pa.string())),
-        ("benchmark", pa.string()),
-        ("family", pa.string()),
-        ("category", pa.string()),
-    ]
+_EXTRA_T = extra_info_type(
+    ("tolerance", pa.float64()),
+    ("choices", pa.list_(pa.string())),
+    ("benchmark", pa.string()),
+    ("family", pa.string()),
+    ("category", pa.string()),
 )
-_IMAGES_T = pa.list_(pa.struct([("bytes", pa.binary())]))
-ROW_SCHEMA = pa.schema(
-    [
-        ("data_source", pa.string()),
-        ("prompt", _PROMPT_T),
-        ("ability", pa.string()),
-        ("reward_model", _REWARD_T),
-        ("extra_info", _EXTRA_T),
-        ("images", _IMAGES_T),
-    ]
-)
-
+ROW_SCHEMA = row_schema(_EXTRA_T, images=True)
 
 class SourceError(Exception):
     """A benchmark's local copy is missing or does not have the published layout (one line, naming file/row/key)."""

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_prep.row_schema import extra_info_type, row_schema
 from recipe.zppo.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio
 
 from . import images as imagelib
@@ -63,32 +64,18 @@ RULE_NAMES = tuple(name for name, _ in RULES)
 
 ROW_GROUP_ROWS = 64  # rows per parquet row group in the output (bounded memory while writing)
 
-_PROMPT_T = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_REWARD_T = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
-_EXTRA_T = pa.struct([
-    ("index", pa.int64()),
-    ("split", pa.string()),
-    ("question_id", pa.string()),
-    ("question", pa.string()),
-    ("answer", pa.string()),
-    ("reward_type", pa.string()),
-    ("tolerance", pa.float64()),
-    ("pass_rate", pa.float64()),
-    ("source", pa.string()),
-    ("sub_dataset", pa.string()),
-    ("group", pa.string()),
-    ("tier", pa.string()),
-    ("original_id", pa.string()),
-])
-OUTPUT_SCHEMA = pa.schema([
-    ("data_source", pa.string()),
-    ("prompt", _PROMPT_T),
-    ("ability", pa.string()),
-    ("reward_model", _REWARD_T),
-    ("extra_info", _EXTRA_T),
-    ("images", pa.list_(pa.struct([("bytes", pa.binary())]))),
-])
-
+OUTPUT_SCHEMA = row_schema(
+    extra_info_type(
+        ("tolerance", pa.float64()),
+        ("pass_rate", pa.float64()),
+        ("source", pa.string()),
+        ("sub_dataset", pa.string()),
+        ("group", pa.string()),
+        ("tier", pa.string()),
+        ("original_id", pa.string()),
+    ),
+    images=True,
+)
 
 class BuildError(RuntimeError):
     """The build cannot proceed (bad input as a whole, output folder in the way); the message says why."""

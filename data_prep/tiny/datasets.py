@@ -27,6 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_prep.row_schema import extra_info_type, row_schema
+
 ARITH_SOURCE = "tiny_arith"
 VL_SOURCE = "tiny_shapes"
 
@@ -40,38 +42,18 @@ VL_TEMPLATES = {
 
 _PALETTE = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 160, 20), (150, 50, 180), (20, 20, 20)]
 
-_PROMPT_T = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_REWARD_T = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
-_EXTRA_T = pa.struct(
-    [
-        ("index", pa.int64()),
-        ("split", pa.string()),
-        ("question_id", pa.string()),
-        ("question", pa.string()),
-        ("answer", pa.string()),
-        ("reward_type", pa.string()),
-        ("teacher_responses", pa.list_(pa.string())),
-        ("teacher_correct", pa.list_(pa.bool_())),
-    ]
+_EXTRA_T = extra_info_type(
+    ("teacher_responses", pa.list_(pa.string())),
+    ("teacher_correct", pa.list_(pa.bool_())),
 )
-_IMAGES_T = pa.list_(pa.struct([("bytes", pa.binary())]))
 
 
 def text_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            ("data_source", pa.string()),
-            ("prompt", _PROMPT_T),
-            ("ability", pa.string()),
-            ("reward_model", _REWARD_T),
-            ("extra_info", _EXTRA_T),
-        ]
-    )
+    return row_schema(_EXTRA_T, images=False)
 
 
 def vl_schema() -> pa.Schema:
-    return text_schema().append(pa.field("images", _IMAGES_T))
-
+    return row_schema(_EXTRA_T, images=True)
 
 REQUIRED_COLUMNS = tuple(text_schema().names)
 EXTRA_INFO_KEYS = tuple(f.name for f in _EXTRA_T)
