@@ -226,11 +226,18 @@ def _series(run: Run, key: str, x_axis: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def plot_dynamics(runs: list[Run], x_axis: str, path: Path) -> bool:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on a cluster node)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_dynamics(runs: list[Run], x_axis: str, path: Path) -> bool:
+    plt = _pyplot()
 
     with_steps = [run for run in runs if run.steps]
     if not with_steps:
@@ -262,10 +269,7 @@ def plot_dynamics(runs: list[Run], x_axis: str, path: Path) -> bool:
 
 
 def plot_family_bars(table: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     families = [f for f in table["families"] if any(a is not None for a in f["average"])]
     if not families:
@@ -294,10 +298,7 @@ def plot_family_bars(table: dict, path: Path) -> bool:
 
 
 def plot_benchmark_deltas(table: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = [row for family in table["families"] for row in family["rows"]]
     methods = table["columns"][1:]
