@@ -98,13 +98,10 @@ class GuidanceResult:
     num_questions: int = 0
 
     def metrics(self, prefix: str = "zppo/") -> dict[str, float]:
-        kind_counts: dict[str, int] = {}
-        for p in self.prompts:
-            kind_counts[p.kind] = kind_counts.get(p.kind, 0) + 1
+        kind_counts = {kind: sum(p.kind == kind for p in self.prompts) for kind in (HINT, PREFIX)}
         values = {
-            "hard_questions": self.num_questions,
-            "hint_built": kind_counts.get(HINT, 0),
-            "prefix_built": kind_counts.get(PREFIX, 0),
+            f"{kind}_built": count for kind, count in kind_counts.items()
+        } | {
             "skipped_for_length": sum(s.reason == SKIPPED_FOR_LENGTH for s in self.skipped),
             "no_teacher_candidate": sum(s.reason == NO_TEACHER_CANDIDATE for s in self.skipped),
             "no_wrong_candidate": sum(s.reason == NO_WRONG_CANDIDATE for s in self.skipped),

@@ -51,7 +51,7 @@ from .loss_weighting import MODES as LOSS_WEIGHTING_MODES
 from .loss_weighting import loss_weights
 from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
 from .replay_buffer import PromptReplayBuffer
-from .teacher_guidance import HINT, PREFIX, GuidanceConfig, PrefixPlan, build_hints, build_prefixes
+from .teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
 
 logger = logging.getLogger(__name__)
@@ -229,6 +229,12 @@ def read_trajectories(
             )
         )
     return result
+
+
+def _add_counts(metrics: dict, counts: dict) -> None:
+    """Add a builder's counters to the step's (BCQ/NCQ and hint/prefix share skip counters: they sum)."""
+    for key, value in counts.items():
+        metrics[key] = metrics.get(key, 0.0) + value
 
 
 def group_by_uid(trajectories: list[Trajectory]) -> dict[str, list[Trajectory]]:
@@ -486,8 +492,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 max_prompt_length=int(self.config.data.max_prompt_length), config=guidance,
                 measure_prompt=self._measure_prompt,
             )
-            metrics.update(result.metrics(prefix="zppo/guidance/"))
-            metrics["zppo/hint_built"] = float(len(result.prompts))
+            _add_counts(metrics, result.metrics(prefix="zppo/"))
             items += [item_of(p) for p in result.prompts]
         elif guidance.mode == PREFIX:
             from .prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
@@ -496,8 +501,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 hard, step=self.global_steps, tokens=self._tokens,
                 max_response_length=int(self.config.data.max_response_length), config=guidance,
             )
-            metrics.update(result.metrics(prefix="zppo/guidance/"))
-            metrics["zppo/prefix_built"] = float(len(result.prompts))
+            _add_counts(metrics, result.metrics(prefix="zppo/"))
             default_loop = self.config.actor_rollout_ref.rollout.agent.default_agent_loop
             for item in items:  # a batch names its agent loop for every item or for none
                 item["agent_name"] = default_loop
@@ -614,6 +618,9 @@ class ZPPOTrainer(PPOTrainerSync):
                                select_fields=["advantages", "response_mask", "zppo_kind"])
         advantages, masks = list(data["advantages"].unbind()), list(data["response_mask"].unbind())
         kinds = [str(kind) for kind in _as_list(data["zppo_kind"])]
+        # What the update uses, per prompt kind (padding rows excluded): read here, with the advantages, not again.
+        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ, HINT, PREFIX):
+            metrics[f"zppo/update/{kind}_trajectories"] = float(kinds.count(kind))
         signal = [bool(((a != 0) & m.bool()).any()) for a, m in zip(advantages, masks)]
         weights = loss_weights(kinds, [int(m.sum()) for m in masks], signal, self.zppo.loss_weighting)
         metrics.update({f"zppo/loss_weight/{kind}": value for kind, value in weights.kind_weight.items()})
@@ -669,7 +676,6 @@ class ZPPOTrainer(PPOTrainerSync):
         batch = super().step(metrics, timing_raw)
         # ZPPO's estimator alone (verl's `adv` timer also holds its TransferQueue traffic); 0 under plain GRPO.
         timing_raw["zppo/adv_estimator"] = take_estimator_seconds()
-        self._count_update_batch(batch, metrics)
         metrics.update(self.compute_ledger.close_step())
         if self._record.routes:  # share of this step's answers scored by each reward route
             from .reward import route_shares
@@ -678,14 +684,6 @@ class ZPPOTrainer(PPOTrainerSync):
         with marked_timer("zppo/buffer", timing_raw):
             self._update_prompt_buffer(metrics)
         return batch
-
-    @staticmethod
-    def _count_update_batch(batch, metrics: dict) -> None:
-        """How many trajectories of each prompt kind the update just used (padding rows excluded)."""
-        keys = [key for key, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
-        kinds = _as_list(tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["zppo_kind"])["zppo_kind"])
-        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ, HINT, PREFIX):
-            metrics[f"zppo/update/{kind}_trajectories"] = float(sum(str(k) == kind for k in kinds))
 
     def _update_prompt_buffer(self, metrics: dict) -> None:
         if self.zppo.enable and self.zppo.replay_enable:
