@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import uuid
 from collections import defaultdict
@@ -188,6 +189,8 @@ class Trajectory:
     weight_version: Optional[int]
     route: Optional[str] = None  # how the reward scored it (parser / judge / unparseable / judge_unavailable)
     correct_position: str = ""  # BCQ only: where the correct candidate was shown ("A" / "B")
+    # The response's tokens before its first trained one (response_mask 0): a prefix rollout's teacher tokens.
+    given_head: tuple[int, ...] = ()
 
 
 def read_trajectories(
@@ -212,7 +215,9 @@ def read_trajectories(
         extra = extras[i] if isinstance(extras[i], dict) else getattr(extras[i], "data", {}) or {}
         score = float(torch.as_tensor(scores[i]).float().sum().item())
         mask = torch.as_tensor(masks[i]).bool()
-        response = torch.as_tensor(responses[i])[: mask.numel()][mask].tolist()
+        all_tokens = torch.as_tensor(responses[i])[: mask.numel()]
+        response = all_tokens[mask].tolist()
+        first_trained = int(mask.int().argmax()) if bool(mask.any()) else mask.numel()
         result.append(
             Trajectory(
                 key=key,
@@ -226,6 +231,7 @@ def read_trajectories(
                 weight_version=tags[i].get("max_global_steps"),
                 route=((extra.get("reward_extra_info") or {}).get("route") if isinstance(extra, dict) else None),
                 correct_position=str(positions[i] or ""),
+                given_head=tuple(all_tokens[:first_trained].tolist()) if reformulated else (),
             )
         )
     return result
@@ -562,33 +568,27 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics[f"zppo/{kind}_zero_adv_group_frac"] = zero / len(groups)
         prefixed = [t for t in trajectories if t.kind == PREFIX]
         if prefixed:
-            metrics.update(self._audit_prefix_rollouts(prefixed, second.partition_id))
+            metrics.update(self._audit_prefix_rollouts(prefixed))
         for position in ("A", "B"):
             values = by_position[position]
             metrics[f"zppo/bcq_acc_correct_at_{position.lower()}"] = float(np.mean(values)) if values else float("nan")
         metrics["zppo/reformulated_rollouts"] = float(len(trajectories))
 
-    def _audit_prefix_rollouts(self, trajectories: list[Trajectory], partition_id: str) -> dict[str, float]:
-        """What the update will see of the teacher prefixes, read back from the stored trajectories.
+    def _audit_prefix_rollouts(self, trajectories: list[Trajectory]) -> dict[str, float]:
+        """What the update will see of the teacher prefixes, from the stored trajectories (phase 2's one read).
 
-        ``prefix/intact_frac``: share of prefix rollouts whose response starts with the planned teacher tokens;
-        ``prefix/tokens_in_loss``: prefix positions with ``response_mask`` 1 (must be 0: the prefix is masked);
+        ``prefix/intact_frac``: share of prefix rollouts whose response starts with exactly the planned teacher
+        tokens, all masked; ``prefix/tokens_in_loss``: planned tokens not in that masked start (must be 0);
         ``prefix/tokens_masked`` and ``prefix/continuation_tokens``: what is excluded from and kept in the loss.
         """
-        data = tq.kv_batch_get(
-            keys=[t.key for t in trajectories], partition_id=partition_id, select_fields=["responses", "response_mask"]
-        )
-        responses, masks = _as_list(data["responses"]), _as_list(data["response_mask"])
         intact = in_loss = masked = continuation = 0
-        for t, response, mask in zip(trajectories, responses, masks):
-            planned = self._prefix_ids.get(t.question_id, [])
-            response = torch.as_tensor(response).tolist()
-            mask = torch.as_tensor(mask).tolist()
-            n = len(planned)
-            intact += response[:n] == planned
-            in_loss += int(sum(mask[:n]))
-            masked += n - int(sum(mask[:n]))
-            continuation += int(sum(mask[n:]))
+        for t in trajectories:
+            planned = tuple(self._prefix_ids.get(t.question_id, []))
+            kept = next((i for i, (a, b) in enumerate(zip(t.given_head, planned)) if a != b), min(len(t.given_head), len(planned)))
+            intact += t.given_head == planned
+            in_loss += len(planned) - kept
+            masked += len(t.given_head)
+            continuation += len(t.response_ids)
         count = max(len(trajectories), 1)
         return {
             "zppo/prefix/intact_frac": intact / count,
@@ -645,8 +645,6 @@ class ZPPOTrainer(PPOTrainerSync):
         would change the number of updates per step (mu) and pad many empty rows."""
         if self.zppo.num_mini_batches is None:
             return super()._get_required_batch_multiple(dp_size)
-        import math
-
         n = int(self.config.actor_rollout_ref.rollout.n)
         return math.lcm(dp_size, int(self.zppo.num_mini_batches) * n)
 
