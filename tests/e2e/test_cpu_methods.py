@@ -113,6 +113,4 @@ def test_prefix_responses_start_with_masked_teacher_tokens(tiny_assets, ray_clus
         assert step["zppo/prefix/tokens_in_loss"] == 0
         assert step["zppo/prefix/tokens_masked"] == pytest.approx(step["zppo/prefix_tokens_mean"] * step["zppo/prefix_built"] * N)
         assert step["zppo/prefix/continuation_tokens"] > 0
-        # The compute ledger counts only the student's sampled tokens of a prefix rollout as generated.
-        assert step["zppo/compute/prefix/generated_tokens"] == step["zppo/prefix/continuation_tokens"]
         assert step["zppo/update/mini_batches"] == 2
