@@ -1,23 +1,38 @@
-"""Compare runs: a Markdown table (benchmark x method, family averages, deltas vs the base model in points) and PNG
-plots (training dynamics, per-family and per-benchmark bars).
+"""Compare runs: a Markdown table (benchmark x method, family averages, deltas vs the base model in points), two
+training tables (at equal compute and at equal steps) and PNG plots (training dynamics against steps and against
+generated tokens, per-family and per-benchmark bars).
 
-    python -m recipe.zppo.report RUN_DIR [RUN_DIR ...] --baseline BASE --out OUT [--names a,b]
-                                 [--x-axis step|METRIC] [--metric acc]
+    python -m recipe.zppo.report RUN_DIR [RUN_DIR ...] --baseline BASE --out OUT [--names a,b] [--title TEXT]
+                                 [--x-axis METRIC] [--token-budget N] [--metric acc]
 
 - ``RUN_DIR``: a training run folder (``trainer.default_local_dir``) and/or an evaluation folder. Evaluation results
   are the ``results.json`` that ``python -m recipe.zppo.eval`` writes, found in RUN_DIR or one or two levels below
-  (the newest when there are several; named on one line). Training dynamics are read from verl's file-logger JSON
-  lines, ``RUN_DIR/metrics/*.jsonl`` (one file per launch, records ``{"step", "data"}``; a resumed launch's steps
-  replace the earlier ones). Console and TensorBoard logs are not read.
+  (the newest when there are several; named on one line). They are the scores of the one checkpoint that was
+  evaluated, whatever its step or spend: the token budget below does not cut them. Training dynamics are read from
+  verl's file-logger JSON lines, ``RUN_DIR/metrics/*.jsonl`` (one file per launch, records ``{"step", "data"}``; a
+  resumed launch's steps replace the earlier ones). Console and TensorBoard logs are not read.
 - ``BASE``: the base model's evaluation folder (or its results.json); deltas are ``method - base`` in points.
 - Family averages are taken over the benchmarks that EVERY column has, so the columns compare like with like; a
   benchmark missing from some column shows "–" and the gap is listed under the table.
-- ``--x-axis``: ``step`` (default) or the name of a logged metric (e.g. a cumulative generated-token count) to
-  plot the training dynamics against; a run that lacks it is plotted against step, and named.
+- Training tables. ZPPO spends more rollouts per step than GRPO, so runs are compared at equal compute: BUDGET is
+  ``--token-budget N`` or, by default, the smallest final ``zppo/compute/cum_generated_tokens`` of the runs (every
+  run is cut at the same spend); each run's row is its last step whose cumulative generated tokens are <= BUDGET.
+  A second table cuts every run at the smallest final step ("at equal steps"). Columns: step reached, cumulative
+  generated tokens, cumulative rollouts, cumulative graduated and admitted questions (running sums of
+  ``zppo/graduated`` / ``zppo/admitted`` over the logged steps up to the cut), buffer size at the cut, mean score
+  (mean of ``critic/score/mean`` over the steps up to the cut). A run without the compute ledger's metrics is named
+  on one line and left out of the equal-compute table; a run that never reached BUDGET shows its final step, marked.
+- Plots: ``training_dynamics.png`` has x = step; the second plot has x = ``--x-axis`` (default
+  ``zppo/compute/cum_generated_tokens``; ``step`` also means the default), written as
+  ``training_dynamics_tokens.png`` for the token count and ``training_dynamics_by_<METRIC>.png`` (non-alphanumerics
+  as ``_``) for any other logged metric. A run that lacks that metric is left out of the second plot and named.
+  Both have the same panels, among them cumulative graduated questions and cumulative generated tokens (the latter
+  always against step, so the compute price of each step stays visible).
+- ``--title``: the report's heading and the plots' title.
 
-Outputs in OUT: ``report.md``, ``report.json`` (every number of the table), ``training_dynamics.png``,
-``family_bars.png``, ``benchmark_deltas.png``. A run without metrics, or without evaluation results, is one line;
-the rest of the report is still made.
+Outputs in OUT: ``report.md``, ``report.json`` (every number of the tables), ``training_dynamics.png``, the second
+dynamics plot, ``family_bars.png``, ``benchmark_deltas.png``. A run without metrics, or without evaluation results,
+is one line; the rest of the report is still made.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +49,32 @@ from typing import Optional
 FAMILY_ORDER = ("llm", "vlm", "video")
 FAMILY_TITLES = {"llm": "LLM", "vlm": "VLM", "video": "Video"}
 
-# (panel title, [(metric key, line label)]): what ZPPO's trainer logs per step (zppo_trainer.py).
+# What the compute ledger logs per step (compute_ledger.py): the spend since the start of the run.
+TOKENS_KEY = "zppo/compute/cum_generated_tokens"
+ROLLOUTS_KEY = "zppo/compute/cum_rollouts"
+SCORE_KEY = "critic/score/mean"
+# The replay buffer's per-step counters (zppo_trainer.py) and the running sums this report derives from them
+# (added to every step's metrics at load; "report/" marks them as not logged by the trainer).
+BUFFER_COUNTERS = ("admitted", "graduated", "evicted")
+CUM_GRADUATED = "report/cum_graduated"
+CUM_ADMITTED = "report/cum_admitted"
+
+# (panel title, [(metric key, line label)], always against step): what ZPPO's trainer logs per step
+# (zppo_trainer.py, compute_ledger.py). The generated-token panel stays against step in every plot: against its own
+# count it would be a diagonal, while against step it shows what each step cost.
 DYNAMICS_PANELS = [
-    ("reward (mean score)", [("critic/score/mean", "score")]),
-    ("hard-question fraction", [("zppo/hard_frac", "hard")]),
-    ("zero-advantage group fraction", [("zppo/zero_adv_group_frac", "zero-adv")]),
-    ("BCQ / NCQ accuracy", [("zppo/bcq_acc", "BCQ"), ("zppo/ncq_acc", "NCQ")]),
-    ("replay buffer size", [("zppo/buffer_size", "size")]),
+    ("reward (mean score)", [(SCORE_KEY, "score")], False),
+    ("hard-question fraction", [("zppo/hard_frac", "hard")], False),
+    ("zero-advantage group fraction", [("zppo/zero_adv_group_frac", "zero-adv")], False),
+    ("BCQ / NCQ accuracy", [("zppo/bcq_acc", "BCQ"), ("zppo/ncq_acc", "NCQ")], False),
+    ("replay buffer size", [("zppo/buffer_size", "size")], False),
     ("buffer traffic per step", [("zppo/admitted", "admitted"), ("zppo/graduated", "graduated"),
-                                 ("zppo/evicted", "evicted")]),
+                                 ("zppo/evicted", "evicted")], False),
+    ("cumulative graduated questions", [(CUM_GRADUATED, "graduated")], False),
+    ("cumulative generated tokens (x = step)", [(TOKENS_KEY, "tokens")], True),
+    # transfer.py: plain-prompt accuracy of hard questions at their next replay, by whether they got BCQ/NCQ help.
+    ("transfer: plain-prompt acc. at next replay (cum.)", [("zppo/transfer/helped/cum_acc_after", "helped"),
+                                                           ("zppo/transfer/unhelped/cum_acc_after", "unhelped")], False),
 ]
 _LINE_STYLES = ["-", "--", ":", "-."]
 
@@ -75,6 +108,27 @@ def find_results(path: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
+def _number(value) -> Optional[float]:
+    """A logged value as a float, or None when absent / NaN (verl's file logger writes NaN as null)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def add_running_sums(steps: list[tuple[int, dict]]) -> None:
+    """Add ``report/cum_{admitted,graduated,evicted}``: the running sum of the per-step buffer counter over the
+    logged steps, from the first step that logged it on (a step with the counter missing adds nothing)."""
+    for counter in BUFFER_COUNTERS:
+        total, seen = 0.0, False
+        for _, data in steps:
+            value = _number(data.get(f"zppo/{counter}"))
+            if value is not None:
+                total += value
+                seen = True
+            if seen:
+                data[f"report/cum_{counter}"] = total
+
+
 def read_training_metrics(run_dir: Path) -> list[tuple[int, dict]]:
     """Per-step training metrics of every launch (files in name order; a later launch replaces a repeated step)."""
     by_step: dict[int, dict] = {}
@@ -90,7 +144,9 @@ def read_training_metrics(run_dir: Path) -> list[tuple[int, dict]]:
             data = record.get("data") or {}
             if "training/global_step" in data:
                 by_step[int(record.get("step", data["training/global_step"]))] = data
-    return sorted(by_step.items())
+    steps = sorted(by_step.items())
+    add_running_sums(steps)
+    return steps
 
 
 def load_run(path: Path, name: Optional[str] = None) -> Run:
@@ -183,11 +239,13 @@ def _fmt(value: Optional[float], delta: Optional[float] = None, show_delta: bool
     return text
 
 
-def markdown(table: dict, runs: list[Run], notes: list[str]) -> str:
+def markdown(table: dict, runs: list[Run], notes: list[str], title: Optional[str] = None) -> str:
     columns = table["columns"]
     header = ["Benchmark", f"{columns[0]} (base)", *columns[1:]]
-    lines = [f"# Evaluation report ({table['metric']}, percent; deltas vs {columns[0]} in points)", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    heading = f"Evaluation ({table['metric']}, percent; deltas vs {columns[0]} in points)"
+    lines = [f"# {title}", "", f"## {heading}"] if title else [f"# {heading}"]
+    lines += ["", "Each column is the evaluated checkpoint of its run (results.json), not cut by the token budget.",
+              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     footnotes = []
     for family in table["families"]:
         for row in family["rows"]:
@@ -211,19 +269,135 @@ def markdown(table: dict, runs: list[Run], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------ training tables
+
+
+def _final(run: Run, key: str) -> Optional[float]:
+    """The value of ``key`` at the last step that logged it."""
+    for _, data in reversed(run.steps):
+        value = _number(data.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def training_row(run: Run, cut_step: int) -> dict:
+    """A run's training state at its last logged step <= ``cut_step``: spend, buffer traffic, mean score so far."""
+    upto = [(step, data) for step, data in run.steps if step <= cut_step]
+    if not upto:
+        return {"run": run.name, "step": None}
+    step, data = upto[-1]
+    scores = [v for v in (_number(d.get(SCORE_KEY)) for _, d in upto) if v is not None]
+    return {
+        "run": run.name,
+        "step": step,
+        "cum_generated_tokens": _number(data.get(TOKENS_KEY)),
+        "cum_rollouts": _number(data.get(ROLLOUTS_KEY)),
+        "cum_graduated": _number(data.get(CUM_GRADUATED)),
+        "cum_admitted": _number(data.get(CUM_ADMITTED)),
+        "buffer_size": _number(data.get("zppo/buffer_size")),
+        "mean_score": sum(scores) / len(scores) if scores else None,
+    }
+
+
+def build_training(runs: list[Run], token_budget: Optional[float] = None) -> dict:
+    """The training tables: every run cut at the same generated-token spend, and every run cut at the same step.
+
+    BUDGET is ``token_budget`` or the smallest final cumulative generated-token count among the runs that log it;
+    a run's equal-compute row is its last step whose count is <= BUDGET."""
+    trained = [run for run in runs if run.steps]
+    finals = {run.name: _final(run, TOKENS_KEY) for run in trained}
+    with_compute = [run for run in trained if finals[run.name] is not None]
+    training: dict = {
+        "token_budget": None,
+        "token_budget_source": None,
+        "without_compute": [run.name for run in trained if finals[run.name] is None],
+        "equal_compute": [],
+        "equal_steps": {"step": None, "rows": []},
+    }
+    if with_compute:
+        budget = float(token_budget) if token_budget is not None else min(finals[run.name] for run in with_compute)
+        training["token_budget"] = budget
+        training["token_budget_source"] = "--token-budget" if token_budget is not None else "smallest final spend"
+        for run in with_compute:
+            within = [step for step, data in run.steps
+                      if (_number(data.get(TOKENS_KEY)) is not None and data[TOKENS_KEY] <= budget)]
+            row = training_row(run, within[-1]) if within else {"run": run.name, "step": None}
+            row["final_cum_generated_tokens"] = finals[run.name]
+            row["reached_budget"] = finals[run.name] >= budget
+            training["equal_compute"].append(row)
+    if trained:
+        step = min(run.steps[-1][0] for run in trained)
+        training["equal_steps"] = {"step": step, "rows": [training_row(run, step) for run in trained]}
+    return training
+
+
+_TRAINING_COLUMNS = [("step", "Step", "{:.0f}"), ("cum_generated_tokens", "Generated tokens", "{:,.0f}"),
+                     ("cum_rollouts", "Rollouts", "{:,.0f}"), ("cum_graduated", "Graduated (cum.)", "{:,.0f}"),
+                     ("cum_admitted", "Admitted (cum.)", "{:,.0f}"), ("buffer_size", "Buffer size", "{:,.0f}"),
+                     ("mean_score", "Mean score", "{:.3f}")]
+
+
+def _training_table(rows: list[dict]) -> list[str]:
+    lines = ["| Run | " + " | ".join(title for _, title, _ in _TRAINING_COLUMNS) + " |",
+             "|" + "---|" * (len(_TRAINING_COLUMNS) + 1)]
+    for row in rows:
+        cells = ["–" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in _TRAINING_COLUMNS]
+        if row.get("reached_budget") is False and row.get("step") is not None:
+            cells[0] += "†"
+        lines.append("| " + " | ".join([row["run"], *cells]) + " |")
+    return lines
+
+
+def training_markdown(training: dict) -> str:
+    lines = []
+    if training["token_budget"] is not None:
+        budget = training["token_budget"]
+        how = ("set by --token-budget" if training["token_budget_source"] == "--token-budget"
+               else "the smallest final spend of the runs; --token-budget N sets it")
+        lines += [f"## Training at equal compute: {budget:,.0f} generated tokens ({how})", "",
+                  "Each run at its last step whose cumulative generated tokens are <= the budget; mean score over the "
+                  "steps up to it; graduated and admitted are running sums of the per-step counters.", ""]
+        lines += _training_table(training["equal_compute"])
+        lines.append("")
+        for row in training["equal_compute"]:
+            if row["step"] is None:
+                lines.append(f"- {row['run']}: no logged step within the budget (it spent "
+                             f"{row['final_cum_generated_tokens']:,.0f} generated tokens in all)")
+            elif not row["reached_budget"]:
+                lines.append(f"- †{row['run']} spent only {row['final_cum_generated_tokens']:,.0f} generated tokens "
+                             "in all, less than the budget: its row is its final step")
+    if training["without_compute"]:
+        lines.append(f"- Without compute metrics ({TOKENS_KEY}), left out of the equal-compute table: "
+                     + ", ".join(training["without_compute"]))
+    if training["equal_steps"]["step"] is not None:
+        lines += ["", f"## Training at equal steps: step {training['equal_steps']['step']} (the smallest final step)",
+                  ""]
+        lines += _training_table(training["equal_steps"]["rows"])
+    return "\n".join(lines).strip("\n") + "\n" if lines else ""
+
+
 # ------------------------------------------------------------------------------------------------ plots
 
 
 def _series(run: Run, key: str, x_axis: str) -> tuple[list[float], list[float]]:
+    """The logged points of ``key`` against ``x_axis`` (step or a metric; a step lacking either is skipped)."""
     xs, ys = [], []
     for step, data in run.steps:
-        value = data.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = _number(data.get(key))
+        x = float(step) if x_axis == "step" else _number(data.get(x_axis))
+        if value is None or x is None:
             continue
-        x = step if x_axis == "step" else data.get(x_axis, step)
-        xs.append(float(x))
-        ys.append(float(value))
+        xs.append(x)
+        ys.append(value)
     return xs, ys
+
+
+def second_plot_file(x_axis: str) -> str:
+    """The file name of the dynamics plot against ``x_axis`` (a metric; step's plot is training_dynamics.png)."""
+    if x_axis == TOKENS_KEY:
+        return "training_dynamics_tokens.png"
+    return "training_dynamics_by_" + re.sub(r"[^A-Za-z0-9]+", "_", x_axis).strip("_") + ".png"
 
 
 def _pyplot():
@@ -236,36 +410,49 @@ def _pyplot():
     return plt
 
 
-def plot_dynamics(runs: list[Run], x_axis: str, path: Path) -> bool:
+def plot_dynamics(runs: list[Run], x_axis: str, path: Path, title: Optional[str] = None,
+                  token_budget: Optional[float] = None) -> tuple[bool, list[str]]:
+    """The dynamics panels of every run with metrics against ``x_axis``. Returns (written, names of the runs left
+    out because they lack ``x_axis``): a run is never drawn against another axis than the others."""
     plt = _pyplot()
 
     with_steps = [run for run in runs if run.steps]
-    if not with_steps:
-        return False
-    for run in with_steps:
-        if x_axis != "step" and not any(x_axis in data for _, data in run.steps):
-            log(f"report: {run.name}: metric {x_axis} not logged; its dynamics are plotted against step")
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    if x_axis == "step":
+        plotted, left_out = with_steps, []
+    else:
+        plotted = [run for run in with_steps if _final(run, x_axis) is not None]
+        left_out = [run.name for run in with_steps if run not in plotted]
+    if not plotted:
+        return False, left_out
+    x_label = {"step": "step", TOKENS_KEY: "cumulative generated tokens"}.get(x_axis, x_axis)
+    fig, axes = plt.subplots(3, 3, figsize=(16, 12))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (title, keys) in zip(axes.flat, DYNAMICS_PANELS):
+    for ax, (panel_title, keys, against_step) in zip(axes.flat, DYNAMICS_PANELS):
+        panel_x = "step" if against_step else x_axis
         drawn = False
-        for r, run in enumerate(with_steps):
+        for r, run in enumerate(plotted):
             for k, (key, label) in enumerate(keys):
-                xs, ys = _series(run, key, x_axis)
+                xs, ys = _series(run, key, panel_x)
                 if xs:
                     ax.plot(xs, ys, _LINE_STYLES[k % len(_LINE_STYLES)], color=colours[r % len(colours)],
                             marker="o", markersize=3, label=f"{run.name} {label}" if len(keys) > 1 else run.name)
                     drawn = True
-        ax.set_title(title)
-        ax.set_xlabel(x_axis)
+        if drawn and x_axis == TOKENS_KEY and not against_step and token_budget is not None:
+            ax.axvline(token_budget, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(panel_title)
+        ax.set_xlabel("step" if against_step else x_label)
         if drawn:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+    heading = f"Training dynamics against {x_label}"
+    if x_axis == TOKENS_KEY and token_budget is not None:
+        heading += f" (dotted: equal-compute budget, {token_budget:,.0f} tokens)"
+    fig.suptitle(f"{title}: {heading}" if title else heading)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
+    return True, left_out
 
 
 def plot_family_bars(table: dict, path: Path) -> bool:
@@ -326,8 +513,13 @@ def plot_benchmark_deltas(table: dict, path: Path) -> bool:
 
 
 def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Optional[list[str]] = None,
-                x_axis: str = "step", metric: str = "acc") -> dict:
-    """Write the report files into ``out``; returns the table (also in report.json)."""
+                x_axis: Optional[str] = None, metric: str = "acc", title: Optional[str] = None,
+                token_budget: Optional[float] = None) -> dict:
+    """Write the report files into ``out``; returns report.json's content (the evaluation table's numbers at the
+    top level, the training tables under ``training``)."""
+    if token_budget is not None and not token_budget > 0:
+        raise SystemExit(f"report: --token-budget {token_budget}: must be a positive number of generated tokens")
+    second_x = TOKENS_KEY if x_axis in (None, "step") else x_axis
     out.mkdir(parents=True, exist_ok=True)
     baseline = load_run(baseline_path)
     if baseline.results is None:
@@ -336,27 +528,45 @@ def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Op
     notes = []
     for run in runs:
         if not run.steps:
-            log(f"report: {run.path}: no training metrics (metrics/*.jsonl); left out of the dynamics plot")
+            log(f"report: {run.path}: no training metrics (metrics/*.jsonl); left out of the dynamics plots")
             notes.append(f"{run.name}: no training metrics found in {run.path / 'metrics'}")
         if run.results is None:
             notes.append(f"{run.name}: no evaluation results found under {run.path}")
     table = build_table(baseline, runs, metric)
+    training = build_training(runs, token_budget)
+    if training["without_compute"]:
+        log(f"report: without {TOKENS_KEY}, left out of the equal-compute table: "
+            + ", ".join(training["without_compute"]))
     plots = {}
-    if plot_dynamics(runs, x_axis, out / "training_dynamics.png"):
+    written, _ = plot_dynamics(runs, "step", out / "training_dynamics.png", title)
+    if written:
         plots["training_dynamics"] = "training_dynamics.png"
     else:
         notes.append("no run has training metrics: no training-dynamics plot")
+    if any(run.steps for run in runs):
+        second_file = second_plot_file(second_x)
+        written, left_out = plot_dynamics(runs, second_x, out / second_file, title, training["token_budget"])
+        if written:
+            plots["training_dynamics_" + ("tokens" if second_x == TOKENS_KEY else "x")] = second_file
+        else:
+            notes.append(f"no run logged {second_x}: no training-dynamics plot against it")
+        if written and left_out:
+            log(f"report: {', '.join(left_out)}: {second_x} not logged; left out of {second_file}")
+            notes.append(f"{second_x} not logged by {', '.join(left_out)}: left out of {second_file}")
     if plot_family_bars(table, out / "family_bars.png"):
         plots["family_bars"] = "family_bars.png"
     if plot_benchmark_deltas(table, out / "benchmark_deltas.png"):
         plots["benchmark_deltas"] = "benchmark_deltas.png"
-    text = markdown(table, [baseline, *runs], notes)
+    text = markdown(table, [baseline, *runs], notes, title)
+    training_text = training_markdown(training)
+    if training_text:
+        text += "\n" + training_text
     text += "\n" + "\n".join(f"![{key}]({file})" for key, file in plots.items()) + "\n"
     (out / "report.md").write_text(text)
-    (out / "report.json").write_text(json.dumps({**table, "plots": plots, "notes": notes,
-                                                 "x_axis": x_axis}, indent=2))
+    report = {**table, "title": title, "training": training, "plots": plots, "notes": notes, "x_axis": second_x}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
     log(f"report: {out / 'report.md'} ({len(plots)} plots)")
-    return table
+    return report
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -365,11 +575,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--baseline", required=True, type=Path, help="the base model's evaluation folder")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--names", default=None, help="comma-separated method names, in the order of the runs")
-    parser.add_argument("--x-axis", default="step", help="step, or a logged metric to plot the dynamics against")
+    parser.add_argument("--title", default=None, help="the report's heading (and the dynamics plots' title)")
+    parser.add_argument("--x-axis", default=None,
+                        help=f"the logged metric of the second dynamics plot's x axis (default {TOKENS_KEY}; "
+                             "training_dynamics.png is always against step)")
+    parser.add_argument("--token-budget", default=None, type=float,
+                        help="generated tokens at which the equal-compute table cuts every run "
+                             "(default: the smallest final spend of the runs)")
     parser.add_argument("--metric", default="acc", help="the per-benchmark number of the table (acc, pass@k, ...)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    make_report(args.runs, args.baseline, args.out, names, args.x_axis, args.metric)
+    make_report(args.runs, args.baseline, args.out, names, args.x_axis, args.metric, args.title, args.token_budget)
     return 0
 
 

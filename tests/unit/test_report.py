@@ -1,5 +1,6 @@
 """The report on fake runs: the table's numbers equal those recomputed from the per-answer outputs, family
-averages are over the benchmarks every column has, gaps are marked, and the plots are real PNGs."""
+averages are over the benchmarks every column has, gaps are marked, the plots are real PNGs, and the training tables
+cut every run at the same generated-token spend (or the same step) with the values recomputed from the logs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from data_prep.benchmarks import BENCHMARKS
 from recipe.zppo.eval import family_averages, pass_at_k, score_benchmarks
+from recipe.zppo.report import TOKENS_KEY
 from recipe.zppo.report import main as report_main
 
 BENCHES = ["math500", "gpqa_diamond", "mathvista", "mmstar", "videomme"]
@@ -53,7 +55,7 @@ def _write_metrics(run_dir, launches):
             data = {"training/global_step": step, "critic/score/mean": 0.1 * step, "zppo/hard_frac": 1 - 0.1 * step,
                     "zppo/zero_adv_group_frac": 0.5, "zppo/bcq_acc": 0.2, "zppo/ncq_acc": float("nan"),
                     "zppo/buffer_size": 3 * step, "zppo/admitted": 3, "zppo/graduated": 1, "zppo/evicted": 0,
-                    "zppo/gen_tokens_cum": 100 * step * (i + 1)}
+                    TOKENS_KEY: 100 * step * (i + 1), "zppo/compute/cum_rollouts": 8 * step}
             lines.append(json.dumps({"step": step, "data": data}))
         lines.append(json.dumps({"step": 0, "data": {"val-core/math500/acc/mean@1": 0.5}}))  # validation record
         (run_dir / "metrics" / f"2026010{i}-000000.jsonl").write_text("\n".join(lines) + "\n")
@@ -122,17 +124,22 @@ def test_table_numbers_equal_those_recomputed_from_the_answers(runs, capsys):
     assert "no training metrics" in capsys.readouterr().err
 
 
+def _assert_png(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path.name
+    with Image.open(path) as image:
+        assert image.width > 200 and image.height > 200
+        assert len(image.convert("L").getcolors(maxcolors=1 << 16) or []) > 10, f"{path.name} looks blank"
+
+
 def test_plots_are_non_empty_pngs(runs):
     root, _ = runs
     out = root / "report"
     report_main([str(root / "zppo_run"), str(root / "grpo_eval"), "--baseline", str(root / "base"), "--out",
-                 str(out), "--x-axis", "zppo/gen_tokens_cum"])
-    for name in ("training_dynamics.png", "family_bars.png", "benchmark_deltas.png"):
-        path = out / name
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        with Image.open(path) as image:
-            assert image.width > 200 and image.height > 200
-            assert len(image.convert("L").getcolors(maxcolors=1 << 16) or []) > 10, f"{name} looks blank"
+                 str(out)])
+    for name in ("training_dynamics.png", "training_dynamics_tokens.png", "family_bars.png", "benchmark_deltas.png"):
+        _assert_png(out / name)
+    report = json.loads((out / "report.json").read_text())
+    assert report["plots"]["training_dynamics_tokens"] == "training_dynamics_tokens.png"
 
 
 def test_resumed_launch_replaces_repeated_steps(runs):
@@ -141,7 +148,7 @@ def test_resumed_launch_replaces_repeated_steps(runs):
     root, _ = runs
     steps = read_training_metrics(root / "zppo_run")
     assert [s for s, _ in steps] == [1, 2, 3, 4]
-    assert dict(steps)[3]["zppo/gen_tokens_cum"] == 600  # from the second launch
+    assert dict(steps)[3][TOKENS_KEY] == 600  # from the second launch
 
 
 def test_scoring_avg_and_pass_at_k():
@@ -157,3 +164,158 @@ def test_baseline_without_results_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no evaluation results"):
         report_main([str(tmp_path / "empty"), "--baseline", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+
+
+# ------------------------------------------------------------------------------------------------ training tables
+
+# Per step, as the trainer logs them: cumulative generated tokens and rollouts (compute ledger), the replay buffer's
+# per-step counters and size, the mean score. ZPPO spends a different number of tokens every step; GRPO 200 a step.
+ZPPO_STEPS = [  # step, cum tokens, cum rollouts, graduated, admitted, buffer size, score
+    (1, 100, 16, 0, 4, 4, 0.10),
+    (2, 350, 40, 1, 3, 6, 0.20),
+    (3, 750, 72, 2, 2, 6, 0.30),
+    (4, 1050, 96, 1, 0, 5, 0.40),
+]
+GRPO_STEPS = [(s, 200 * s, 8 * s, s % 2, 2, 10 + s, 0.05 * s) for s in range(1, 7)]
+LEGACY_STEPS = [(s, None, None, 1, 1, 3, 0.5) for s in range(1, 6)]  # logged before the compute ledger existed
+
+
+def _data(step, tokens, rollouts, graduated, admitted, buffer_size, score) -> dict:
+    data = {"training/global_step": step, "critic/score/mean": score, "zppo/graduated": graduated,
+            "zppo/admitted": admitted, "zppo/evicted": 0, "zppo/buffer_size": buffer_size}
+    if tokens is not None:
+        data.update({TOKENS_KEY: tokens, "zppo/compute/cum_rollouts": rollouts,
+                     "zppo/compute/cum_prompt_tokens": 3 * tokens, "zppo/compute/original/generated_tokens": 1.0})
+    return data
+
+
+def _write_launches(run_dir, launches):
+    (run_dir / "metrics").mkdir(parents=True)
+    for i, rows in enumerate(launches):
+        text = "".join(json.dumps({"step": row[0], "data": _data(*row)}) + "\n" for row in rows)
+        (run_dir / "metrics" / f"2026010{i}-000000.jsonl").write_text(text)
+
+
+def _expected(steps, cut_step) -> dict:
+    """A run's row at ``cut_step``, recomputed from the logged steps: sums and mean over steps 1..cut."""
+    upto = [row for row in steps if row[0] <= cut_step]
+    last = upto[-1]
+    return {"step": last[0], "cum_generated_tokens": last[1], "cum_rollouts": last[2],
+            "cum_graduated": sum(r[3] for r in upto), "cum_admitted": sum(r[4] for r in upto),
+            "buffer_size": last[5], "mean_score": sum(r[6] for r in upto) / len(upto)}
+
+
+@pytest.fixture
+def trained(tmp_path):
+    _write_eval(tmp_path / "base", "base", _answers(0, BENCHES, 1), BENCHES)
+    # zppo was resumed: its first launch logged a different step 3 (more tokens, 5 graduated) that is replaced
+    _write_launches(tmp_path / "zppo_run", [ZPPO_STEPS[:2] + [(3, 900, 80, 5, 5, 9, 0.9)], ZPPO_STEPS[2:]])
+    _write_launches(tmp_path / "grpo_run", [GRPO_STEPS])
+    _write_launches(tmp_path / "legacy_run", [LEGACY_STEPS])
+    return tmp_path
+
+
+def _report(root, *extra):
+    out = root / "report"
+    assert report_main([str(root / "zppo_run"), str(root / "grpo_run"), str(root / "legacy_run"), "--baseline",
+                        str(root / "base"), "--out", str(out), "--names", "zppo,grpo,legacy", *extra]) == 0
+    return json.loads((out / "report.json").read_text()), (out / "report.md").read_text(), out
+
+
+def _section(markdown: str, heading: str) -> dict[str, list[str]]:
+    """The rows (run -> cells) of the Markdown table under the heading that starts with ``heading``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = {}
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| ") and not line.startswith("| Run"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _check_row(row, expected):
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value), (row["run"], key)
+
+
+def test_equal_compute_cuts_every_run_at_the_smallest_final_spend(trained, capsys):
+    report, text, _ = _report(trained)
+    training = report["training"]
+    budget = min(ZPPO_STEPS[-1][1], GRPO_STEPS[-1][1])  # 1050: zppo's final spend
+    assert training["token_budget"] == budget and training["token_budget_source"] == "smallest final spend"
+    rows = {row["run"]: row for row in training["equal_compute"]}
+    assert set(rows) == {"zppo", "grpo"}  # legacy has no compute metrics
+    _check_row(rows["zppo"], _expected(ZPPO_STEPS, 4))  # 1050 <= budget: the inclusive end
+    _check_row(rows["grpo"], _expected(GRPO_STEPS, 5))  # 1000 <= 1050 < 1200
+    assert rows["zppo"]["cum_graduated"] == 4  # the resumed step 3 replaced the first launch's (5 graduated)
+    # the Markdown table shows the same row
+    table = _section(text, "## Training at equal compute")
+    assert table["grpo"] == ["5", "1,000", "40", "3", "10", "15", "0.150"]
+    assert table["zppo"][:2] == ["4", "1,050"]
+    assert "left out of the equal-compute table: legacy" in text
+    assert "legacy" not in table
+    assert "left out of the equal-compute table: legacy" in capsys.readouterr().err
+
+
+def test_equal_steps_cuts_every_run_at_the_smallest_final_step(trained):
+    report, text, _ = _report(trained)
+    steps = report["training"]["equal_steps"]
+    assert steps["step"] == 4
+    rows = {row["run"]: row for row in steps["rows"]}
+    _check_row(rows["zppo"], _expected(ZPPO_STEPS, 4))
+    _check_row(rows["grpo"], _expected(GRPO_STEPS, 4))
+    legacy = rows["legacy"]  # in this table too, without the compute columns
+    assert legacy["cum_generated_tokens"] is None and legacy["cum_graduated"] == 4 and legacy["step"] == 4
+    table = _section(text, "## Training at equal steps")
+    assert table["legacy"][:3] == ["4", "–", "–"]
+
+
+def test_token_budget_option(trained):
+    report, text, _ = _report(trained, "--token-budget", "500")
+    training = report["training"]
+    assert training["token_budget"] == 500 and training["token_budget_source"] == "--token-budget"
+    rows = {row["run"]: row for row in training["equal_compute"]}
+    _check_row(rows["zppo"], _expected(ZPPO_STEPS, 2))  # 350 <= 500 < 750
+    _check_row(rows["grpo"], _expected(GRPO_STEPS, 2))  # 400 <= 500 < 600
+    assert "500 generated tokens (set by --token-budget)" in text
+
+    # a budget below a run's first step leaves it without a row; one above a run's final spend is marked
+    report, text, _ = _report(trained, "--token-budget", "150")
+    rows = {row["run"]: row for row in report["training"]["equal_compute"]}
+    assert rows["zppo"]["step"] == 1 and rows["grpo"]["step"] is None
+    assert "grpo: no logged step within the budget" in text
+    report, text, _ = _report(trained, "--token-budget", "1100")
+    rows = {row["run"]: row for row in report["training"]["equal_compute"]}
+    assert rows["zppo"]["step"] == 4 and rows["zppo"]["reached_budget"] is False
+    assert rows["grpo"]["step"] == 5 and rows["grpo"]["reached_budget"] is True
+    assert _section(text, "## Training at equal compute")["zppo"][0] == "4†"
+
+    with pytest.raises(SystemExit, match="--token-budget"):
+        _report(trained, "--token-budget", "0")
+
+
+def test_both_dynamics_plots_and_a_run_without_tokens_is_named(trained):
+    report, text, out = _report(trained, "--title", "ZPPO vs GRPO")
+    assert report["plots"]["training_dynamics"] == "training_dynamics.png"
+    assert report["plots"]["training_dynamics_tokens"] == "training_dynamics_tokens.png"
+    for name in ("training_dynamics.png", "training_dynamics_tokens.png"):
+        _assert_png(out / name)
+        assert f"]({name})" in text
+    assert text.startswith("# ZPPO vs GRPO\n")
+    assert f"{TOKENS_KEY} not logged by legacy: left out of training_dynamics_tokens.png" in text
+
+    # --x-axis another metric: the second plot is against it
+    report, _, out = _report(trained, "--x-axis", "zppo/compute/cum_rollouts")
+    assert report["x_axis"] == "zppo/compute/cum_rollouts"
+    _assert_png(out / "training_dynamics_by_zppo_compute_cum_rollouts.png")
+
+
+def test_running_sums_of_the_buffer_counters(trained):
+    from recipe.zppo.report import read_training_metrics
+
+    steps = read_training_metrics(trained / "zppo_run")
+    assert [data["report/cum_graduated"] for _, data in steps] == [0, 1, 3, 4]
+    assert [data["report/cum_admitted"] for _, data in steps] == [4, 7, 9, 9]
