@@ -8,10 +8,11 @@ Three parts, each timed on synthetic material built before the clock starts:
   text (``Response(decode(ids), ...)``) and ``reformulation.reformulate`` (candidate selection, seeded draws,
   budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final processor length
   check (``measure_prompt``), which tokenises the finished prompt as the agent loop would: rollout time.
-* ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 question ids like the data set's), then
-  per-call time of admit (each one evicts the earliest admitted), sample (one batch's replay slots), update
-  (stay or graduate), ``state_dict`` / ``load_state_dict``, and the JSON file round trip the checkpoint does;
-  memory measured with tracemalloc (ids included).
+* ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are shuffled row positions
+  of a data set twice that size, as the trainer passes them), then per-call time of admit (each one evicts the
+  earliest admitted), sample (one batch's replay slots), update (stay or graduate), ``state_dict`` /
+  ``load_state_dict`` (checkpoint save / resume), and separately the ``.npz`` file write (``save_state``,
+  fsync included) and read (``load_state``) the checkpoint does; memory measured with tracemalloc.
 * ``advantage``: 100,000 responses of 1,024 tokens in groups of 8 (verl's uid strings), binary outcome reward on
   the last response token; ZPPO's estimator (``batch_nonzero``, what the trainer registers) against verl's own
   ``compute_grpo_outcome_advantage`` on the same tensors (and verl's vectorised GRPO for reference).
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -248,11 +248,6 @@ def _profile(fn, top: int = 25) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Buffer
 # ---------------------------------------------------------------------------------------------------------------
-def _question_id(i: int) -> str:
-    # Data-set-like ids: source name + 12 hex digits (data_prep uses this shape).
-    return f"vero-{i:012x}"
-
-
 def _per_call(fn, args_list) -> Durations:
     times = Durations()
     clock, cpu_clock = time.perf_counter, time.process_time
@@ -265,73 +260,85 @@ def _per_call(fn, args_list) -> Durations:
 
 
 def run_buffer(size: dict, report: Report) -> None:
-    from recipe.zppo.replay_buffer import PromptReplayBuffer
+    import numpy as np
+
+    from recipe.zppo.replay_buffer import PromptReplayBuffer, load_state, save_state
 
     capacity, ops, slots = size["buffer_capacity"], size["buffer_ops"], size["replay_slots"]
+    # Keys: row positions of a data set twice the capacity, in shuffled order (the trainer's fresh stream).
+    rows = np.random.default_rng(0).permutation(2 * capacity + ops).tolist()
 
-    # Memory: everything the buffer allocates for `capacity` entries, the id strings included.
+    # Memory: everything the buffer allocates for `capacity` entries.
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     buffer = PromptReplayBuffer(capacity=capacity)
     for i in range(capacity):
-        buffer.admit(_question_id(i), 0.125, step=i // 256)
+        buffer.admit(rows[i], 0.125, step=i // 256)
     memory = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    # Replay a share of the buffer so that both replay queues and every statistic field are populated.
+    # Replay a share of the buffer so that both replay orders and every statistic field are populated.
     for step in range(4):
         buffer.sample(capacity // 8, step=1000 + step)
 
-    next_id = capacity
-    rows = []
+    next_row = capacity
+    timed = []  # (name, durations, once per checkpoint)
 
     def admit_new():
-        nonlocal next_id
-        next_id += 1
-        return buffer.admit(_question_id(next_id), 0.0, step=2000)
+        nonlocal next_row
+        next_row += 1
+        return buffer.admit(rows[next_row], 0.0, step=2000)
 
-    times = _per_call(lambda: admit_new(), [()] * ops)
+    timed.append(("admit (full: evicts earliest admitted)", _per_call(admit_new, [()] * ops), False))
     assert len(buffer) == capacity
-    rows.append(("admit (full: evicts earliest admitted)", times))
     present = buffer.question_ids()[-1]
-    rows.append(("admit (already in: refused)", _per_call(buffer.admit, [(present, 0.0, 2001)] * ops)))
-    sample_calls = max(1, ops // slots)
+    timed.append(("admit (already in: refused)", _per_call(buffer.admit, [(present, 0.0, 2001)] * ops), False))
     sampled: list[list] = []
-    rows.append((f"sample {slots} to replay", _per_call(lambda: sampled.append(buffer.sample(slots, step=2002)),
-                                                        [()] * sample_calls)))
-    replayed = [qid for batch in sampled for qid in batch]
+    timed.append((f"sample {slots} to replay", _per_call(lambda: sampled.append(buffer.sample(slots, step=2002)),
+                                                         [()] * max(1, ops // slots)), False))
+    replayed = [key for batch in sampled for key in batch]
     stay, graduate = replayed[: len(replayed) // 2], replayed[len(replayed) // 2 :]
-    rows.append(("update (stays: accuracy < 0.5)", _per_call(buffer.update_replayed, [(q, 0.25, 2003) for q in stay])))
-    rows.append(("update (graduates: accuracy >= 0.5)",
-                 _per_call(buffer.update_replayed, [(q, 0.75, 2003) for q in graduate])))
+    timed.append(("update (stays: accuracy < 0.5)",
+                  _per_call(buffer.update_replayed, [(key, 0.25, 2003) for key in stay]), False))
+    timed.append(("update (graduates: accuracy >= 0.5)",
+                  _per_call(buffer.update_replayed, [(key, 0.75, 2003) for key in graduate]), False))
     # Refill to capacity so that save/load see a full buffer.
     while len(buffer) < capacity:
         admit_new()
 
-    state_holder = {}
-    save_times = time_calls(lambda: state_holder.__setitem__("state", buffer.state_dict()), repeat=5, warmup=1)
-    state = state_holder["state"]
+    # The first call of each is timed apart: its snapshot lands in memory the process never touched (page
+    # faults), as a checkpoint taken every N steps may; then the repeated calls.
+    repeat = 50
+    holder = {}
+    save = lambda: holder.__setitem__("state", buffer.state_dict())  # noqa: E731
+    first_save = _per_call(save, [()])
+    timed.append(("state_dict (checkpoint save)", time_calls(save, repeat=repeat, warmup=0), True))
+    state = holder["state"]
     restored = PromptReplayBuffer(capacity=capacity)
-    load_times = time_calls(lambda: restored.load_state_dict(state), repeat=5, warmup=1)
+    first_load = _per_call(restored.load_state_dict, [(state,)])
+    timed.append(("load_state_dict (resume)", time_calls(lambda: restored.load_state_dict(state), repeat=repeat,
+                                                         warmup=0), True))
     assert restored.replay_order() == buffer.replay_order()
-    text_holder = {}
-    dump_times = time_calls(lambda: text_holder.__setitem__("text", json.dumps(state)), repeat=5, warmup=1)
-    parse_times = time_calls(lambda: json.loads(text_holder["text"]), repeat=5, warmup=1)
-    rows.append(("state_dict (checkpoint save)", save_times))
-    rows.append(("load_state_dict (resume)", load_times))
-    per_step_ops = len(rows) - 2
+    with tempfile.TemporaryDirectory(prefix="zppo_bench_buffer_") as folder:
+        path = os.path.join(folder, "zppo_prompt_buffer.npz")
+        write_times = time_calls(lambda: save_state(state, path), repeat=repeat // 5)
+        read_times = time_calls(lambda: holder.__setitem__("read", load_state(path)), repeat=repeat // 5)
+        file_bytes = os.path.getsize(path)
+    restored.load_state_dict(holder["read"])
+    assert restored.replay_order() == buffer.replay_order()
 
-    for index, (name, times) in enumerate(rows):
+    for name, times, checkpoint_only in timed:
         stats = summarise(times)
         report.row("buffer", name, **stats, capacity=capacity, entries=len(buffer))
-        checkpoint_only = index >= per_step_ops
         report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms",
                     note="once per checkpoint, not per step" if checkpoint_only else "")
-    report.row("buffer", "json.dumps(state) (checkpoint file, for reference)", **summarise(dump_times),
-               capacity=capacity, json_bytes=len(text_holder["text"]))
-    report.row("buffer", "json.loads(state) (checkpoint file, for reference)", **summarise(parse_times),
+    report.row("buffer", "state_dict, first call (fresh memory; for reference)", **summarise(first_save),
                capacity=capacity)
-    report.row("buffer", "memory at capacity (tracemalloc, ids included)", capacity=capacity,
+    report.row("buffer", "load_state_dict, first call (for reference)", **summarise(first_load), capacity=capacity)
+    report.row("buffer", "write .npz file (save_state: tmp + fsync + rename; for reference)",
+               **summarise(write_times), capacity=capacity, bytes=file_bytes)
+    report.row("buffer", "read .npz file (load_state; for reference)", **summarise(read_times), capacity=capacity)
+    report.row("buffer", "memory at capacity (tracemalloc)", capacity=capacity,
                bytes=memory, bytes_per_entry=memory / capacity)
     report.goal("buffer memory at capacity", memory / 1e6, GOAL_BUFFER_BYTES / 1e6, "MB",
                 note=f"{capacity} entries, {memory / capacity:.0f} B each")

@@ -82,6 +82,19 @@ class ZPPODataset(RLHFDataset):
     def _question_id(self, row_dict: dict, position: int) -> str:
         return self.question_ids[position]
 
+    def position_of(self, question_id: str) -> int:
+        """The row position of a question (the first row with that id): the prompt replay buffer's key."""
+        try:
+            return self.row_of_question[question_id]
+        except KeyError:
+            raise KeyError(f"question id {question_id!r} is not in the training data") from None
+
+    def question_id_at(self, position: int) -> str:
+        """The question id of the row at ``position`` (inverse of ``position_of``)."""
+        if not 0 <= position < len(self.question_ids):
+            raise IndexError(f"row position {position} is outside the training data ({len(self.question_ids)} rows)")
+        return self.question_ids[position]
+
     # ------------------------------------------------------------------ items
 
     def __getitem__(self, item):

@@ -1,9 +1,5 @@
 """Prompt replay buffer (SPEC step 9): keeps each hard question in play until the student solves it half the time.
 
-The buffer holds question ids and a few numbers per question, never rows or images: the trainer looks the
-row up in the dataset when it replays a question, so the buffer stays small (77K ids is a few tens of MB)
-and its state is plain JSON.
-
 Life of a question:
 
 * ``admit``: a FRESH question whose accuracy is below ``admission_threshold`` enters, unless it is already
@@ -16,24 +12,61 @@ Life of a question:
 * ``update_replayed``: the accuracy of a replayed question on its ORIGINAL prompt comes back; at or above
   ``graduation_threshold`` it graduates (leaves), otherwise it stays for a later round.
 
-Every operation is O(1) or O(k): three insertion-ordered dicts (admission order, never-replayed queue,
-replayed queue) give O(1) append, O(1) removal by id and O(1) pop from the front. There is no randomness,
-so there is no RNG state to save.
+Keys are non-negative ints: the dataset row position of a question (the trainer maps question ids to row
+positions and back: ``ZPPODataset.position_of`` / ``question_id_at``). The buffer never holds rows or images.
+
+Data layout, and why. Every operation, checkpoint save and restore included, must take under 1 ms with 77,000
+questions in the buffer. Building any per-question Python object (a dict of 77K keys, 77K small objects) alone
+costs about 10 ms, and so do per-column gathers into freshly allocated arrays, so everything lives in two
+preallocated numpy tables and a checkpoint is a plain copy of their used part:
+
+* The ``n`` questions in the buffer occupy slots ``0 .. n-1`` (dense: a leaving question's slot is filled by
+  the question in the last slot, O(1)). Two tables, one row per field and one column per slot: int32
+  (``INT_ROWS``: ``keys``, ``admitted_step``, ``times_replayed``, ``last_replayed_step`` (-1 = never), the
+  links below) and float64 (``FLOAT_ROWS``: ``admission_accuracy``, ``last_accuracy``, at admission, then on
+  each replay of the original prompt). int32 halves what a save or restore moves: 48 bytes per question.
+* Two doubly linked lists through the slots (next / prev slot, -1 = none at the ends), so appending, removing
+  from the middle and popping the front are all O(1) with no compaction: the admission list (every question,
+  earliest admitted first: the next to be evicted) and the replayed list (replayed questions, least recently
+  replayed first; a slot outside it links to itself). The never-replayed questions are always the END of the
+  admission list (a question admitted later is sampled later, and a replayed one never becomes never-replayed
+  again), so they need no list of their own: ``first_never_replayed`` marks where they start. Replay order:
+  never-replayed, then replayed.
+* ``slot_of_key`` (int32, indexed by key, -1 = absent; grown by doubling when a larger key arrives).
+
+``state_dict()`` copies the used part of the tables and ``slot_of_key`` into one new block (one allocation:
+large ones get huge pages, many separate ones cost more in page faults than the copy), exposed as one named
+array per row, plus the list ends and the counters; ``load_state_dict`` checks it (about 20 vectorised passes,
+no Python loop over questions) and copies it back. A restored buffer has the same slots, so it gives the same ``state_dict()`` and the same
+``state_digest``. ``save`` / ``load`` write and read one ``.npz`` file atomically. There is no randomness, so
+there is no RNG state.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable
+import hashlib
+import operator
+import os
+import zipfile
 from dataclasses import dataclass
 
-STATE_VERSION = 1
+import numpy as np
+
+STATE_VERSION = 2  # 1: JSON lists of [question id, {fields}] inside zppo_state.json; 2: numpy tables, int keys
 COUNTER_NAMES = ("admitted", "graduated", "evicted")
+# Rows of the two per-slot tables, each one array of the saved state.
+INT_ROWS = ("keys", "admitted_step", "times_replayed", "last_replayed_step",
+            "admission_next", "admission_prev", "replayed_next", "replayed_prev")
+FLOAT_ROWS = ("admission_accuracy", "last_accuracy")
+# Scalars of the saved state: the ends of the lists (slots, -1 = none).
+LIST_ENDS = ("admission_head", "admission_tail", "first_never_replayed", "replayed_head", "replayed_tail")
+NONE = -1  # no slot / never replayed
+MAX_KEY = 2**31 - 1  # keys are row positions (int32); ``slot_of_key`` takes 4 bytes per possible key
 
 
 @dataclass(slots=True)
 class QuestionStats:
-    """What the buffer knows about one question (slots: about 100 bytes per question)."""
+    """What the buffer knows about one question (a copy: changing it does not change the buffer)."""
 
     admitted_step: int
     admission_accuracy: float
@@ -42,21 +75,74 @@ class QuestionStats:
     # The latest accuracy seen: at admission, then on each replay of the original prompt.
     last_accuracy: float | None = None
 
-    def to_dict(self) -> dict:
-        return {
-            "admitted_step": self.admitted_step,
-            "admission_accuracy": self.admission_accuracy,
-            "times_replayed": self.times_replayed,
-            "last_replayed_step": self.last_replayed_step,
-            "last_accuracy": self.last_accuracy,
-        }
+
+def _as_key(key) -> int:
+    """A key as a Python int; TypeError / ValueError for anything that is not a row position."""
+    if type(key) is not int:
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)):
+            raise TypeError(
+                f"replay buffer keys are dataset row positions (non-negative ints), got {type(key).__name__} {key!r}"
+            )
+        key = operator.index(key)
+    if not 0 <= key <= MAX_KEY:
+        raise ValueError(f"replay buffer key {key} is not a row position in [0, {MAX_KEY}]")
+    return key
 
 
+# ----------------------------------------------------------------------------------------------------------
+class _LinkedList:
+    """A doubly linked list of slots through two rows of the table (next / prev; -1 past the ends). A slot
+    taken out links to itself."""
+
+    def __init__(self, next_row: np.ndarray, prev_row: np.ndarray):
+        self.next, self.prev = next_row, prev_row
+        self.head = self.tail = NONE
+
+    def detach(self, slot: int) -> None:
+        self.next[slot] = self.prev[slot] = slot
+
+    def push_back(self, slot: int) -> None:
+        self.prev[slot] = self.tail
+        self.next[slot] = NONE
+        if self.tail == NONE:
+            self.head = slot
+        else:
+            self.next[self.tail] = slot
+        self.tail = slot
+
+    def unlink(self, slot: int) -> None:
+        before, after = int(self.prev[slot]), int(self.next[slot])
+        if before == NONE:
+            self.head = after
+        else:
+            self.next[before] = after
+        if after == NONE:
+            self.tail = before
+        else:
+            self.prev[after] = before
+        self.detach(slot)
+
+    def pop_front(self) -> int:
+        slot = self.head
+        self.unlink(slot)
+        return slot
+
+    def moved_to(self, slot: int) -> None:
+        """The node now in ``slot`` came from another slot with its links: point its neighbours at it."""
+        before, after = int(self.prev[slot]), int(self.next[slot])
+        if before == NONE:
+            self.head = slot
+        else:
+            self.next[before] = slot
+        if after == NONE:
+            self.tail = slot
+        else:
+            self.prev[after] = slot
+
+
+# ----------------------------------------------------------------------------------------------------------
 class PromptReplayBuffer:
-    """FIFO-bounded set of hard question ids, replayed round robin until they graduate.
-
-    Question ids must be hashable; use ``str`` or ``int`` so that ``state_dict()`` survives JSON unchanged.
-    """
+    """FIFO-bounded set of hard questions (keys: dataset row positions), replayed round robin until they graduate."""
 
     def __init__(self, capacity: int, admission_threshold: float = 0.5, graduation_threshold: float = 0.5):
         if int(capacity) < 1:
@@ -64,93 +150,160 @@ class PromptReplayBuffer:
         self.capacity = int(capacity)
         self.admission_threshold = float(admission_threshold)
         self.graduation_threshold = float(graduation_threshold)
-        # Admission order (front = earliest admitted = next to be evicted) -> stats.
-        self._stats: OrderedDict[Hashable, QuestionStats] = OrderedDict()
-        # Replay order, split in two so that a newly admitted question can go before every replayed one in
-        # O(1): never-replayed questions in admission order, then replayed ones from least to most recent.
-        self._never_replayed: OrderedDict[Hashable, None] = OrderedDict()
-        self._replayed: OrderedDict[Hashable, None] = OrderedDict()
+        # np.full, not np.zeros: the memory is touched now, not on the first admissions or restore.
+        self._ints = np.full((len(INT_ROWS), self.capacity), NONE, dtype=np.int32)
+        self._floats = np.full((len(FLOAT_ROWS), self.capacity), 0.0, dtype=np.float64)
+        row = dict(zip(INT_ROWS, self._ints))
+        self._key, self._admitted_step = row["keys"], row["admitted_step"]
+        self._times_replayed, self._last_replayed_step = row["times_replayed"], row["last_replayed_step"]
+        self._admission_accuracy, self._last_accuracy = self._floats
+        self._admission = _LinkedList(row["admission_next"], row["admission_prev"])  # earliest admitted first
+        self._replayed = _LinkedList(row["replayed_next"], row["replayed_prev"])  # least recently replayed first
+        self._first_never_replayed = NONE  # where the never-replayed end of the admission list starts
+        self._size = 0
+        self._slot_of_key = np.full(1024, NONE, dtype=np.int32)
+        self._slot_numbers = np.arange(self.capacity, dtype=np.int32)  # for the restore checks
+        self._scratch = np.zeros(self.capacity, dtype=np.int32)
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._counters_at_last_delta = dict.fromkeys(COUNTER_NAMES, 0)
 
     # ------------------------------------------------------------------------------------------------------
+    def _slot(self, key: int) -> int:
+        """The slot holding ``key`` (already checked by ``_as_key``), -1 if absent."""
+        return int(self._slot_of_key[key]) if key < len(self._slot_of_key) else NONE
+
     def __len__(self) -> int:
-        return len(self._stats)
+        return self._size
 
-    def __contains__(self, question_id: Hashable) -> bool:
-        return question_id in self._stats
+    def __contains__(self, key) -> bool:
+        return self._slot(_as_key(key)) != NONE
 
-    def stats(self, question_id: Hashable) -> QuestionStats:
-        """The statistics of a question in the buffer (KeyError if absent). Do not mutate."""
-        return self._stats[question_id]
+    def stats(self, key) -> QuestionStats:
+        """The statistics of a question in the buffer (KeyError if absent)."""
+        slot = self._slot(_as_key(key))
+        if slot == NONE:
+            raise KeyError(key)
+        last_replayed = int(self._last_replayed_step[slot])
+        return QuestionStats(
+            admitted_step=int(self._admitted_step[slot]),
+            admission_accuracy=float(self._admission_accuracy[slot]),
+            times_replayed=int(self._times_replayed[slot]),
+            last_replayed_step=None if last_replayed == NONE else last_replayed,
+            last_accuracy=float(self._last_accuracy[slot]),
+        )
 
-    def question_ids(self) -> list[Hashable]:
-        """Ids in admission order (earliest first). O(len): for inspection and tests, not for the hot path."""
-        return list(self._stats)
+    def _walk(self, next_row: np.ndarray, start: int) -> list[int]:
+        following = next_row[: self._size].tolist()
+        slots, slot = [], start
+        while slot != NONE:
+            slots.append(slot)
+            slot = following[slot]
+        return slots
 
-    def replay_order(self) -> list[Hashable]:
-        """Ids in the order ``sample`` would return them. O(len): for inspection and tests."""
-        return list(self._never_replayed) + list(self._replayed)
+    def question_ids(self) -> list[int]:
+        """Keys in admission order (earliest first). O(len) in Python: for inspection and tests only."""
+        return self._key[self._walk(self._admission.next, self._admission.head)].tolist()
+
+    def replay_order(self) -> list[int]:
+        """Keys in the order ``sample`` would return them. O(len) in Python: for inspection and tests only."""
+        slots = (self._walk(self._admission.next, self._first_never_replayed)
+                 + self._walk(self._replayed.next, self._replayed.head))
+        return self._key[slots].tolist()
 
     # ------------------------------------------------------------------------------------------------------
-    def _remove(self, question_id: Hashable) -> None:
-        del self._stats[question_id]
-        # A question sits in exactly one of the two replay queues.
-        if self._never_replayed.pop(question_id, _ABSENT) is _ABSENT:
-            del self._replayed[question_id]
+    def _remove(self, slot: int) -> None:
+        """Take the question in ``slot`` out; the question in the last slot moves into ``slot``."""
+        if slot == self._first_never_replayed:
+            self._first_never_replayed = int(self._admission.next[slot])
+        self._admission.unlink(slot)
+        if self._times_replayed[slot] > 0:
+            self._replayed.unlink(slot)
+        self._slot_of_key[self._key[slot]] = NONE
+        self._size -= 1
+        last = self._size
+        if slot == last:
+            return
+        self._ints[:, slot] = self._ints[:, last]  # key, statistics and links, all at once
+        self._floats[:, slot] = self._floats[:, last]
+        self._admission.moved_to(slot)
+        if self._times_replayed[slot] > 0:
+            self._replayed.moved_to(slot)
+        else:
+            self._replayed.detach(slot)
+        if self._first_never_replayed == last:
+            self._first_never_replayed = slot
+        self._slot_of_key[self._key[slot]] = slot
 
-    def admit(self, question_id: Hashable, accuracy: float, step: int) -> bool:
+    def admit(self, key, accuracy: float, step: int) -> bool:
         """Offer a FRESH question with its accuracy this step; True if it entered the buffer.
 
         It enters when ``accuracy < admission_threshold`` and it is not already in (then nothing changes:
         its replay schedule and statistics are its own). A full buffer first evicts its earliest admitted.
         """
-        if accuracy >= self.admission_threshold or question_id in self._stats:
+        key = _as_key(key)
+        if accuracy >= self.admission_threshold or self._slot(key) != NONE:
             return False
-        if len(self._stats) >= self.capacity:
-            earliest = next(iter(self._stats))
-            self._remove(earliest)
+        if self._size >= self.capacity:
+            self._remove(self._admission.head)
             self._counters["evicted"] += 1
-        self._stats[question_id] = QuestionStats(
-            admitted_step=int(step), admission_accuracy=float(accuracy), last_accuracy=float(accuracy)
-        )
-        self._never_replayed[question_id] = None
+        if key >= len(self._slot_of_key):  # a larger row position than seen so far: double the key space
+            grown = np.full(max(2 * len(self._slot_of_key), key + 1), NONE, dtype=np.int32)
+            grown[: len(self._slot_of_key)] = self._slot_of_key
+            self._slot_of_key = grown
+        slot = self._size
+        self._size += 1
+        self._slot_of_key[key] = slot
+        self._key[slot] = key
+        self._admitted_step[slot] = int(step)
+        self._times_replayed[slot] = 0
+        self._last_replayed_step[slot] = NONE
+        self._admission_accuracy[slot] = accuracy
+        self._last_accuracy[slot] = accuracy
+        self._replayed.detach(slot)
+        self._admission.push_back(slot)
+        if self._first_never_replayed == NONE:
+            self._first_never_replayed = slot
         self._counters["admitted"] += 1
         return True
 
-    def sample(self, k: int, step: int) -> list[Hashable]:
-        """Up to ``k`` distinct ids to replay now, least recently replayed first; marks them replayed.
+    def sample(self, k: int, step: int) -> list[int]:
+        """Up to ``k`` distinct keys to replay now, least recently replayed first; marks them replayed.
 
         Never-replayed questions come first (admission order), then the replayed ones from least to most
         recently replayed. O(k).
         """
-        take = max(0, min(int(k), len(self._stats)))
+        if int(step) < 0:
+            raise ValueError(f"step must be >= 0, got {step!r} (-1 marks 'never replayed')")
+        wanted = max(0, min(int(k), self._size))
         chosen = []
-        for _ in range(take):
-            queue = self._never_replayed if self._never_replayed else self._replayed
-            question_id, _ = queue.popitem(last=False)
-            chosen.append(question_id)
-        # Moved to the back only after all picks, so one call never returns the same id twice.
-        for question_id in chosen:
-            self._replayed[question_id] = None
-            stats = self._stats[question_id]
-            stats.times_replayed += 1
-            stats.last_replayed_step = int(step)
-        return chosen
+        slot = self._first_never_replayed
+        while slot != NONE and len(chosen) < wanted:
+            chosen.append(slot)
+            slot = int(self._admission.next[slot])
+        self._first_never_replayed = slot
+        while len(chosen) < wanted:
+            chosen.append(self._replayed.pop_front())
+        # Moved to the back only after all picks, so one call never returns the same key twice.
+        for slot in chosen:
+            self._replayed.push_back(slot)
+        slots = np.array(chosen, dtype=np.intp)
+        self._times_replayed[slots] += 1
+        self._last_replayed_step[slots] = int(step)
+        return self._key[slots].tolist()
 
-    def update_replayed(self, question_id: Hashable, accuracy_on_original_prompt: float, step: int) -> bool:
+    def update_replayed(self, key, accuracy_on_original_prompt: float, step: int) -> bool:
         """Report a replayed question's accuracy on its ORIGINAL prompt; True if it graduated (left).
 
         A question no longer in the buffer (evicted since it was sampled) is ignored and returns False.
         """
-        stats = self._stats.get(question_id)
-        if stats is None:
+        slot = self._slot(_as_key(key))
+        if slot == NONE:
             return False
         if accuracy_on_original_prompt >= self.graduation_threshold:
-            self._remove(question_id)
+            self._remove(slot)
             self._counters["graduated"] += 1
             return True
-        stats.last_accuracy = float(accuracy_on_original_prompt)
+        self._last_accuracy[slot] = accuracy_on_original_prompt
         return False
 
     # ------------------------------------------------------------------------------------------------------
@@ -166,42 +319,206 @@ class PromptReplayBuffer:
 
     # ------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything, as plain JSON-serialisable types; ``load_state_dict`` restores it exactly."""
+        """A snapshot (new arrays) of everything; ``load_state_dict`` restores it exactly.
+
+        One array per table row (``INT_ROWS`` int32, ``FLOAT_ROWS`` float64; slot order, ``len(self)`` long),
+        ``slot_of_key``, the list ends (``LIST_ENDS``: slots, -1 = none), ``counters`` and
+        ``counters_at_last_delta`` (``COUNTER_NAMES`` order), and the version, capacity and thresholds (for
+        information: a restore keeps its own).
+        """
+        size, key_space = self._size, len(self._slot_of_key)
+        float_bytes = 8 * len(FLOAT_ROWS) * size
+        block = np.empty(float_bytes + 4 * (len(INT_ROWS) * size + key_space), dtype=np.uint8)  # one allocation
+        floats = block[:float_bytes].view(np.float64).reshape(len(FLOAT_ROWS), size)
+        floats[...] = self._floats[:, :size]
+        ints = block[float_bytes:].view(np.int32)
+        rows = ints[: len(INT_ROWS) * size].reshape(len(INT_ROWS), size)
+        rows[...] = self._ints[:, :size]
+        slot_of_key = ints[len(INT_ROWS) * size :]
+        slot_of_key[...] = self._slot_of_key
         return {
             "version": STATE_VERSION,
             "capacity": self.capacity,
             "admission_threshold": self.admission_threshold,
             "graduation_threshold": self.graduation_threshold,
-            # Admission order is the list order.
-            "questions": [[qid, stats.to_dict()] for qid, stats in self._stats.items()],
-            # The never-replayed queue is the admission order of the never-replayed questions, so only the
-            # replayed queue needs saving.
-            "replayed_order": list(self._replayed),
-            "counters": dict(self._counters),
-            "counters_at_last_delta": dict(self._counters_at_last_delta),
+            **dict(zip(INT_ROWS, rows)),
+            **dict(zip(FLOAT_ROWS, floats)),
+            "slot_of_key": slot_of_key,
+            "admission_head": self._admission.head,
+            "admission_tail": self._admission.tail,
+            "first_never_replayed": self._first_never_replayed,
+            "replayed_head": self._replayed.head,
+            "replayed_tail": self._replayed.tail,
+            "counters": np.array([self._counters[name] for name in COUNTER_NAMES], dtype=np.int64),
+            "counters_at_last_delta": np.array(
+                [self._counters_at_last_delta[name] for name in COUNTER_NAMES], dtype=np.int64
+            ),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict()``. Capacity and thresholds stay those this buffer was built with (the
-        resumed run's config); a saved buffer larger than this capacity is refused rather than truncated."""
+        resumed run's config); a saved buffer larger than this capacity is refused rather than truncated.
+        A refused state leaves the buffer as it was."""
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported replay buffer state version {state.get('version')!r}")
-        questions = state["questions"]
-        if len(questions) > self.capacity:
             raise ValueError(
-                f"saved replay buffer holds {len(questions)} questions, more than capacity {self.capacity}"
+                f"unsupported replay buffer state version {state.get('version')!r}: this code reads version "
+                f"{STATE_VERSION} (numpy tables keyed by dataset row position)"
             )
-        stats = OrderedDict((qid, QuestionStats(**fields)) for qid, fields in questions)
-        replayed = OrderedDict((qid, None) for qid in state["replayed_order"])
-        if len(stats) != len(questions) or not all(qid in stats for qid in replayed) or len(replayed) != len(
-            state["replayed_order"]
-        ):
-            raise ValueError("corrupt replay buffer state: duplicate ids or replayed ids not in the buffer")
-        self._stats = stats
-        self._replayed = replayed
-        self._never_replayed = OrderedDict((qid, None) for qid in stats if qid not in replayed)
-        self._counters = {name: int(state["counters"][name]) for name in COUNTER_NAMES}
-        self._counters_at_last_delta = {name: int(state["counters_at_last_delta"][name]) for name in COUNTER_NAMES}
+        missing = [name for name in (*INT_ROWS, *FLOAT_ROWS, "slot_of_key", *LIST_ENDS, "counters",
+                                     "counters_at_last_delta") if name not in state]
+        if missing:
+            raise ValueError(f"corrupt replay buffer state: missing {missing}")
+        rows = {name: np.asarray(state[name]) for name in (*INT_ROWS, *FLOAT_ROWS, "slot_of_key")}
+        size = len(rows["keys"]) if rows["keys"].ndim == 1 else -1
+        for name, row in rows.items():
+            # int32 as saved; other ints only if their values fit (a hand-made state).
+            fits = row.dtype == np.int32 or (row.dtype.kind in "iu" and (not row.size or (
+                row.min() >= np.iinfo(np.int32).min and row.max() <= np.iinfo(np.int32).max)))
+            if name in FLOAT_ROWS:
+                fits = row.dtype.kind == "f"
+            if row.ndim != 1 or (len(row) != size and name != "slot_of_key") or not fits:
+                raise ValueError(f"corrupt replay buffer state: {name!r} is not one "
+                                 f"{'float' if name in FLOAT_ROWS else 'int32'} per question "
+                                 f"(shape {row.shape}, dtype {row.dtype})")
+            rows[name] = row.astype(np.float64 if name in FLOAT_ROWS else np.int32, copy=False)
+        if size > self.capacity:
+            raise ValueError(f"saved replay buffer holds {size} questions, more than capacity {self.capacity}")
+        slot_of_key = rows.pop("slot_of_key")
+        try:
+            ends = {name: operator.index(state[name]) for name in LIST_ENDS}
+            counters = [np.asarray(state[name], dtype=np.int64) for name in ("counters", "counters_at_last_delta")]
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"corrupt replay buffer state: list ends or counters are not ints ({err})") from err
+        if any(c.shape != (len(COUNTER_NAMES),) for c in counters):
+            raise ValueError(f"corrupt replay buffer state: counters are not {len(COUNTER_NAMES)} ints")
+        _check_state(rows, slot_of_key, ends, self._slot_numbers[:size], self._scratch)
+
+        # Valid: install (one copy per row).
+        for index, name in enumerate(INT_ROWS):
+            self._ints[index, :size] = rows[name]
+        for index, name in enumerate(FLOAT_ROWS):
+            self._floats[index, :size] = rows[name]
+        if len(slot_of_key) == len(self._slot_of_key):
+            self._slot_of_key[...] = slot_of_key
+        else:
+            self._slot_of_key = slot_of_key.astype(np.int32)  # a copy: the state stays the caller's
+        self._size = size
+        self._admission.head, self._admission.tail = ends["admission_head"], ends["admission_tail"]
+        self._replayed.head, self._replayed.tail = ends["replayed_head"], ends["replayed_tail"]
+        self._first_never_replayed = ends["first_never_replayed"]
+        self._counters = dict(zip(COUNTER_NAMES, counters[0].tolist()))
+        self._counters_at_last_delta = dict(zip(COUNTER_NAMES, counters[1].tolist()))
+
+    # ------------------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> dict:
+        """Write ``state_dict()`` to ``path`` (one ``.npz``, atomically); returns the state written."""
+        state = self.state_dict()
+        save_state(state, path)
+        return state
+
+    def load(self, path: str | os.PathLike) -> dict:
+        """Restore from a file written by ``save``; returns the state read."""
+        state = load_state(path)
+        try:
+            self.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path)}: {err}") from err
+        return state
 
 
-_ABSENT = object()
+def _check_state(rows: dict, slot_of_key: np.ndarray, ends: dict, slots: np.ndarray, scratch: np.ndarray) -> None:
+    """Vectorised checks that a saved state is one the buffer could have made (ValueError if not).
+
+    Checked: ``slot_of_key`` maps exactly the saved keys to their slots (so keys are distinct); links and list
+    ends are slots or -1; in each list ``prev`` undoes ``next``, with one head and one tail, the recorded ones;
+    the replayed list holds exactly the questions replayed at least once (the others link to themselves); the
+    never-replayed questions end the admission list from ``first_never_replayed`` on (its neighbours are
+    checked). Not checked: a detached cycle of nodes (``state_dict`` never makes one). About 20 passes over
+    the arrays; gathers go to ``scratch`` (int32, at least ``len(slots)`` long), as fresh arrays would cost
+    more in page faults than the gathers themselves.
+    """
+
+    def corrupt(what: str) -> ValueError:
+        return ValueError(f"corrupt replay buffer state: {what}")
+
+    size, keys, gathered = len(slots), rows["keys"], scratch[: len(slots)]
+    if any(not NONE <= end < size for end in ends.values()):
+        raise corrupt(f"list ends {ends} are not slots of {size} questions")
+    if size and (keys.min() < 0 or keys.max() >= len(slot_of_key)):
+        raise corrupt(f"keys outside [0, {len(slot_of_key)})")
+    if np.count_nonzero(slot_of_key != NONE) != size or not np.array_equal(
+            np.take(slot_of_key, keys, out=gathered, mode="wrap"), slots):
+        raise corrupt("slot_of_key does not map each key to its slot (duplicate keys?)")
+    replayed = rows["times_replayed"] > 0
+    replayed_count = int(np.count_nonzero(replayed))
+    for name, members in (("admission", size), ("replayed", replayed_count)):
+        following, preceding = rows[f"{name}_next"], rows[f"{name}_prev"]
+        head, tail = ends[f"{name}_head"], ends[f"{name}_tail"]
+        if (head == NONE) != (members == 0) or (tail == NONE) != (members == 0):
+            raise corrupt(f"{name} list ends {head}, {tail} for {members} questions")
+        if not size:
+            continue
+        if following.min() < NONE or following.max() >= size:
+            raise corrupt(f"{name} links outside the saved slots")
+        # prev[next[s]] == s for every slot (a slot outside the list links to itself). The tail's -1 reads
+        # the last slot ("wrap") and is set right by hand; any other -1 in next would read prev[last] and
+        # could only pass as that slot, which is checked on its own. Then the recorded head is the one slot
+        # that no next reaches iff its prev is -1, and every prev is a slot or -1.
+        np.take(preceding, following, out=gathered, mode="wrap")
+        if members:
+            gathered[tail] = tail
+        hidden = int(preceding[size - 1])
+        if (not np.array_equal(gathered, slots) or (members and (following[tail] != NONE or preceding[head] != NONE))
+                or (hidden not in (NONE, tail) and following[hidden] == NONE)):
+            raise corrupt(f"{name} list: prev does not undo next, or not one head and one tail (the recorded ones)")
+        if name == "replayed" and not np.array_equal(following != slots, replayed):
+            raise corrupt("the replayed list does not hold exactly the questions replayed at least once")
+    first, never = ends["first_never_replayed"], size - replayed_count
+    if (first == NONE) != (never == 0):
+        raise corrupt(f"first_never_replayed {first} for {never} never-replayed questions")
+    if first != NONE:
+        before = rows["admission_prev"][first]
+        if replayed[first] or replayed[ends["admission_tail"]] or (before != NONE and not replayed[before]):
+            raise corrupt(f"first_never_replayed {first} does not start the never-replayed questions")
+
+
+# ----------------------------------------------------------------------------------------------------------
+def save_state(state: dict, path: str | os.PathLike) -> None:
+    """Write a buffer state to one uncompressed ``.npz``: a temporary file, flushed to disk, then renamed over
+    ``path``, so a crash leaves the old file or the new one, never half of one."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **{name: np.asarray(value) for name, value in state.items()})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Read a state written by ``save_state``: arrays as arrays, 0-d ones back to Python scalars."""
+    state = {}
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("one array, not an .npz archive")
+        with data:
+            for name in data.files:
+                value = data[name]  # each access reads the archive member again: once only
+                state[name] = value.item() if value.ndim == 0 else value
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{os.fspath(path)}: not a replay buffer state file ({err})") from err
+    return state
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 (hex) of a state: every entry's name, dtype, shape and bytes, in name order. Equal for a state
+    and the same state read back from its file (the trainer logs it on save and restore)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = np.ascontiguousarray(np.asarray(state[name]))
+        digest.update(f"{name}\0{value.dtype.str}\0{value.shape}\0".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

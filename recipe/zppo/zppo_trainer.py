@@ -47,13 +47,15 @@ from verl.utils.debug import marked_timer
 
 from .advantage import take_estimator_seconds
 from .compute_ledger import ComputeLedger
+from .compute_matching import KIND_EXTRA, MatchingConfig, ReferenceCurve, plan_extra_groups
 from .dataset import KIND_ORIGINAL, ZPPODataset
 from .loss_weighting import MODES as LOSS_WEIGHTING_MODES
 from .loss_weighting import loss_weights
 from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
-from .replay_buffer import PromptReplayBuffer
+from .replay_buffer import PromptReplayBuffer, state_digest
 from .teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
+from .transfer import TransferTracker
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -61,6 +63,7 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 TRAINER_NAME = "zppo"
 KIND_REPLAY = "replay"
 STATE_FILE = "zppo_state.json"
+BUFFER_FILE = "zppo_prompt_buffer.npz"  # the prompt replay buffer, next to STATE_FILE in each checkpoint folder
 
 
 class ZPPOConfigError(ValueError):
@@ -84,6 +87,8 @@ class ZPPOSettings:
     guidance: GuidanceConfig
     num_mini_batches: Optional[int]  # None: verl's fixed mini-batch size (actor.ppo_mini_batch_size)
     loss_weighting: str  # verl | exclude_zero_adv | per_kind (loss_weighting.py)
+    matched: MatchingConfig  # grpo_matched: extra plain-prompt groups up to a ZPPO run's spend (compute_matching.py)
+    transfer_delay_steps: int  # transfer.py
 
     @classmethod
     def from_config(cls, config: DictConfig) -> "ZPPOSettings":
@@ -104,6 +109,8 @@ class ZPPOSettings:
             guidance=GuidanceConfig(**{"seed": int(zppo.get("seed", 0)), **dict(zppo.get("guidance") or {})}),
             num_mini_batches=(zppo.get("update") or {}).get("num_mini_batches"),
             loss_weighting=str((zppo.get("update") or {}).get("loss_weighting", "verl")),
+            matched=MatchingConfig(**dict(zppo.get("matched") or {})),
+            transfer_delay_steps=int((zppo.get("transfer") or {}).get("delay_steps", 1)),
         )
         if settings.loss_weighting not in LOSS_WEIGHTING_MODES:
             raise ZPPOConfigError(f"zppo.update.loss_weighting={settings.loss_weighting}: expected one of {LOSS_WEIGHTING_MODES}")
@@ -146,9 +153,7 @@ def check_verl_settings(config: DictConfig) -> None:
 
 def buffer_state_digest(state: dict) -> str:
     """A short digest of a buffer state (logged on save and on restore, so a resume can be checked)."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+    return state_digest(state)[:16]
 
 
 # ---------------------------------------------------------------------------------------------- TransferQueue I/O
@@ -319,6 +324,8 @@ class ZPPOTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
         check_verl_settings(config)
         self.zppo = ZPPOSettings.from_config(config)
+        # grpo_matched: read before verl starts its workers, so a missing or wrong reference fails at once.
+        self.reference_spend = ReferenceCurve.from_run(self.zppo.matched.reference) if self.zppo.matched.enable else None
         with open_dict(config):
             # Exact fresh/replay split: the dataloader yields one question at a time (verl coalesces them).
             config.data.gen_batch_size = 1
@@ -331,6 +338,7 @@ class ZPPOTrainer(PPOTrainerSync):
         )
         self._record = _StepRecord()
         self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
+        self.transfer = TransferTracker(self.zppo.transfer_delay_steps)
         self.online_teacher = OnlineTeacher(self.zppo.online_teacher) if self.zppo.online_teacher.enable else None
         self._teacher_stats_at_last_step: dict[str, int] = {}
 
@@ -360,7 +368,9 @@ class ZPPOTrainer(PPOTrainerSync):
         replay_ids: list[str] = []
         if self.zppo.enable and self.zppo.replay_enable and len(self.prompt_buffer):
             replay_slots = int(self.zppo.replay_ratio * batch_size)
-            replay_ids = self.prompt_buffer.sample(replay_slots, step=self.global_steps)
+            # The buffer's keys are row positions of the training data.
+            positions = self.prompt_buffer.sample(replay_slots, step=self.global_steps)
+            replay_ids = [self.train_dataset.question_id_at(position) for position in positions]
         # Two submissions rather than one concatenated batch: the sampler waits for the groups of both.
         if batch_size - len(replay_ids) > 0:
             self._submit_batch_to_rollout(self._next_train_batch(batch_size - len(replay_ids)))
@@ -457,9 +467,16 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics.update({"zppo/hard_questions": float(len(hard)), "zppo/bcq_built": 0.0, "zppo/ncq_built": 0.0})
             if self.zppo.guidance.mode != "none":
                 metrics.update({f"zppo/{self.zppo.guidance.mode}_built": 0.0})
+            # Transfer: this step's plain-prompt accuracy completes the records of questions found hard earlier.
+            for uid, group in groups.items():
+                self.transfer.observe_plain(group[0].question_id, self.global_steps, accuracy[uid])
             if not hard:
                 return 0
             items = self._build_phase2_items(hard, metrics)
+            helped = {item["zppo_question_id"] for item in items}
+            for group in hard_groups:
+                question_id = group[0].question_id
+                self.transfer.mark_hard(question_id, self.global_steps, accuracy[group[0].uid], question_id in helped)
             if not items:
                 return 0
             self._submit_batch_to_rollout(self._collate(items))
@@ -490,6 +507,22 @@ class ZPPOTrainer(PPOTrainerSync):
             )
             metrics.update(result.metrics(prefix="zppo/"))
             items += [item_of(p, p.correct_position or "") for p in result.prompts]
+
+        if self.reference_spend is not None:  # grpo_matched (compute_matching.py)
+            plan = plan_extra_groups(
+                target=self.reference_spend.at(self.global_steps),
+                spent=self.compute_ledger.total("generated_tokens"),
+                hard=[(q.question_id, float(np.mean([r.correct for r in q.student_responses])),
+                       float(np.mean([len(r.token_ids) for r in q.student_responses]))) for q in hard],
+                n=int(self.config.actor_rollout_ref.rollout.n),
+                max_per_hard=self.zppo.matched.max_extra_groups_per_hard,
+            )
+            metrics.update(plan.metrics())
+            metrics["zppo/extra_built"] = float(len(plan.question_ids))
+            for question_id in plan.question_ids:
+                item = self.train_dataset.item_for(question_id, KIND_EXTRA)
+                item["zppo_correct_position"] = ""
+                items.append(item)
 
         guidance = self.zppo.guidance
         if guidance.mode == HINT:
@@ -557,7 +590,8 @@ class ZPPOTrainer(PPOTrainerSync):
             if t.kind == BCQ and t.correct_position:
                 by_position[t.correct_position].append(t.acc)
         guided = (self.zppo.guidance.mode,) if self.zppo.guidance.mode != "none" else ()
-        for kind in (BCQ, NCQ, *guided):
+        extra = (KIND_EXTRA,) if self.reference_spend is not None else ()
+        for kind in (BCQ, NCQ, *guided, *extra):
             metrics[f"zppo/{kind}_acc"] = float(np.mean(by_kind[kind])) if by_kind[kind] else float("nan")
         # In-context saturation: second-phase groups whose n rollouts all scored the same teach nothing either.
         groups_by_kind: dict[str, list[list[Trajectory]]] = defaultdict(list)
@@ -619,7 +653,7 @@ class ZPPOTrainer(PPOTrainerSync):
         advantages, masks = list(data["advantages"].unbind()), list(data["response_mask"].unbind())
         kinds = [str(kind) for kind in _as_list(data["zppo_kind"])]
         # What the update uses, per prompt kind (padding rows excluded): read here, with the advantages, not again.
-        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ, HINT, PREFIX):
+        for kind in (KIND_ORIGINAL, KIND_REPLAY, BCQ, NCQ, HINT, PREFIX, KIND_EXTRA):
             metrics[f"zppo/update/{kind}_trajectories"] = float(kinds.count(kind))
         signal = [bool(((a != 0) & m.bool()).any()) for a, m in zip(advantages, masks)]
         weights = loss_weights(kinds, [int(m.sum()) for m in masks], signal, self.zppo.loss_weighting)
@@ -675,6 +709,11 @@ class ZPPOTrainer(PPOTrainerSync):
         # ZPPO's estimator alone (verl's `adv` timer also holds its TransferQueue traffic); 0 under plain GRPO.
         timing_raw["zppo/adv_estimator"] = take_estimator_seconds()
         metrics.update(self.compute_ledger.close_step())
+        metrics.update(self.transfer.close_step())
+        if self.reference_spend is not None:  # grpo_matched's tracking error: own spend minus the reference's
+            metrics["zppo/matched/gap_tokens"] = (
+                self.compute_ledger.total("generated_tokens") - self.reference_spend.at(self.global_steps)
+            )
         if self._record.routes:  # share of this step's answers scored by each reward route
             from .reward import route_shares
 
@@ -685,10 +724,11 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def _update_prompt_buffer(self, metrics: dict) -> None:
         if self.zppo.enable and self.zppo.replay_enable:
+            position_of = self.train_dataset.position_of  # the buffer's keys are row positions
             for question_id, accuracy in self._record.replay_accuracy.items():
-                self.prompt_buffer.update_replayed(question_id, accuracy, step=self.global_steps)
+                self.prompt_buffer.update_replayed(position_of(question_id), accuracy, step=self.global_steps)
             for question_id, accuracy in self._record.fresh_accuracy.items():
-                self.prompt_buffer.admit(question_id, accuracy, step=self.global_steps)
+                self.prompt_buffer.admit(position_of(question_id), accuracy, step=self.global_steps)
         deltas = self.prompt_buffer.step_deltas()
         metrics["zppo/buffer_size"] = float(len(self.prompt_buffer))
         for name, value in deltas.items():
@@ -721,13 +761,21 @@ class ZPPOTrainer(PPOTrainerSync):
         # complete always has its buffer.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         os.makedirs(folder, exist_ok=True)
+        # The prompt replay buffer goes to its own .npz (numpy arrays, written atomically), logged with its digest.
+        buffer_path = os.path.join(folder, BUFFER_FILE)
+        buffer_state = self.prompt_buffer.save(buffer_path)
+        print(
+            f"[zppo] saved a prompt replay buffer of {len(self.prompt_buffer)} questions to {buffer_path} "
+            f"(state sha256 {buffer_state_digest(buffer_state)})",
+            flush=True,
+        )
         state = {
             "global_steps": self.global_steps,
             "data_fingerprint": self.train_dataset.fingerprint,
-            "prompt_buffer": self.prompt_buffer.state_dict(),
             # Answers already fetched from the online teacher: a resumed run does not ask again.
             "online_teacher": self.online_teacher.state_dict() if self.online_teacher is not None else None,
             "compute": self.compute_ledger.state_dict(),  # cumulative rollouts/tokens continue after a resume
+            "transfer": self.transfer.state_dict(),  # hard questions awaiting their next plain-prompt rollout
         }
         tmp = os.path.join(folder, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -755,14 +803,22 @@ class ZPPOTrainer(PPOTrainerSync):
             raise ValueError(
                 f"{path}: the training data differs from the data this run was checkpointed with "
                 f"(fingerprint {state['data_fingerprint']} vs {self.train_dataset.fingerprint}); the buffer holds "
-                "question ids of the old data"
+                "row positions of the old data"
             )
-        self.prompt_buffer.load_state_dict(state["prompt_buffer"])
+        buffer_path = os.path.join(folder, BUFFER_FILE)
+        if not os.path.exists(buffer_path):
+            raise FileNotFoundError(
+                f"{buffer_path} is missing: the prompt replay buffer of this checkpoint cannot be restored (checkpoints "
+                f"written before the buffer moved out of {STATE_FILE} cannot be resumed; start a new run directory, "
+                "or resume_mode=disable)"
+            )
+        self.prompt_buffer.load(buffer_path)
         self.compute_ledger.load_state_dict(state.get("compute"))
+        self.transfer.load_state_dict(state.get("transfer"))
         if self.online_teacher is not None and state.get("online_teacher"):
             self.online_teacher.load_state_dict(state["online_teacher"])
         print(
-            f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {path} "
+            f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {buffer_path} "
             f"(state sha256 {buffer_state_digest(self.prompt_buffer.state_dict())})",
             flush=True,
         )

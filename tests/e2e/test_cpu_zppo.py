@@ -8,13 +8,13 @@ replay graduates from the buffer.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
 from data_prep.tiny import build_vl_dataset
+from recipe.zppo.replay_buffer import load_state
 from recipe.zppo.zppo_trainer import buffer_state_digest
 
 from ..conftest import run_main
@@ -74,22 +74,33 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
         assert step.get("zppo/compute/ncq/rollouts", 0) == step["zppo/ncq_built"] * N
         assert 0 < step["zppo/compute/generated_tokens"] <= step["zppo/compute/rollouts"] * 48  # response length 48
     assert steps[1]["zppo/compute/cum_generated_tokens"] == sum(s["zppo/compute/generated_tokens"] for s in steps)
+    # Transfer: every question replayed at step 2 was found hard at step 1, so each replay completes one record
+    # (helped: it got a BCQ/NCQ group at step 1; unhelped: none could be built).
+    completed = sum(steps[1][f"zppo/transfer/{cohort}/completed"] for cohort in ("helped", "unhelped"))
+    assert completed == steps[1]["zppo/replayed_questions"] > 0
+    assert steps[0]["zppo/transfer/pending"] == steps[0]["zppo/hard_questions"]
 
-    saved = json.loads((run_dir / "global_step_2" / "zppo_state.json").read_text())
-    assert len(saved["prompt_buffer"]["questions"]) == steps[1]["zppo/buffer_size"] > 0
+    # The buffer is saved in its own file, next to zppo_state.json, and its digest is logged on save.
+    saved = load_state(run_dir / "global_step_2" / "zppo_prompt_buffer.npz")
+    assert len(saved["keys"]) == steps[1]["zppo/buffer_size"] > 0
+    assert f"questions to {run_dir / 'global_step_2' / 'zppo_prompt_buffer.npz'} (state sha256 " \
+           f"{buffer_state_digest(saved)})" in first.stdout + first.stderr
 
     second = run_main(args + ["trainer.total_training_steps=3"], ray_address=ray_cluster, cwd=tmp_path)
     assert second.returncode == 0, failure_context(second)
     output = second.stdout + second.stderr
     match = re.search(r"restored a prompt replay buffer of (\d+) questions .* \(state sha256 (\w+)\)", output)
     assert match, failure_context(second)
-    assert match.group(2) == buffer_state_digest(saved["prompt_buffer"])
+    assert match.group(2) == buffer_state_digest(saved)
     assert int(match.group(1)) == int(steps[1]["zppo/buffer_size"])
     resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
     # The compute totals continue from the checkpoint.
     assert resumed[0]["zppo/compute/cum_rollouts"] == steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"]
+    for cohort in ("helped", "unhelped"):  # and so do the transfer records
+        key = f"zppo/transfer/{cohort}/cum_completed"
+        assert resumed[0][key] == steps[1][key] + resumed[0][f"zppo/transfer/{cohort}/completed"]
 
 
 def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, tmp_path):
