@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every method of the paper's comparison at one scale (Qwen3.5-2B student), one run per call, same data, same
 # budget of steps: METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
-#   grpo, grpo_buffer, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
+#   grpo, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
 #   on_policy_distill, on_policy_distill_buffer, off_policy_distill        (table: examples/README.md)
 # One node of 8 x 80 GB GPUs. The on-policy distillation methods serve the Qwen3.5-27B teacher (TEACHER_PATH) on
 # 2 of the 8 GPUs (its own resource pool) and train the student on the other 6.
+# grpo_matched spends what a ZPPO run spent (cumulative generated tokens, step by step): run METHOD=zppo with this
+# script first (same batch and steps); REFERENCE is that run's folder (default: where METHOD=zppo writes it).
 # Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
 source "$(dirname "$0")/_common.sh"
 METHOD=${METHOD:?set METHOD to one of the methods listed at the top of this script}
@@ -13,6 +15,8 @@ TEACHER_PATH=${TEACHER_PATH:-Qwen/Qwen3.5-27B}
 STUDENT_GPUS=8
 ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL" trainer.total_training_steps=300)
 case "$METHOD" in
+    grpo_matched)
+        ZPPO_ARGS+=("zppo.matched.reference=${REFERENCE:-$HOME/zppo_runs/zppo_qwen3_5_2b}") ;;
     on_policy_distill|on_policy_distill_buffer)
         STUDENT_GPUS=6
         ZPPO_ARGS+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH"

@@ -110,8 +110,12 @@ def run(config: DictConfig) -> None:
 
             try:
                 check_verl_settings(config)
-                ZPPOSettings.from_config(config)
-            except (ZPPOConfigError, ValueError, TypeError) as error:
+                settings = ZPPOSettings.from_config(config)
+                if settings.matched.enable:  # grpo_matched: its reference run must be readable before Ray starts
+                    from .compute_matching import ReferenceCurve
+
+                    ReferenceCurve.from_run(settings.matched.reference)
+            except (ZPPOConfigError, ValueError, TypeError, FileNotFoundError) as error:
                 raise ConfigError(str(error)) from None
     except ConfigError as error:
         print(f"zppo: configuration error: {error}", file=sys.stderr)

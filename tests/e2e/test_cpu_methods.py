@@ -1,13 +1,15 @@
 """Every method of the paper's comparison runs 2 steps through the same recipe (``method=<name>``), on the CPU.
 
 Each run is asserted on what distinguishes the method, from its logged metrics: which second-phase prompts it
-builds (none, BCQ only, NCQ only, hints, prefixes), that they were rolled out n times each and used in the update,
-and for ``prefix`` that the responses really start with the teacher's tokens and that those tokens are masked out
-of the loss. ``grpo`` and ``zppo`` are covered in test_cpu_grpo.py / test_cpu_zppo.py.
+builds (BCQ only, NCQ only, hints, prefixes, or the extra plain-prompt groups of ``grpo_matched``), that they were
+rolled out n times each and used in the update, and for ``prefix`` that the responses really start with the
+teacher's tokens and that those tokens are masked out of the loss. ``grpo`` and ``zppo`` are covered in
+test_cpu_grpo.py / test_cpu_zppo.py; ``grpo_buffer`` is ``grpo_matched`` without its extra groups.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 N = 4  # rollouts per prompt in the CPU preset
 TEST_REWARDS = Path(__file__).with_name("reward_for_tests.py")
-SECOND_PHASE_KINDS = ("bcq", "ncq", "hint", "prefix")
+SECOND_PHASE_KINDS = ("bcq", "ncq", "hint", "prefix", "extra")
 
 
 def _run(tiny_assets, ray_cluster, tmp_path, method: str, *overrides: str, vision: bool = False) -> list[dict]:
@@ -79,7 +81,7 @@ def _check_loss_weighting(steps: list[dict], mode: str) -> None:
 
 @pytest.mark.parametrize(
     "method, kinds, loss_weighting",
-    [("grpo_buffer", set(), "verl"), ("grpo_buffer_bcq", {"bcq"}, "exclude_zero_adv"),
+    [("grpo_matched", {"extra"}, "verl"), ("grpo_buffer_bcq", {"bcq"}, "exclude_zero_adv"),
      ("grpo_buffer_ncq", {"ncq"}, "per_kind"), ("hint", {"hint"}, "verl")],
 )
 def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, method, kinds, loss_weighting):
@@ -88,15 +90,28 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
     # answers: second-phase (and replayed) groups with a signal, and the buffer always admits.
     reward = [] if loss_weighting == "verl" else [
         f"reward.custom_reward_function.path={TEST_REWARDS}", "reward.custom_reward_function.name=fresh_fail_rest_parity"]
-    steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward)
+    matched = []
+    if method == "grpo_matched":  # a hand-made reference spend: 1200 generated tokens a step (phase 1 is <= 768)
+        reference = tmp_path / "reference.jsonl"
+        reference.write_text("".join(json.dumps({"step": s, "data": {"zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
+                                     for s in (1, 2)))
+        matched = [f"zppo.matched.reference={reference}"]
+    steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward,
+                 *matched)
     if reward:  # the check below is about real reweighting: some kind had a signal
         assert any(v > 0 for s in steps for k, v in s.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k)
     _check_built_kinds_were_trained(steps, kinds)
     _check_loss_weighting(steps, loss_weighting)
-    if method == "grpo_buffer":
-        # Hard questions are found, but nothing is built for them: the BCQ/NCQ builder never runs.
+    if method == "grpo_matched":
+        # GRPO + buffer: hard questions are found, but no BCQ/NCQ is built for them (the builder never runs)...
         assert all(s["zppo/hard_questions"] > 0 for s in steps)
         assert not any("zppo/teacher_solvable_frac" in s for s in steps)
+        # ...instead extra plain-prompt groups of them close the gap to the reference's generated tokens.
+        for step in steps:
+            assert step["zppo/matched/extra_groups"] == step["zppo/extra_built"] > 0
+            assert step["zppo/compute/extra/rollouts"] == step["zppo/extra_built"] * N
+            assert step["zppo/matched/target_cum_generated_tokens"] == 1200.0 * step["training/global_step"]
+            assert abs(step["zppo/matched/gap_tokens"]) < 0.5 * step["zppo/matched/deficit_tokens"]
 
 
 @pytest.mark.parametrize("vision", [False, True], ids=["text", "vision"])
