@@ -7,7 +7,6 @@ every ``python -m recipe.zppo.main_zppo`` subprocess attaches to it through ``RA
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -44,54 +43,13 @@ def tiny_assets(tmp_path_factory) -> dict[str, Path]:
     return build_all(tmp_path_factory.mktemp("tiny"), teacher_responses=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A local Ray head node for the session; yields its address (set it as RAY_ADDRESS for a run)."""
-    ray_bin = Path(sys.executable).with_name("ray")
-    port = _free_port()
-    # Every port of the head is chosen free, not left at Ray's fixed defaults (client server 10001, dashboard agent
-    # 52365, ...), so two test sessions on one machine (a developer's and CI's) do not collide.
-    side_ports = [f"--{name}={_free_port()}" for name in (
-        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-        "runtime-env-agent-port", "metrics-export-port")]
-    # A local test cluster without token authentication: Ray turns it on by itself once some earlier `ray start`
-    # left ~/.ray/auth_token behind, and the CLI probe below would then be refused. Set for the head, the probe
-    # and (inherited) every training subprocess.
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
-    # More logical CPUs than cores: verl's many small actors each hold one slot. Logical GPUs: verl counts devices
-    # through Ray; a run uses one, on-policy distillation a second for its teacher's own resource pool.
-    # --block keeps the head in this child process, so terminating it ends the cluster.
-    head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=32", "--num-gpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", *side_ports],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAY_ADDRESS": ""},
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        probe = subprocess.run([str(ray_bin), "status", f"--address={address}"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            break
-        if head.poll() is not None:
-            raise RuntimeError(f"ray start exited early, see {log.name}")
-        time.sleep(1)
-    else:
-        head.terminate()
-        raise RuntimeError(f"Ray head did not come up within 120 s, see {log.name}")
-    yield address
-    head.terminate()
-    try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        head.kill()
-    log.close()
+    from benchmarks.local_ray import LocalRayHead
+
+    with LocalRayHead(tmp_path_factory.mktemp("ray") / "ray_start.log", timeout_s=120) as address:
+        yield address
 
 
 def run_main(args: list[str], *, ray_address: str | None, cwd: Path, timeout: int = 900, env: dict | None = None):
