@@ -2,7 +2,7 @@
 training tables (at equal compute and at equal steps) and PNG plots (training dynamics against steps and against
 generated tokens, per-family and per-benchmark bars).
 
-    python -m recipe.zppo.report RUN_DIR [RUN_DIR ...] --baseline BASE --out OUT [--names a,b] [--title TEXT]
+    python -m recipe.zppo.report RUN_DIR [RUN_DIR ...] [--baseline BASE] --out OUT [--names a,b] [--title TEXT]
                                  [--x-axis METRIC] [--token-budget N] [--metric acc]
 
 - ``RUN_DIR``: a training run folder (``trainer.default_local_dir``) and/or an evaluation folder. Evaluation results
@@ -12,6 +12,7 @@ generated tokens, per-family and per-benchmark bars).
   verl's file-logger JSON lines, ``RUN_DIR/metrics/*.jsonl`` (one file per launch, records ``{"step", "data"}``; a
   resumed launch's steps replace the earlier ones). Console and TensorBoard logs are not read.
 - ``BASE``: the base model's evaluation folder (or its results.json); deltas are ``method - base`` in points.
+  Without ``--baseline`` the report covers training only (its tables and dynamics plots).
 - Family averages are taken over the benchmarks that EVERY column has, so the columns compare like with like; a
   benchmark missing from some column shows "–" and the gap is listed under the table.
 - Training tables. ZPPO spends more rollouts per step than GRPO, so runs are compared at equal compute: BUDGET is
@@ -512,7 +513,7 @@ def plot_benchmark_deltas(table: dict, path: Path) -> bool:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Optional[list[str]] = None,
+def make_report(run_paths: list[Path], baseline_path: Optional[Path], out: Path, names: Optional[list[str]] = None,
                 x_axis: Optional[str] = None, metric: str = "acc", title: Optional[str] = None,
                 token_budget: Optional[float] = None) -> dict:
     """Write the report files into ``out``; returns report.json's content (the evaluation table's numbers at the
@@ -521,8 +522,8 @@ def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Op
         raise SystemExit(f"report: --token-budget {token_budget}: must be a positive number of generated tokens")
     second_x = TOKENS_KEY if x_axis in (None, "step") else x_axis
     out.mkdir(parents=True, exist_ok=True)
-    baseline = load_run(baseline_path)
-    if baseline.results is None:
+    baseline = load_run(baseline_path) if baseline_path is not None else None
+    if baseline is not None and baseline.results is None:
         raise SystemExit(f"report: --baseline {baseline_path}: no evaluation results to compare against")
     runs = [load_run(path, names[i] if names and i < len(names) else None) for i, path in enumerate(run_paths)]
     notes = []
@@ -530,9 +531,10 @@ def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Op
         if not run.steps:
             log(f"report: {run.path}: no training metrics (metrics/*.jsonl); left out of the dynamics plots")
             notes.append(f"{run.name}: no training metrics found in {run.path / 'metrics'}")
-        if run.results is None:
+        if run.results is None and baseline is not None:
             notes.append(f"{run.name}: no evaluation results found under {run.path}")
-    table = build_table(baseline, runs, metric)
+    # Without --baseline the report is about training only: no evaluation table or bars.
+    table = build_table(baseline, runs, metric) if baseline is not None else None
     training = build_training(runs, token_budget)
     if training["without_compute"]:
         log(f"report: without {TOKENS_KEY}, left out of the equal-compute table: "
@@ -553,17 +555,20 @@ def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Op
         if written and left_out:
             log(f"report: {', '.join(left_out)}: {second_x} not logged; left out of {second_file}")
             notes.append(f"{second_x} not logged by {', '.join(left_out)}: left out of {second_file}")
-    if plot_family_bars(table, out / "family_bars.png"):
+    if table is not None and plot_family_bars(table, out / "family_bars.png"):
         plots["family_bars"] = "family_bars.png"
-    if plot_benchmark_deltas(table, out / "benchmark_deltas.png"):
+    if table is not None and plot_benchmark_deltas(table, out / "benchmark_deltas.png"):
         plots["benchmark_deltas"] = "benchmark_deltas.png"
-    text = markdown(table, [baseline, *runs], notes, title)
+    if table is not None:
+        text = markdown(table, [baseline, *runs], notes, title)
+    else:
+        text = f"# {title or 'Training report'}\n" + "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     training_text = training_markdown(training)
     if training_text:
         text += "\n" + training_text
     text += "\n" + "\n".join(f"![{key}]({file})" for key, file in plots.items()) + "\n"
     (out / "report.md").write_text(text)
-    report = {**table, "title": title, "training": training, "plots": plots, "notes": notes, "x_axis": second_x}
+    report = {**(table or {}), "title": title, "training": training, "plots": plots, "notes": notes, "x_axis": second_x}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     log(f"report: {out / 'report.md'} ({len(plots)} plots)")
     return report
@@ -572,7 +577,8 @@ def make_report(run_paths: list[Path], baseline_path: Path, out: Path, names: Op
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training and/or evaluation folders, one per method")
-    parser.add_argument("--baseline", required=True, type=Path, help="the base model's evaluation folder")
+    parser.add_argument("--baseline", default=None, type=Path,
+                        help="the base model's evaluation folder (without it: the training tables and plots only)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--names", default=None, help="comma-separated method names, in the order of the runs")
     parser.add_argument("--title", default=None, help="the report's heading (and the dynamics plots' title)")

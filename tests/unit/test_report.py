@@ -319,3 +319,14 @@ def test_running_sums_of_the_buffer_counters(trained):
     steps = read_training_metrics(trained / "zppo_run")
     assert [data["report/cum_graduated"] for _, data in steps] == [0, 1, 3, 4]
     assert [data["report/cum_admitted"] for _, data in steps] == [4, 7, 9, 9]
+
+
+def test_without_a_baseline_the_report_is_about_training_only(trained):
+    out = trained / "training_only"
+    assert report_main([str(trained / "zppo_run"), str(trained / "grpo_run"), "--out", str(out),
+                        "--names", "zppo,grpo"]) == 0
+    text = (out / "report.md").read_text()
+    assert "Evaluation" not in text and not (out / "family_bars.png").exists()
+    assert _section(text, "## Training at equal compute")["grpo"][:2] == ["5", "1,000"]
+    for name in ("training_dynamics.png", "training_dynamics_tokens.png"):
+        _assert_png(out / name)
