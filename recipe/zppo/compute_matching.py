@@ -27,7 +27,6 @@ after the step) so the tracking error is visible.
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Optional, Sequence
@@ -67,23 +66,13 @@ class ReferenceCurve:
     @classmethod
     def from_run(cls, path: str | Path) -> "ReferenceCurve":
         """Read ``path``: a run folder (its ``metrics/*.jsonl``, later launches replace repeated steps) or a file."""
+        from .report import read_training_metrics
+
         path = Path(path).expanduser()
-        files = sorted((path / "metrics").glob("*.jsonl")) if path.is_dir() else [path]
-        if not files or not all(f.is_file() for f in files):
+        if not (path.is_file() or any((path / "metrics").glob("*.jsonl"))):
             raise FileNotFoundError(f"zppo.matched.reference={path}: no metrics/*.jsonl there (a run folder or a file)")
-        points: dict[int, float] = {}
-        for file in files:
-            for number, line in enumerate(file.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{file}: line {number} is not JSON ({error})") from None
-                data = record.get("data") or {}
-                if CUM_GENERATED in data:
-                    points[int(record.get("step", data.get("training/global_step", 0)))] = float(data[CUM_GENERATED])
-        return cls(points, source=str(path))
+        steps = read_training_metrics(path)
+        return cls({step: float(data[CUM_GENERATED]) for step, data in steps if CUM_GENERATED in data}, source=str(path))
 
     def at(self, step: int) -> float:
         """Cumulative generated tokens of the reference after ``step`` (interpolated / extrapolated)."""

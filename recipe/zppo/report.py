@@ -131,9 +131,13 @@ def add_running_sums(steps: list[tuple[int, dict]]) -> None:
 
 
 def read_training_metrics(run_dir: Path) -> list[tuple[int, dict]]:
-    """Per-step training metrics of every launch (files in name order; a later launch replaces a repeated step)."""
+    """Per-step training metrics of every launch (files in name order; a later launch replaces a repeated step).
+
+    ``run_dir``: a run folder (its ``metrics/*.jsonl``) or one such file."""
+    run_dir = Path(run_dir)
+    files = [run_dir] if run_dir.is_file() else sorted((run_dir / "metrics").glob("*.jsonl"))
     by_step: dict[int, dict] = {}
-    for path in sorted((run_dir / "metrics").glob("*.jsonl")):
+    for path in files:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue

@@ -93,7 +93,7 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
     matched = []
     if method == "grpo_matched":  # a hand-made reference spend: 1200 generated tokens a step (phase 1 is <= 768)
         reference = tmp_path / "reference.jsonl"
-        reference.write_text("".join(json.dumps({"step": s, "data": {"zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
+        reference.write_text("".join(json.dumps({"step": s, "data": {"training/global_step": s, "zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
                                      for s in (1, 2)))
         matched = [f"zppo.matched.reference={reference}"]
     steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward,
