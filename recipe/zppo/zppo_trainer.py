@@ -7,11 +7,14 @@ One step (SPEC "One training step"):
 2. Phase 1 of sampling (``_ZPPOSampler``): wait for the batch's rollouts (n per question), read their binary
    accuracy, find the hard questions and build their BCQ/NCQ prompts from THIS step's rollouts.
 3. Phase 2: the BCQ/NCQ prompts are rolled out by the same replicas with the same weights, before verl puts the
-   replicas to sleep (``on_sample_end``); each is its own group. The two phases form one batch.
+   replicas to sleep (``on_sample_end``); each is its own group. The two phases form one batch. The baselines use
+   the same phase for their own groups: hint/prefix prompts, or ``grpo_matched``'s extra plain-prompt groups of the
+   hard questions (compute_matching.py).
 4. verl's pipeline runs unchanged on that batch: old log-probs, reference, advantage (``algorithm.adv_estimator=
    zppo`` groups by prompt uid), update.
 5. ``step`` then updates the prompt replay buffer (admission of fresh hard questions, graduation of replayed
-   ones); the buffer is saved with every checkpoint, before verl marks the checkpoint complete.
+   ones); the buffer is saved with every checkpoint, before verl marks the checkpoint complete. Every step also logs
+   what it spent per prompt kind (compute_ledger.py) and transfer (transfer.py).
 
 The algorithm lives in small pure modules (``reformulation``, ``replay_buffer``, ``advantage``); this file only
 moves data between them and verl. ``zppo.enable=false`` gives plain GRPO through the same code path.
