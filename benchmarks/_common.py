@@ -201,6 +201,19 @@ class Report:
             "notes": self.notes,
         }
 
+    def finish(self, columns: list[tuple[str, str]], out: str | Path) -> int:
+        """The end of every benchmark script: a load-average note when the machine was busy, the table, the notes
+        and goals, the JSON file. Returns the script's exit status (0: goals are reported, not enforced)."""
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if load > 1.0:
+            self.notes.append(f"machine load average {load:.2f} at the end: timings are noisy")
+        print()
+        self.print_table(columns)
+        print()
+        self.print_goals()
+        self.write(out)
+        return 0
+
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -217,18 +217,10 @@ def main(argv=None) -> int:
         report.row("compare", "vllm / hf generated tokens per second", ratio=vllm_rate / hf_rate,
                    greedy_token_agreement=agreement)
     report.settings["results"] = results
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if load and load[0] > 1.0:
-        report.notes.append(f"machine load average {load[0]:.2f} at the end: timings are noisy")
-    print()
-    report.print_table([("section", "section"), ("name", "engine"), ("load_s", "load"), ("median_s", "generate"),
+    return report.finish([("section", "section"), ("name", "engine"), ("load_s", "load"), ("median_s", "generate"),
                         ("generated_tokens", "tokens"), ("generated_per_sec", "gen tok/s"),
                         ("processed_per_sec", "prompt+gen tok/s"), ("ratio", "ratio"),
-                        ("greedy_token_agreement", "greedy agree"), ("version", "version")])
-    print()
-    report.print_goals()
-    report.write(args.out)
-    return 0
+                        ("greedy_token_agreement", "greedy agree"), ("version", "version")], args.out)
 
 
 if __name__ == "__main__":

@@ -387,19 +387,11 @@ def main(argv=None) -> int:
                         GOAL_FIXED_SHARE * 100, "%")
     if args.smoke:
         report.notes.append("smoke size: the pipeline ran; the goals are meaningful only at the benchmark size")
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if load and load[0] > 1.0:
-        report.notes.append(f"machine load average {load[0]:.2f} at the end: timings are noisy")
 
-    print()
     columns = [("section", "section"), ("name", "what")] + [(f"{name}_s", name) for name in results] + [
         ("step_s", "step"), ("tokens", "tokens"), ("tokens_per_sec", "tokens/s"), ("time_per_token_s", "s/token"),
         ("ratio", "ratio"), ("share", "share")]
-    report.print_table(columns)
-    print()
-    report.print_goals()
-    report.write(args.out)
-    return 0
+    return report.finish(columns, args.out)
 
 
 if __name__ == "__main__":
