@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.zppo.report import read_training_metrics
+from recipe.zppo.report import CUM_ADMITTED, CUM_GRADUATED, read_training_metrics
 
 # What is aggregated per arm, with how RESULTS.md shows it.
 METRICS = (
@@ -43,8 +43,9 @@ def summarize_steps(steps: Sequence[dict]) -> dict:
     last = steps[-1]
     return {
         "steps": len(steps),
-        "graduated": float(sum(s.get("zppo/graduated", 0.0) for s in steps)),
-        "admitted": float(sum(s.get("zppo/admitted", 0.0) for s in steps)),
+        # The report's running sums of the per-step buffer counters (added when the metrics are read).
+        "graduated": float(last.get(CUM_GRADUATED, 0.0)),
+        "admitted": float(last.get(CUM_ADMITTED, 0.0)),
         "cum_generated_tokens": float(last.get("zppo/compute/cum_generated_tokens", float("nan"))),
         "cum_rollouts": float(last.get("zppo/compute/cum_rollouts", float("nan"))),
         "final_train_score": float(last.get("critic/score/mean", float("nan"))),

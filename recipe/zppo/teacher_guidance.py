@@ -95,7 +95,6 @@ class PrefixPlan:
 class GuidanceResult:
     prompts: list = field(default_factory=list)  # ReformulatedPrompt (hint) or PrefixPlan (prefix)
     skipped: list[SkippedReformulation] = field(default_factory=list)
-    num_questions: int = 0
 
     def metrics(self, prefix: str = "zppo/") -> dict[str, float]:
         kind_counts = {kind: sum(p.kind == kind for p in self.prompts) for kind in (HINT, PREFIX)}
@@ -143,7 +142,7 @@ def build_hints(
     measure_prompt: Callable[[ReformulatedPrompt], int] | None = None,
 ) -> GuidanceResult:
     """One hint prompt per hard question with a usable correct teacher response."""
-    result = GuidanceResult(num_questions=len(questions))
+    result = GuidanceResult()
     for question in questions:
         usable = _usable_teacher(question, has_final_answer)
         if not usable:
@@ -207,7 +206,7 @@ def build_prefixes(
     The prefix is the head of the teacher response's token ids (the student's tokenizer), at most
     ``max_response_length - min_continuation_tokens`` tokens, so the student always continues it.
     """
-    result = GuidanceResult(num_questions=len(questions))
+    result = GuidanceResult()
     limit = max_response_length - config.min_continuation_tokens
     for question in questions:
         usable = _usable_teacher(question, has_final_answer)
