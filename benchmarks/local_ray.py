@@ -3,7 +3,7 @@
 Ray's start-up dominates a tiny run, so runs attach to one head (``RAY_ADDRESS``) instead of starting their own:
 
     with LocalRayHead(log_path) as address:
-        subprocess.run([...], env={**os.environ, "RAY_ADDRESS": address})
+        run_main_zppo(["preset=cpu", ...], address, log_path=run_dir.with_suffix(".log"))
 """
 
 from __future__ import annotations
@@ -75,3 +75,15 @@ class LocalRayHead:
             self._process.kill()
             self._process.wait(timeout=30)
         self._process = None
+
+
+def run_main_zppo(overrides: list[str], address: str, log_path: str | Path, *, cwd: str | Path | None = None,
+                  timeout: float | None = None, env: dict | None = None) -> int:
+    """``python -m recipe.zppo.main_zppo OVERRIDES`` attached to the head at ``address``, its output (stdout and
+    stderr) into ``log_path``; returns its exit status."""
+    run_env = {**os.environ, **(env or {}), "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
+    run_env.pop("VERL_PLATFORM", None)  # verl resolves the platform itself (the cpu plugin on this machine)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        return subprocess.run([sys.executable, "-m", "recipe.zppo.main_zppo", *overrides], stdout=log,
+                              stderr=subprocess.STDOUT, env=run_env, cwd=cwd, timeout=timeout).returncode

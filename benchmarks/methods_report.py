@@ -17,15 +17,13 @@ tokens per step), not learning. The distillation methods are left out (a teacher
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from recipe.zppo.report import make_report, read_training_metrics
 
-from .local_ray import LocalRayHead
+from .local_ray import LocalRayHead, run_main_zppo
 
 METHODS = ("grpo", "grpo_buffer", "zppo", "grpo_matched", "grpo_buffer_bcq", "grpo_buffer_ncq", "hint", "prefix")
 
@@ -40,18 +38,13 @@ def run_method(method: str, out: Path, assets: Path, steps: int, address: str) -
                  f"trainer.default_local_dir={run_dir}", "trainer.save_freq=-1", f"trainer.experiment_name={method}"]
     if method == "grpo_matched":
         overrides.append(f"zppo.matched.reference={out / 'runs' / 'zppo'}")
-    env = {**os.environ, "RAY_ADDRESS": address, "ZPPO_TINY_DIR": str(assets)}
-    env.pop("VERL_PLATFORM", None)
     log_path = out / "runs" / f"{method}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"[methods] {method}: running {steps} steps (log {log_path})", flush=True)
-    with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, "-m", "recipe.zppo.main_zppo", *overrides],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=out)
+    returncode = run_main_zppo(overrides, address, log_path, cwd=out, env={"ZPPO_TINY_DIR": str(assets)})
     seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{method} failed (exit {result.returncode}); see {log_path}")
+    if returncode != 0:
+        raise RuntimeError(f"{method} failed (exit {returncode}); see {log_path}")
     print(f"[methods] {method}: done in {seconds:.0f} s", flush=True)
     return seconds
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from recipe.zppo.report import make_report
 
-from ..local_ray import LocalRayHead
+from ..local_ray import LocalRayHead, run_main_zppo
 from . import results as results_mod
 from . import task
 
@@ -163,16 +163,12 @@ def run_arm(arm: str, seed: int, size: Size, out: Path, data: dict, ray_address:
         shutil.rmtree(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     args = run_overrides(arm, seed, size, out, data)
-    env = {**os.environ, "RAY_ADDRESS": ray_address, "RAY_AUTH_MODE": "disabled"}
-    env.pop("VERL_PLATFORM", None)
     log(f"{arm} seed {seed}: training {size.rl_steps} steps (log {run_dir}.log)")
     started = time.time()
-    with open(f"{run_dir}.log", "w") as out_log:
-        proc = subprocess.run([sys.executable, "-m", "recipe.zppo.main_zppo", *args], stdout=out_log,
-                              stderr=subprocess.STDOUT, env=env, timeout=size.run_timeout_s)
+    returncode = run_main_zppo(args, ray_address, f"{run_dir}.log", timeout=size.run_timeout_s)
     wall_s = time.time() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{arm} seed {seed}: main_zppo exited {proc.returncode}, see {run_dir}.log")
+    if returncode != 0:
+        raise RuntimeError(f"{arm} seed {seed}: main_zppo exited {returncode}, see {run_dir}.log")
     summary = results_mod.summarize_steps(results_mod.read_step_metrics(run_dir))
     final = run_dir / f"global_step_{size.rl_steps}" / "actor" / "huggingface"
     splits = data["splits"]
