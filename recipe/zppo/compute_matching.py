@@ -26,10 +26,11 @@ after the step) so the tracking error is visible.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Optional, Sequence
+
+import numpy as np
 
 KIND_EXTRA = "extra"
 CUM_GENERATED = "zppo/compute/cum_generated_tokens"
@@ -75,17 +76,12 @@ class ReferenceCurve:
         return cls({step: float(data[CUM_GENERATED]) for step, data in steps if CUM_GENERATED in data}, source=str(path))
 
     def at(self, step: int) -> float:
-        """Cumulative generated tokens of the reference after ``step`` (interpolated / extrapolated)."""
-        steps, values = self.steps, self.values
-        if step <= steps[0]:
-            return values[0] * step / steps[0] if steps[0] > 0 else values[0]
-        if step >= steps[-1]:
-            per_step = values[-1] / steps[-1] if steps[-1] > 0 else 0.0
-            return values[-1] + per_step * (step - steps[-1])
-        right = bisect.bisect_left(steps, step)
-        left = right - 1
-        fraction = (step - steps[left]) / (steps[right] - steps[left])
-        return values[left] + fraction * (values[right] - values[left])
+        """Cumulative generated tokens of the reference after ``step``: linear between logged steps (and from 0 tokens
+        at step 0), and past the last logged step growing by the reference's mean spend per step."""
+        last_step, last_value = self.steps[-1], self.values[-1]
+        if step > last_step:
+            return last_value + (last_value / last_step if last_step > 0 else 0.0) * (step - last_step)
+        return float(np.interp(step, [0, *self.steps], [0.0, *self.values]))
 
 
 @dataclass(frozen=True)
