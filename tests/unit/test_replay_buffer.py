@@ -196,7 +196,7 @@ def scripted_buffer() -> PromptReplayBuffer:
     return buffer
 
 
-def test_state_is_arrays_and_scalars_and_a_snapshot():
+def test_state_is_read_only_views_that_a_copy_freezes():
     buffer = scripted_buffer()
     state = buffer.state_dict()
     assert state["version"] == STATE_VERSION
@@ -204,18 +204,23 @@ def test_state_is_arrays_and_scalars_and_a_snapshot():
         assert isinstance(value, (np.ndarray, int, float)), name
     kept = {name: np.array(value, copy=True) for name, value in state.items()}
     digest = state_digest(state)
-    # Later changes to the buffer do not reach an earlier snapshot.
+    # The arrays cannot be written to: a caller cannot corrupt the buffer through them.
+    for name in ("keys", "admission_next", "last_accuracy", "slot_of_key"):
+        with pytest.raises(ValueError, match="read-only"):
+            state[name][0] = 1
+    assert state_digest(buffer.state_dict()) == digest
+    # They are the buffer's live tables (like torch's state_dict): later changes show in them, not in a copy.
     buffer.admit(600, 0.0, 12)
     for key in buffer.sample(4, 12):
         buffer.update_replayed(key, 1.0, 12)
-    assert_same_state(state, kept)
-    assert state_digest(state) == digest != state_digest(buffer.state_dict())
-    # Nor do changes to the snapshot reach the buffer, or a buffer restored from it.
-    restored = round_trip(buffer)
-    before = state_digest(buffer.state_dict())
-    state = buffer.state_dict()
-    state["keys"][:] = 0
-    assert state_digest(buffer.state_dict()) == before == state_digest(restored.state_dict())
+    assert state_digest(kept) == digest != state_digest(buffer.state_dict())
+    assert not np.array_equal(state["times_replayed"], kept["times_replayed"][: len(state["times_replayed"])])
+    # A buffer restored from the copy is the buffer as it was, and later changes to the copy do not reach it.
+    restored = fresh_like(buffer)
+    restored.load_state_dict(kept)
+    assert state_digest(restored.state_dict()) == digest
+    kept["keys"][:] = 0
+    assert state_digest(restored.state_dict()) == digest
 
 
 def test_state_round_trip_after_evictions_and_replays():
