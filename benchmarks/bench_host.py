@@ -3,11 +3,13 @@
 Three parts, each timed on synthetic material built before the clock starts:
 
 * ``reformulation``: 1,024 hard questions, each with 8 wrong student responses of 2,048 tokens (token ids, as
-  the rollout produced them) and 2 teacher responses (text, as the dataset stores them). Timed: what the
-  trainer does on the host between phase 1 and phase 2 of a step, i.e. decoding the responses' token ids to
-  text (``Response(decode(ids), ...)``) and ``reformulation.reformulate`` (candidate selection, seeded draws,
-  budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final processor length
-  check (``measure_prompt``), which tokenises the finished prompt as the agent loop would: rollout time.
+  the rollout produced them) and 2 teacher responses (text, as the dataset stores them; the correct one's ids
+  come from ``TeacherTokenPrefetch``, whose worker thread encodes them while phase 1 generates, timed apart).
+  Timed: what the trainer does on the host between phase 1 and phase 2 of a step, i.e.
+  ``reformulation.reformulate`` from the responses' token ids (candidate selection, seeded draws, lazy decoding
+  of what is used, budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final
+  processor length check (``measure_prompt``), which tokenises the finished prompt as the agent loop would:
+  rollout time.
 * ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are shuffled row positions
   of a data set twice that size, as the trainer passes them), then per-call time of admit (each one evicts the
   earliest admitted), sample (one batch's replay slots), update (stay or graduate), ``state_dict`` (views) /
@@ -31,6 +33,7 @@ It prints a table, ``PASS``/``MISS`` lines for the issue's goals, and writes ``-
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import sys
@@ -158,6 +161,7 @@ def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
 def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool, before: bool) -> None:
     """Rows: before (the trainer's old path), after (token ids, lazy decoding), and two reference rows."""
     from recipe.zppo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+    from recipe.zppo.teacher_tokens import TeacherTokenPrefetch
 
     material = build_reformulation_material(tokenizer, size)
     config = ReformulationConfig()
@@ -167,12 +171,22 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
     eager = eager_tokenization(tokenizer)
     limit = size["max_prompt_length"]
 
+    # The teacher texts' ids as the trainer gets them: encoded by TeacherTokenPrefetch's worker thread (on a
+    # tokenizer copy) while phase 1 generates; the step then waits for nothing. Here it is waited for at once,
+    # to time the worker.
+    prefetch = TeacherTokenPrefetch(Tokenization.encoder(copy.deepcopy(tokenizer)))
+    prefetch.start({item["question_id"]: [text for text, _, correct in item["teachers"] if correct]
+                    for item in material})
+    prefetched = {item["question_id"]: prefetch.ids_for(item["question_id"]) for item in material}
+    prefetch_seconds = prefetch.step_metrics()["zppo/teacher_tokens/encode_s"]
+
     def questions(students, teacher_ids: bool):
         return [
             HardQuestion(question_id=item["question_id"], prompt=item["prompt"], prompt_length=item["prompt_length"],
                          ground_truth=item["ground_truth"], student_responses=responses,
-                         teacher_responses=[Response(text, correct, ids if teacher_ids else None)
-                                            for text, ids, correct in item["teachers"]])
+                         teacher_responses=[
+                             Response(text, correct, prefetched[item["question_id"]].get(text) if teacher_ids else None)
+                             for text, _, correct in item["teachers"]])
             for item, responses in zip(material, students)
         ]
 
@@ -210,16 +224,24 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
         report.row("reformulation", "before and after build identical prompts", identical=same)
         if not same:
             report.notes.append("MISMATCH: the lazy path built other prompts than the old path")
+    same = [p.messages for p in state["cold"].prompts] == [p.messages for p in result.prompts]
+    report.row("reformulation", "prefetched teacher ids and teacher text encoded on use build identical prompts",
+               identical=same)
+    if not same:
+        report.notes.append("MISMATCH: prefetched teacher ids built other prompts than encoding the text on use")
     candidate_tokens = size["questions"] * size["candidates"] * size["candidate_tokens"]
     stats = summarise(after_times)
-    total = report.row("reformulation", "after: reformulate from token ids (teacher ids stored)", **stats, **common,
+    total = report.row("reformulation", "after: reformulate from token ids (teacher ids prefetched, as in the trainer)",
+                       **stats, **common,
                        bcq_built=int(metrics["zppo/bcq_built"]), ncq_built=int(metrics["zppo/ncq_built"]),
                        excluded=int(metrics["zppo/responses_excluded"]),
                        skipped_for_length=int(metrics["zppo/skipped_for_length"]),
                        candidates_truncated=int(metrics["zppo/candidates_truncated"]),
                        candidate_tokens_per_sec=candidate_tokens / stats["median_s"])
-    report.row("reformulation", "after, teacher responses as text (encoded on use)", **summarise(cold_times),
-               **common)
+    report.row("reformulation", "after, teacher responses as text (encoded on use: the trainer before the prefetch)",
+               **summarise(cold_times), **common)
+    report.row("reformulation", "teacher prefetch: worker thread encoding the correct teacher texts (during phase 1)",
+               median_s=prefetch_seconds, calls=1, texts=sum(len(ids) for ids in prefetched.values()))
     report.row("reformulation", "reference: decode every response (table decoder)", **summarise(decode_times),
                **common)
     report.row("reformulation", "reference: build the table decoder (once per run)", median_s=setup_s, calls=1,

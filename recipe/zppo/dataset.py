@@ -166,6 +166,18 @@ class ZPPODataset(RLHFDataset):
             flags = self._teacher_correct_cache[position]
         return [(str(text), bool(flag)) for text, flag in zip(texts, flags)]
 
+    def teacher_texts_to_encode(self, question_id: str) -> list[str]:
+        """The stored teacher texts a step may cut to a token budget: the ones flagged correct, or all of them
+        when the row stores no matching flags (their correctness is scored only if the question turns hard)."""
+        if self._teacher_texts is None or question_id not in self.row_of_question:
+            return []
+        position = self.row_of_question[question_id]
+        texts = self._teacher_texts[position].as_py() or []
+        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None and texts else None
+        if flags is not None and len(flags) == len(texts):
+            texts = [text for text, flag in zip(texts, flags) if flag]
+        return [str(text) for text in texts]
+
     @property
     def has_teacher_column(self) -> bool:
         return self._teacher_texts is not None

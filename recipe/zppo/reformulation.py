@@ -148,6 +148,11 @@ class Tokenization:
     token_bytes: Callable[[Sequence[int]], bytes] | None = None
     byte_level: "ByteLevelDecoder | None" = None
 
+    @staticmethod
+    def encoder(tokenizer) -> Callable[[str], list[int]]:
+        """How ``for_tokenizer`` encodes text (no special tokens added): also for an encoder on a tokenizer copy."""
+        return lambda text: tokenizer.encode(text, add_special_tokens=False)
+
     @classmethod
     def for_tokenizer(cls, tokenizer) -> "Tokenization":
         """From a Hugging Face tokenizer, counting and decoding exactly as ``tokenizer`` does (special tokens kept).
@@ -164,7 +169,7 @@ class Tokenization:
         return cls(
             decode=decode,
             count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-            encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
+            encode=cls.encoder(tokenizer),
             token_bytes=token_bytes,
             byte_level=table,
         )

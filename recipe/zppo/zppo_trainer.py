@@ -3,7 +3,8 @@
 One step (SPEC "One training step"):
 
 1. ``prepare_step``: the batch is replayed questions from the prompt replay buffer (up to ``zppo.replay.ratio`` of
-   the batch) plus fresh questions from the dataset stream, submitted to the rollout as usual.
+   the batch) plus fresh questions from the dataset stream, submitted to the rollout as usual. Their stored correct
+   teacher texts are tokenized on a background thread meanwhile (teacher_tokens.py), for step 2.
 2. Phase 1 of sampling (``_ZPPOSampler``): wait for the batch's rollouts (n per question), read their binary
    accuracy, find the hard questions and build their BCQ/NCQ prompts from THIS step's rollouts.
 3. Phase 2: the BCQ/NCQ prompts are rolled out by the same replicas with the same weights, before verl puts the
@@ -27,6 +28,7 @@ starting a new shuffled pass when it runs out.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -58,6 +60,7 @@ from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response
 from .replay_buffer import PromptReplayBuffer, state_digest
 from .teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
+from .teacher_tokens import TeacherTokenPrefetch
 from .transfer import TransferTracker
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class ZPPOSettings:
     loss_weighting: str  # verl | exclude_zero_adv | per_kind (loss_weighting.py)
     matched: MatchingConfig  # grpo_matched: extra plain-prompt groups up to a ZPPO run's spend (compute_matching.py)
     transfer_delay_steps: int  # transfer.py
+    prefetch_teacher_tokens: bool  # teacher_tokens.py
 
     @classmethod
     def from_config(cls, config: DictConfig) -> "ZPPOSettings":
@@ -114,6 +118,7 @@ class ZPPOSettings:
             loss_weighting=str((zppo.get("update") or {}).get("loss_weighting", "verl")),
             matched=MatchingConfig(**dict(zppo.get("matched") or {})),
             transfer_delay_steps=int((zppo.get("transfer") or {}).get("delay_steps", 1)),
+            prefetch_teacher_tokens=bool((zppo.get("teacher") or {}).get("prefetch_tokens", True)),
         )
         if settings.loss_weighting not in LOSS_WEIGHTING_MODES:
             raise ZPPOConfigError(f"zppo.update.loss_weighting={settings.loss_weighting}: expected one of {LOSS_WEIGHTING_MODES}")
@@ -355,6 +360,16 @@ class ZPPOTrainer(PPOTrainerSync):
             )
         # Byte-level BPE tokenizers (Qwen) decode by table lookup there, checked against tokenizer.decode.
         self._tokens = Tokenization.for_tokenizer(self.tokenizer)
+        # Stored teacher texts of each step's questions are encoded while phase 1 generates (teacher_tokens.py),
+        # by a copy of the tokenizer: the worker thread must not share the driver's.
+        self._teacher_tokens = None
+        if self._needs_teacher and self.zppo.prefetch_teacher_tokens and self.train_dataset.has_teacher_column:
+            self._teacher_tokens = TeacherTokenPrefetch(Tokenization.encoder(copy.deepcopy(self.tokenizer)))
+
+    @property
+    def _needs_teacher(self) -> bool:
+        """Whether hard questions are given teacher responses (BCQ, or the hint / prefix baselines)."""
+        return self.zppo.enable and (self.zppo.reformulation.build_bcq or self.zppo.guidance.mode != "none")
 
     def _collate(self, items: list[dict]):
         batch_dict = collate_fn(items)
@@ -375,11 +390,18 @@ class ZPPOTrainer(PPOTrainerSync):
             positions = self.prompt_buffer.sample(replay_slots, step=self.global_steps)
             replay_ids = [self.train_dataset.question_id_at(position) for position in positions]
         # Two submissions rather than one concatenated batch: the sampler waits for the groups of both.
+        fresh_ids: list[str] = []
         if batch_size - len(replay_ids) > 0:
-            self._submit_batch_to_rollout(self._next_train_batch(batch_size - len(replay_ids)))
+            fresh = self._next_train_batch(batch_size - len(replay_ids))
+            fresh_ids = [str(qid) for qid in _as_list(fresh["zppo_question_id"])]
+            self._submit_batch_to_rollout(fresh)
         if replay_ids:
             items = [self.train_dataset.item_for(qid, KIND_REPLAY) for qid in replay_ids]
             self._submit_batch_to_rollout(self._collate(items))
+        if self._teacher_tokens is not None:  # encoded while phase 1 generates; used if a question turns hard
+            self._teacher_tokens.start(
+                {qid: self.train_dataset.teacher_texts_to_encode(qid) for qid in (*fresh_ids, *replay_ids)}
+            )
         return {"zppo/replayed_questions": float(len(replay_ids)), "zppo/fresh_questions": float(batch_size - len(replay_ids))}
 
     # ------------------------------------------------------------------ step 2: hard questions -> BCQ / NCQ
@@ -402,10 +424,14 @@ class ZPPOTrainer(PPOTrainerSync):
     def _teacher_material(self, question_ids: list[str], metrics: dict) -> dict[str, list[Response]]:
         """Teacher responses per hard question: stored ones, plus online ones where no stored one is correct."""
         dataset = self.train_dataset
-        material = {
-            qid: [Response(text, correct) for text, correct in dataset.teacher_responses(qid, score=self._score_teacher_response)]
-            for qid in question_ids
-        }
+        material = {}
+        for qid in question_ids:
+            # Token ids encoded during phase 1 where available (teacher_tokens.py); else the reformulation encodes.
+            prefetched = self._teacher_tokens.ids_for(qid) if self._teacher_tokens is not None else {}
+            material[qid] = [
+                Response(text, correct, prefetched.get(text))
+                for text, correct in dataset.teacher_responses(qid, score=self._score_teacher_response)
+            ]
         if self.online_teacher is None:
             return material
         missing = [qid for qid, responses in material.items() if not any(r.correct for r in responses)]
@@ -441,13 +467,14 @@ class ZPPOTrainer(PPOTrainerSync):
                 by_kind[group[0].question_id] = accuracy[uid]
             hard_groups = [g for uid, g in groups.items() if self.zppo.enable and accuracy[uid] < threshold]
             zero_adv_groups = sum(len({t.score for t in group}) == 1 for group in groups.values())
-            needs_teacher = self.zppo.reformulation.build_bcq or self.zppo.guidance.mode != "none"
             with marked_timer("zppo/teacher", self.timing_raw):
                 teacher = (
                     self._teacher_material([g[0].question_id for g in hard_groups], metrics)
-                    if hard_groups and needs_teacher
+                    if hard_groups and self._needs_teacher
                     else {}
                 )
+            if self._teacher_tokens is not None:
+                metrics.update(self._teacher_tokens.step_metrics())
             hard = [
                 HardQuestion(
                     question_id=group[0].question_id,

@@ -58,6 +58,14 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert steps[0]["zppo/admitted"] > 0 and steps[0]["zppo/buffer_size"] == steps[0]["zppo/admitted"]
     assert steps[1]["zppo/replayed_questions"] > 0
     assert "[zppo] step 1: hard" in first.stdout + first.stderr
+    # The stored teacher texts of each step's questions were encoded during phase 1 and served to the hard
+    # ones: every BCQ was cut from prefetched ids.
+    for step in steps:
+        assert step["zppo/teacher_tokens/failed"] == 0
+        assert 0 < step["zppo/teacher_tokens/prefetched"] and step["zppo/teacher_tokens/served"] <= step[
+            "zppo/teacher_tokens/prefetched"]
+        if step["zppo/bcq_built"] > 0:
+            assert step["zppo/teacher_tokens/served"] > 0
 
     # In-context saturation is measured per reformulation kind (a share of that kind's groups).
     for step in steps:

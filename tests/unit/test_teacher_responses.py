@@ -237,6 +237,9 @@ def test_zppo_dataset_reads_the_teacher_fields(inputs, text_run, vl_run, tmp_pat
             extra = row["extra_info"]
             assert dataset.teacher_responses(extra["question_id"]) == list(
                 zip(extra["teacher_responses"], extra["teacher_correct"]))
+            # What the trainer encodes ahead of phase 2: the responses flagged correct.
+            assert dataset.teacher_texts_to_encode(extra["question_id"]) == [
+                text for text, correct in zip(extra["teacher_responses"], extra["teacher_correct"]) if correct]
 
 
 def test_missing_columns_are_named_with_the_file(inputs, tmp_path):
