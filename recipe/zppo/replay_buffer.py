@@ -323,7 +323,8 @@ class PromptReplayBuffer:
 
         Like ``torch.nn.Module.state_dict()``, the arrays are VIEWS of the buffer's live tables, made read-only
         (writing to one raises): write them out (``save`` does) or copy them before the buffer changes again,
-        or they change with it. A checkpoint therefore costs the file write and nothing more.
+        after which they describe no consistent state. A checkpoint therefore costs the file write and nothing
+        more.
 
         One array per table row (``INT_ROWS`` int32, ``FLOAT_ROWS`` float64; slot order, ``len(self)`` long),
         ``slot_of_key``, the list ends (``LIST_ENDS``: slots, -1 = none), ``counters`` and
