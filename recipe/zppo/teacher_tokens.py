@@ -2,7 +2,7 @@
 
 A BCQ prompt shows a correct teacher response cut to a token budget (and the hint / prefix baselines cut one
 too), so the reformulation needs the response's token ids. The data set stores teacher responses as text, and
-encoding them once the hard questions are known, after phase 1, put 3.4-3.6 s per 1,024 hard questions
+encoding them once the hard questions are known, after phase 1, put 3.1-3.6 s per 1,024 hard questions
 (2,048-token responses, one core; ``benchmarks/bench_host.py``) on the step's critical path. The step's
 questions are known before phase 1 starts, so the trainer hands their stored texts to ``start``; one worker
 thread encodes them (a Hugging Face tokenizer's encode releases the GIL: the driver's own work goes on) while
