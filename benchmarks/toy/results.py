@@ -31,13 +31,9 @@ METRICS = (
 )
 
 
-def read_step_metrics(run_dir: Path) -> list[dict]:
-    """Per-step metric dicts of a run in step order; a step logged by several launches (resume) keeps its last."""
-    return [data for _, data in read_training_metrics(Path(run_dir))]
-
-
-def summarize_steps(steps: Sequence[dict]) -> dict:
+def summarize_steps(run_dir: Path) -> dict:
     """Totals of one run's per-step metrics (see the module docstring)."""
+    steps = [data for _, data in read_training_metrics(Path(run_dir))]
     if not steps:
         raise ValueError("no training steps in the metrics")
     last = steps[-1]

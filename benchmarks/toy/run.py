@@ -158,7 +158,7 @@ def run_arm(arm: str, seed: int, size: Size, out: Path, data: dict, ray_address:
     if done.is_file():
         log(f"{arm} seed {seed}: done before")
         # Its held-out accuracy and wall time as recorded; the training summary re-read (new summary keys show).
-        return {**json.loads(done.read_text()), **results_mod.summarize_steps(results_mod.read_step_metrics(run_dir))}
+        return {**json.loads(done.read_text()), **results_mod.summarize_steps(run_dir)}
     if run_dir.exists():  # an unfinished attempt: start over rather than resume its partial state
         shutil.rmtree(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def run_arm(arm: str, seed: int, size: Size, out: Path, data: dict, ray_address:
     wall_s = time.time() - started
     if returncode != 0:
         raise RuntimeError(f"{arm} seed {seed}: main_zppo exited {returncode}, see {run_dir}.log")
-    summary = results_mod.summarize_steps(results_mod.read_step_metrics(run_dir))
+    summary = results_mod.summarize_steps(run_dir)
     final = run_dir / f"global_step_{size.rl_steps}" / "actor" / "huggingface"
     splits = data["splits"]
     summary.update(

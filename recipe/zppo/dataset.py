@@ -143,40 +143,40 @@ class ZPPODataset(RLHFDataset):
 
     # ------------------------------------------------------------------ teacher side table
 
+    def _stored_teacher(self, question_id: str) -> tuple[int, list[str], list[bool] | None]:
+        """Row position, stored teacher texts and their correctness flags: the stored ones, else those scored
+        earlier (``teacher_responses``), else None."""
+        if self._teacher_texts is None or question_id not in self.row_of_question:
+            return -1, [], None
+        position = self.row_of_question[question_id]
+        texts = [str(text) for text in (self._teacher_texts[position].as_py() or [])]
+        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None and texts else None
+        if flags is None or len(flags) != len(texts):
+            flags = self._teacher_correct_cache.get(position)
+        return position, texts, flags
+
     def teacher_responses(
         self, question_id: str, score: Callable[[str, dict], bool] | None = None
     ) -> list[tuple[str, bool]]:
         """Stored teacher responses of a question with their correctness (scored with ``score`` if not stored)."""
-        if self._teacher_texts is None or question_id not in self.row_of_question:
-            return []
-        position = self.row_of_question[question_id]
-        texts = self._teacher_texts[position].as_py() or []
+        position, texts, flags = self._stored_teacher(question_id)
         if not texts:
             return []
-        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None else None
-        if flags is None or len(flags) != len(texts):
-            if position not in self._teacher_correct_cache:
-                if score is None:
-                    raise ValueError(
-                        f"row {position} (question {question_id}): extra_info.{TEACHER_RESPONSES_KEY} has no matching "
-                        f"extra_info.{TEACHER_CORRECT_KEY} and no scorer was given"
-                    )
-                row = self.dataframe[position]
-                self._teacher_correct_cache[position] = [bool(score(text, row)) for text in texts]
-            flags = self._teacher_correct_cache[position]
-        return [(str(text), bool(flag)) for text, flag in zip(texts, flags)]
+        if flags is None:
+            if score is None:
+                raise ValueError(
+                    f"row {position} (question {question_id}): extra_info.{TEACHER_RESPONSES_KEY} has no matching "
+                    f"extra_info.{TEACHER_CORRECT_KEY} and no scorer was given"
+                )
+            row = self.dataframe[position]
+            flags = self._teacher_correct_cache[position] = [bool(score(text, row)) for text in texts]
+        return [(text, bool(flag)) for text, flag in zip(texts, flags)]
 
     def teacher_texts_to_encode(self, question_id: str) -> list[str]:
-        """The stored teacher texts a step may cut to a token budget: the ones flagged correct, or all of them
-        when the row stores no matching flags (their correctness is scored only if the question turns hard)."""
-        if self._teacher_texts is None or question_id not in self.row_of_question:
-            return []
-        position = self.row_of_question[question_id]
-        texts = self._teacher_texts[position].as_py() or []
-        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None and texts else None
-        if flags is not None and len(flags) == len(texts):
-            texts = [text for text, flag in zip(texts, flags) if flag]
-        return [str(text) for text in texts]
+        """The stored teacher texts a step may cut to a token budget: the ones known correct (flagged, or scored
+        at an earlier step), else all of them (their correctness is scored only if the question turns hard)."""
+        _, texts, flags = self._stored_teacher(question_id)
+        return texts if flags is None else [text for text, flag in zip(texts, flags) if flag]
 
     @property
     def has_teacher_column(self) -> bool:

@@ -24,7 +24,8 @@ lives in two preallocated numpy tables whose used part IS the checkpoint:
   the question in the last slot, O(1)). Two tables, one row per field and one column per slot: int32
   (``INT_ROWS``: ``keys``, ``admitted_step``, ``times_replayed``, ``last_replayed_step`` (-1 = never), the
   links below) and float64 (``FLOAT_ROWS``: ``admission_accuracy``, ``last_accuracy``, at admission, then on
-  each replay of the original prompt). int32 halves what a save or restore moves: 48 bytes per question.
+  each replay of the original prompt). int32 halves what a save writes and a restore copies: 48 bytes per
+  question.
 * Two doubly linked lists through the slots (next / prev slot, -1 = none at the ends), so appending, removing
   from the middle and popping the front are all O(1) with no compaction: the admission list (every question,
   earliest admitted first: the next to be evicted) and the replayed list (replayed questions, least recently

@@ -37,8 +37,8 @@ class TeacherTokenPrefetch:
         self._encode = encode
         self._thread: threading.Thread | None = None
         self._job: Future | None = None
-        self._result: dict[Hashable, dict[str, Sequence[int]]] | None = None
-        self._generation = 0  # bumped by start/close: a worker on an older generation stops early
+        self._result: dict[Hashable, dict[str, Sequence[int]]] = {}
+        self._generation = 0  # bumped by start: a worker on an older generation stops early
         self._metrics = self._zero_metrics()
 
     @staticmethod
@@ -49,7 +49,7 @@ class TeacherTokenPrefetch:
         """Begin encoding these questions' texts (this step's); the previous step's ids are dropped."""
         self._generation += 1
         generation = self._generation
-        self._job, self._result = None, None
+        self._job, self._result = None, {}
         work = {question: tuple(texts) for question, texts in texts_by_question.items() if texts}
         if not work:
             return
@@ -74,7 +74,7 @@ class TeacherTokenPrefetch:
         started = time.perf_counter()
         encoded: dict[Hashable, dict[str, Sequence[int]]] = {}
         for question, texts in work.items():
-            if generation != self._generation:  # superseded by a later step or closed: stop, nobody waits
+            if generation != self._generation:  # superseded by a later step: stop, nobody waits
                 break
             encoded[question] = {text: self._encode(text) for text in texts}
         return encoded, time.perf_counter() - started
@@ -92,7 +92,7 @@ class TeacherTokenPrefetch:
                 self._result = {}
             self._metrics["wait_s"] += time.perf_counter() - started
             self._job = None
-        found = (self._result or {}).get(question, {})
+        found = self._result.get(question, {})
         self._metrics["served"] += len(found)
         return found
 
@@ -101,8 +101,3 @@ class TeacherTokenPrefetch:
         waited for the worker, seconds the worker encoded (off the critical path), failed prefetches."""
         metrics, self._metrics = self._metrics, self._zero_metrics()
         return {prefix + name: value for name, value in metrics.items()}
-
-    def close(self) -> None:
-        """Stop the worker (it drops what it was encoding)."""
-        self._generation += 1
-        self._job, self._result = None, None

@@ -242,6 +242,37 @@ def test_zppo_dataset_reads_the_teacher_fields(inputs, text_run, vl_run, tmp_pat
                 text for text, correct in zip(extra["teacher_responses"], extra["teacher_correct"]) if correct]
 
 
+def test_unflagged_teacher_responses_are_scored_once_and_then_prefetched_by_correctness(inputs, text_run, tmp_path):
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from recipe.zppo.dataset import ZPPODataset
+
+    out, _ = text_run
+    rows = _rows(out / TEXT_SHARDS[0])
+    for row in rows:  # the same responses without their flags
+        row["extra_info"] = {k: v for k, v in row["extra_info"].items() if k != "teacher_correct"}
+    path = tmp_path / "unflagged.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
+    config = OmegaConf.create({"filter_overlong_prompts": False, "cache_dir": str(tmp_path / "cache")})
+    dataset = ZPPODataset([str(path)], AutoTokenizer.from_pretrained(str(inputs["text_model"])), config, None)
+    row = rows[0]
+    question, texts = row["extra_info"]["question_id"], row["extra_info"]["teacher_responses"]
+    assert dataset.teacher_texts_to_encode(question) == texts  # correctness unknown yet: every text
+    with pytest.raises(ValueError, match="no scorer"):
+        dataset.teacher_responses(question)
+    calls = []
+
+    def score(text, _row):  # the first response is correct, the others wrong
+        calls.append(text)
+        return len(calls) == 1
+
+    expected = [(text, i == 0) for i, text in enumerate(texts)]
+    assert dataset.teacher_responses(question, score=score) == expected
+    assert dataset.teacher_responses(question, score=score) == expected and len(calls) == len(texts)  # scored once
+    assert dataset.teacher_texts_to_encode(question) == [texts[0]]  # now known: only the correct one
+
+
 def test_missing_columns_are_named_with_the_file(inputs, tmp_path):
     rows = [dict(r) for r in inputs["text_rows"][:2]]
     no_reward = pa.Table.from_pylist(rows, schema=inputs["text_schema"]).drop_columns(["reward_model"])

@@ -145,7 +145,7 @@ def test_summarize_steps_sums_buffer_counts_and_keeps_last_cumulative(tmp_path):
         {"step": 2, "data": {"val-core/x": 1.0}},  # a validation-only record is not a step
     ]
     (metrics / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    summary = results.summarize_steps(results.read_step_metrics(tmp_path))
+    summary = results.summarize_steps(tmp_path)
     unhelped = summary.pop("transfer_unhelped_acc")
     assert math.isnan(unhelped)  # no unhelped record completed: not a number, left out of the means
     assert summary == {"steps": 2, "graduated": 2.0, "admitted": 4.0, "cum_generated_tokens": 250.0,
