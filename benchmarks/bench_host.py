@@ -12,9 +12,10 @@ Three parts, each timed on synthetic material built before the clock starts:
   rollout time.
 * ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are shuffled row positions
   of a data set twice that size, as the trainer passes them), then per-call time of admit (each one evicts the
-  earliest admitted), sample (one batch's replay slots), update (stay or graduate), ``state_dict`` (views) /
-  ``load_state_dict`` (checkpoint save / resume), and separately the ``.npz`` file write (``save_state``,
-  fsync included) and read (``load_state``) the checkpoint does; memory measured with tracemalloc.
+  earliest admitted), sample (one batch's replay slots), update (stay or graduate), ``state_dict`` (views: checkpoint
+  save) / ``load_state_dict(assign=True)`` on the rows read from the file (the resume), and for reference the
+  copying ``load_state_dict``, the ``.npz`` file write (``save_state``, fsync included) and read
+  (``load_state``), and the whole ``load``; memory measured with tracemalloc.
 * ``advantage``: 100,000 responses of 1,024 tokens in groups of 8 (verl's uid strings), binary outcome reward on
   the last response token; ZPPO's estimator (``batch_nonzero``, what the trainer registers) against verl's own
   ``compute_grpo_outcome_advantage`` on the same tensors (and verl's vectorised GRPO for reference).
@@ -294,7 +295,7 @@ def run_buffer(size: dict, report: Report) -> None:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    buffer = PromptReplayBuffer(capacity=capacity)
+    buffer = PromptReplayBuffer(capacity=capacity, key_space=len(rows))
     for i in range(capacity):
         buffer.admit(rows[i], 0.125, step=i // 256)
     memory = tracemalloc.get_traced_memory()[0] - before
@@ -328,34 +329,49 @@ def run_buffer(size: dict, report: Report) -> None:
     while len(buffer) < capacity:
         admit_new()
 
-    # state_dict returns read-only views (no copy). The first load is timed apart: it writes into table memory
-    # that only np.full has touched so far; then the repeated calls.
-    repeat = 50
+    # state_dict returns read-only views (no copy). A resume (PromptReplayBuffer.load) reads the .npz and hands
+    # the rows it read to load_state_dict(assign=True), which checks them and takes them as its own: the goal row
+    # repeats that restore on one state read from the file. A resume restores once, into a new buffer: timed
+    # apart on 10 new buffers, each with its own state read just before, and with the file read (whole load).
+    # The copying restore (assign=False: the state stays the caller's, as for a state_dict() of a live buffer)
+    # is for reference.
+    repeat, fresh = 50, 10
+    new_buffer = lambda: PromptReplayBuffer(capacity=capacity, key_space=len(rows))  # noqa: E731
     holder = {}
     save = lambda: holder.__setitem__("state", buffer.state_dict())  # noqa: E731
     timed.append(("state_dict (checkpoint save: read-only views)", time_calls(save, repeat=repeat, warmup=0), True))
     state = holder["state"]
-    restored = PromptReplayBuffer(capacity=capacity)
-    first_load = _per_call(restored.load_state_dict, [(state,)])
-    timed.append(("load_state_dict (resume)", time_calls(lambda: restored.load_state_dict(state), repeat=repeat,
-                                                         warmup=0), True))
-    assert restored.replay_order() == buffer.replay_order()
     with tempfile.TemporaryDirectory(prefix="zppo_bench_buffer_") as folder:
         path = os.path.join(folder, "zppo_prompt_buffer.npz")
-        write_times = time_calls(lambda: save_state(state, path), repeat=repeat // 5)
-        read_times = time_calls(lambda: holder.__setitem__("read", load_state(path)), repeat=repeat // 5)
+        write_times = time_calls(lambda: save_state(state, path), repeat=fresh)
+        read_times = time_calls(lambda: holder.__setitem__("read", load_state(path)), repeat=fresh)
+        whole_load_times = _per_call(lambda target: target.load(path), [(new_buffer(),) for _ in range(fresh)])
+        first_restore_times = _per_call(lambda target, read: target.load_state_dict(read, assign=True),
+                                        [(new_buffer(), load_state(path)) for _ in range(fresh)])
         file_bytes = os.path.getsize(path)
-    restored.load_state_dict(holder["read"])
+    read = holder["read"]
+    restored = new_buffer()
+    timed.append(("load_state_dict(assign=True) (resume: takes the rows read from the file)",
+                  time_calls(lambda: restored.load_state_dict(read, assign=True), repeat=repeat), True))
     assert restored.replay_order() == buffer.replay_order()
+    assert np.shares_memory(restored.state_dict()["keys"], read["keys"])  # taken, not copied
+    copied = new_buffer()
+    copy_times = time_calls(lambda: copied.load_state_dict(state), repeat=repeat)
+    assert copied.replay_order() == buffer.replay_order()
 
     for name, times, checkpoint_only in timed:
         stats = summarise(times)
         report.row("buffer", name, **stats, capacity=capacity, entries=len(buffer))
         report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms",
                     note="once per checkpoint, not per step" if checkpoint_only else "")
-    report.row("buffer", "load_state_dict, first call (for reference)", **summarise(first_load), capacity=capacity)
+    report.row("buffer", "load_state_dict(assign=True), once into a new buffer (as a resume; for reference)",
+               **summarise(first_restore_times), capacity=capacity)
+    report.row("buffer", "load_state_dict (copying: assign=False; not the resume path, for reference)",
+               **summarise(copy_times), capacity=capacity)
     report.row("buffer", "write .npz file (save_state: tmp + fsync + rename; for reference)",
                **summarise(write_times), capacity=capacity, bytes=file_bytes)
+    report.row("buffer", "load into a new buffer (read .npz + restore: the whole resume; for reference)",
+               **summarise(whole_load_times), capacity=capacity)
     report.row("buffer", "read .npz file (load_state; for reference)", **summarise(read_times), capacity=capacity)
     report.row("buffer", "memory at capacity (tracemalloc)", capacity=capacity,
                bytes=memory, bytes_per_entry=memory / capacity)

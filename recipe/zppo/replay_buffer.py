@@ -18,14 +18,13 @@ positions and back: ``ZPPODataset.position_of`` / ``question_id_at``). The buffe
 Data layout, and why. Every operation must stay far below a step's cost with 77,000 questions in the
 buffer (the goal: under 1 ms each). Building any per-question Python object (a dict of 77K keys, 77K small
 objects) alone costs about 10 ms, and so do per-column gathers into freshly allocated arrays, so everything
-lives in two preallocated numpy tables whose used part IS the checkpoint:
+lives in preallocated numpy rows, one per field, ``capacity`` long, and these rows ARE the checkpoint:
 
 * The ``n`` questions in the buffer occupy slots ``0 .. n-1`` (dense: a leaving question's slot is filled by
-  the question in the last slot, O(1)). Two tables, one row per field and one column per slot: int32
-  (``INT_ROWS``: ``keys``, ``admitted_step``, ``times_replayed``, ``last_replayed_step`` (-1 = never), the
-  links below) and float64 (``FLOAT_ROWS``: ``admission_accuracy``, ``last_accuracy``, at admission, then on
-  each replay of the original prompt). int32 halves what a save writes and a restore copies: 48 bytes per
-  question.
+  the question in the last slot, O(1)). int32 rows (``INT_ROWS``: ``keys``, ``admitted_step``,
+  ``times_replayed``, ``last_replayed_step`` (-1 = never), the links below) and float64 rows (``FLOAT_ROWS``:
+  ``admission_accuracy``, ``last_accuracy``, at admission, then on each replay of the original prompt): 48
+  bytes per question. Slots ``n ..`` hold leftovers that nothing reads before it writes them.
 * Two doubly linked lists through the slots (next / prev slot, -1 = none at the ends), so appending, removing
   from the middle and popping the front are all O(1) with no compaction: the admission list (every question,
   earliest admitted first: the next to be evicted) and the replayed list (replayed questions, least recently
@@ -33,13 +32,17 @@ lives in two preallocated numpy tables whose used part IS the checkpoint:
   admission list (a question admitted later is sampled later, and a replayed one never becomes never-replayed
   again), so they need no list of their own: ``first_never_replayed`` marks where they start. Replay order:
   never-replayed, then replayed.
-* ``slot_of_key`` (int32, indexed by key, -1 = absent; grown by doubling when a larger key arrives).
+* ``slot_of_key`` (int32, indexed by key, -1 = absent): sized to ``key_space`` (the trainer passes the data
+  set's row count), grown by doubling if a larger key arrives.
 
-``state_dict()`` returns read-only views of the used part of the tables (one array per row) and of
-``slot_of_key``, plus the list ends and the counters: O(1), as torch's ``Module.state_dict()`` returns its live
-tensors (a copy of 4.7 MB at 77K questions cost 0.4 ms, and 2-4 ms in page faults when its memory was fresh).
-``load_state_dict`` checks a state (about 20 vectorised passes, no Python loop over questions) and copies it
-in. A restored buffer has the same slots, so it gives the same ``state_dict()`` and the same ``state_digest``.
+``state_dict()`` returns read-only views of the whole rows and of ``slot_of_key``, plus ``size``, the list
+ends and the counters: O(1), as torch's ``Module.state_dict()`` returns its live tensors (a copy of 4.7 MB at
+77K questions cost 0.4 ms, and 2-4 ms in page faults when its memory was fresh). ``load_state_dict`` checks a
+state (about 20 vectorised passes over the used slots into scratch arrays kept for it, no Python loop over
+questions), then copies it in, or with ``assign=True`` (what ``load`` does with the arrays it has just read from
+the file) takes the rows as its own. Saving whole rows of the buffer's capacity is what lets a resume skip the
+copy (4.7 MB at 77K questions: 0.4 ms of a 0.9-1.3 ms restore). A restored buffer gives the same
+``state_dict()`` and the same ``state_digest`` (same capacity).
 ``save`` / ``load`` write and read one ``.npz`` file atomically. There is no randomness, so there is no RNG state.
 """
 
@@ -53,12 +56,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STATE_VERSION = 2  # 1: JSON lists of [question id, {fields}] inside zppo_state.json; 2: numpy tables, int keys
+# 1: JSON lists of [question id, {fields}] inside zppo_state.json; 2: numpy rows of the used slots, int keys;
+# 3: whole rows (capacity long) and ``size``, so that a resume can adopt the rows it reads instead of copying them.
+STATE_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # a version 2 state is copied in (its rows are shorter than the capacity)
 COUNTER_NAMES = ("admitted", "graduated", "evicted")
-# Rows of the two per-slot tables, each one array of the saved state.
+# Per-slot rows, each one array of the saved state.
 INT_ROWS = ("keys", "admitted_step", "times_replayed", "last_replayed_step",
             "admission_next", "admission_prev", "replayed_next", "replayed_prev")
 FLOAT_ROWS = ("admission_accuracy", "last_accuracy")
+ROW_DTYPES = {**dict.fromkeys(INT_ROWS, np.dtype(np.int32)), **dict.fromkeys(FLOAT_ROWS, np.dtype(np.float64))}
 # Scalars of the saved state: the ends of the lists (slots, -1 = none).
 LIST_ENDS = ("admission_head", "admission_tail", "first_never_replayed", "replayed_head", "replayed_tail")
 NONE = -1  # no slot / never replayed
@@ -92,11 +99,11 @@ def _as_key(key) -> int:
 
 # ----------------------------------------------------------------------------------------------------------
 class _LinkedList:
-    """A doubly linked list of slots through two rows of the table (next / prev; -1 past the ends). A slot
-    taken out links to itself."""
+    """A doubly linked list of slots through two per-slot rows (next / prev; -1 past the ends). A slot
+    taken out links to itself. The buffer points ``next`` / ``prev`` at its rows (again after a restore)."""
 
-    def __init__(self, next_row: np.ndarray, prev_row: np.ndarray):
-        self.next, self.prev = next_row, prev_row
+    def __init__(self):
+        self.next = self.prev = None
         self.head = self.tail = NONE
 
     def detach(self, slot: int) -> None:
@@ -145,28 +152,38 @@ class _LinkedList:
 class PromptReplayBuffer:
     """FIFO-bounded set of hard questions (keys: dataset row positions), replayed round robin until they graduate."""
 
-    def __init__(self, capacity: int, admission_threshold: float = 0.5, graduation_threshold: float = 0.5):
+    def __init__(self, capacity: int, admission_threshold: float = 0.5, graduation_threshold: float = 0.5,
+                 key_space: int = 1024):
+        """``key_space``: the number of possible keys (the data set's rows, which the trainer passes); it sizes
+        ``slot_of_key`` once (4 bytes per row). A larger key still works: the map then doubles (a copy of it
+        inside that ``admit``), and restores check a map up to twice the size they need."""
         if int(capacity) < 1:
             raise ValueError(f"replay buffer capacity must be >= 1, got {capacity!r}")
+        if not 1 <= int(key_space) <= MAX_KEY + 1:
+            raise ValueError(f"replay buffer key_space must be in [1, {MAX_KEY + 1}], got {key_space!r}")
         self.capacity = int(capacity)
         self.admission_threshold = float(admission_threshold)
         self.graduation_threshold = float(graduation_threshold)
-        # np.full, not np.zeros: the memory is touched now, not on the first admissions or restore.
-        self._ints = np.full((len(INT_ROWS), self.capacity), NONE, dtype=np.int32)
-        self._floats = np.full((len(FLOAT_ROWS), self.capacity), 0.0, dtype=np.float64)
-        row = dict(zip(INT_ROWS, self._ints))
-        self._key, self._admitted_step = row["keys"], row["admitted_step"]
-        self._times_replayed, self._last_replayed_step = row["times_replayed"], row["last_replayed_step"]
-        self._admission_accuracy, self._last_accuracy = self._floats
-        self._admission = _LinkedList(row["admission_next"], row["admission_prev"])  # earliest admitted first
-        self._replayed = _LinkedList(row["replayed_next"], row["replayed_prev"])  # least recently replayed first
+        self._admission = _LinkedList()  # earliest admitted first
+        self._replayed = _LinkedList()  # least recently replayed first
         self._first_never_replayed = NONE  # where the never-replayed end of the admission list starts
         self._size = 0
-        self._slot_of_key = np.full(1024, NONE, dtype=np.int32)
-        self._slot_numbers = np.arange(self.capacity, dtype=np.int32)  # for the restore checks
-        self._scratch = np.zeros(self.capacity, dtype=np.int32)
+        # np.full, not np.zeros: the memory is touched now, not on the first admissions or restore.
+        self._bind({name: np.full(self.capacity, NONE if dtype.kind == "i" else 0.0, dtype=dtype)
+                    for name, dtype in ROW_DTYPES.items()}, np.full(int(key_space), NONE, dtype=np.int32))
+        self._check_state = _StateCheck(self.capacity, int(key_space))  # for restores
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._counters_at_last_delta = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def _bind(self, rows: dict[str, np.ndarray], slot_of_key: np.ndarray) -> None:
+        """Make ``rows`` (``ROW_DTYPES``, ``capacity`` long) and ``slot_of_key`` the buffer's storage."""
+        self._rows, self._row_list = rows, tuple(rows.values())
+        self._key, self._admitted_step = rows["keys"], rows["admitted_step"]
+        self._times_replayed, self._last_replayed_step = rows["times_replayed"], rows["last_replayed_step"]
+        self._admission_accuracy, self._last_accuracy = rows["admission_accuracy"], rows["last_accuracy"]
+        self._admission.next, self._admission.prev = rows["admission_next"], rows["admission_prev"]
+        self._replayed.next, self._replayed.prev = rows["replayed_next"], rows["replayed_prev"]
+        self._slot_of_key = slot_of_key
 
     # ------------------------------------------------------------------------------------------------------
     def _slot(self, key: int) -> int:
@@ -224,8 +241,8 @@ class PromptReplayBuffer:
         last = self._size
         if slot == last:
             return
-        self._ints[:, slot] = self._ints[:, last]  # key, statistics and links, all at once
-        self._floats[:, slot] = self._floats[:, last]
+        for row in self._row_list:  # key, statistics and links
+            row[slot] = row[last]
         self._admission.moved_to(slot)
         if self._times_replayed[slot] > 0:
             self._replayed.moved_to(slot)
@@ -322,28 +339,28 @@ class PromptReplayBuffer:
     def state_dict(self) -> dict:
         """Everything ``load_state_dict`` needs to restore this buffer exactly; O(1), nothing is copied.
 
-        Like ``torch.nn.Module.state_dict()``, the arrays are VIEWS of the buffer's live tables, made read-only
+        Like ``torch.nn.Module.state_dict()``, the arrays are VIEWS of the buffer's live rows, made read-only
         (writing to one raises): write them out (``save`` does) or copy them before the buffer changes again,
         after which they describe no consistent state. A checkpoint therefore costs the file write and nothing
         more.
 
-        One array per table row (``INT_ROWS`` int32, ``FLOAT_ROWS`` float64; slot order, ``len(self)`` long),
-        ``slot_of_key``, the list ends (``LIST_ENDS``: slots, -1 = none), ``counters`` and
-        ``counters_at_last_delta`` (``COUNTER_NAMES`` order), and the version, capacity and thresholds (for
-        information: a restore keeps its own).
+        ``size`` (questions in the buffer: slots ``0 .. size-1`` are used), one array per row (``INT_ROWS``
+        int32, ``FLOAT_ROWS`` float64; slot order, ``capacity`` long, leftovers past ``size``), ``slot_of_key``,
+        the list ends (``LIST_ENDS``: slots, -1 = none), ``counters`` and ``counters_at_last_delta``
+        (``COUNTER_NAMES`` order), and the version, capacity and thresholds (for information: a restore keeps
+        its own).
         """
-        size = self._size
-        ints, floats, slot_of_key = self._ints[:, :size], self._floats[:, :size], self._slot_of_key[:]
-        for view in (ints, floats, slot_of_key):
-            view.flags.writeable = False  # rows of a read-only view are read-only too
+        views = {}
+        for name, array in (*self._rows.items(), ("slot_of_key", self._slot_of_key)):
+            views[name] = array.view()
+            views[name].flags.writeable = False
         return {
             "version": STATE_VERSION,
             "capacity": self.capacity,
             "admission_threshold": self.admission_threshold,
             "graduation_threshold": self.graduation_threshold,
-            **dict(zip(INT_ROWS, ints)),
-            **dict(zip(FLOAT_ROWS, floats)),
-            "slot_of_key": slot_of_key,
+            "size": self._size,
+            **views,
             "admission_head": self._admission.head,
             "admission_tail": self._admission.tail,
             "first_never_replayed": self._first_never_replayed,
@@ -355,53 +372,69 @@ class PromptReplayBuffer:
             ),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, assign: bool = False) -> None:
         """Restore a ``state_dict()``. Capacity and thresholds stay those this buffer was built with (the
         resumed run's config); a saved buffer larger than this capacity is refused rather than truncated.
-        A refused state leaves the buffer as it was."""
-        if state.get("version") != STATE_VERSION:
+        A refused state leaves the buffer as it was.
+
+        ``assign=False`` copies the state in (it stays the caller's). ``assign=True``, as in torch's
+        ``load_state_dict``, makes the state's arrays the buffer's own rows where they can be (writable,
+        contiguous, this capacity long, the row's dtype; the others are copied): the caller must not use them
+        afterwards. ``load`` does this with the arrays it has just read, so a resume copies nothing (at 77K
+        questions the copy was 0.4 ms of a 1 ms restore).
+        """
+        if state.get("version") not in READABLE_VERSIONS:
             raise ValueError(
-                f"unsupported replay buffer state version {state.get('version')!r}: this code reads version "
-                f"{STATE_VERSION} (numpy tables keyed by dataset row position)"
+                f"unsupported replay buffer state version {state.get('version')!r}: this code reads versions "
+                f"{READABLE_VERSIONS} (numpy rows keyed by dataset row position)"
             )
-        missing = [name for name in (*INT_ROWS, *FLOAT_ROWS, "slot_of_key", *LIST_ENDS, "counters",
+        if state["version"] == 2 and "keys" in state:  # rows of the used slots only: their length is the size
+            state = {**state, "size": len(np.asarray(state["keys"]))}
+        missing = [name for name in ("size", *ROW_DTYPES, "slot_of_key", *LIST_ENDS, "counters",
                                      "counters_at_last_delta") if name not in state]
         if missing:
             raise ValueError(f"corrupt replay buffer state: missing {missing}")
-        rows = {name: np.asarray(state[name]) for name in (*INT_ROWS, *FLOAT_ROWS, "slot_of_key")}
-        size = len(rows["keys"]) if rows["keys"].ndim == 1 else -1
-        for name, row in rows.items():
-            # int32 as saved; other ints only if their values fit (a hand-made state).
-            fits = row.dtype == np.int32 or (row.dtype.kind in "iu" and (not row.size or (
-                row.min() >= np.iinfo(np.int32).min and row.max() <= np.iinfo(np.int32).max)))
-            if name in FLOAT_ROWS:
-                fits = row.dtype.kind == "f"
-            if row.ndim != 1 or (len(row) != size and name != "slot_of_key") or not fits:
-                raise ValueError(f"corrupt replay buffer state: {name!r} is not one "
-                                 f"{'float' if name in FLOAT_ROWS else 'int32'} per question "
-                                 f"(shape {row.shape}, dtype {row.dtype})")
-            rows[name] = row.astype(np.float64 if name in FLOAT_ROWS else np.int32, copy=False)
-        if size > self.capacity:
-            raise ValueError(f"saved replay buffer holds {size} questions, more than capacity {self.capacity}")
-        slot_of_key = rows.pop("slot_of_key")
+        rows = {name: np.asarray(state[name]) for name in (*ROW_DTYPES, "slot_of_key")}
         try:
+            size = operator.index(state["size"])
             ends = {name: operator.index(state[name]) for name in LIST_ENDS}
             counters = [np.asarray(state[name], dtype=np.int64) for name in ("counters", "counters_at_last_delta")]
         except (TypeError, ValueError) as err:
-            raise ValueError(f"corrupt replay buffer state: list ends or counters are not ints ({err})") from err
+            raise ValueError(f"corrupt replay buffer state: size, list ends or counters are not ints ({err})") from err
+        length = len(rows["keys"]) if rows["keys"].ndim == 1 else -1
+        for name, row in rows.items():
+            dtype = ROW_DTYPES.get(name, np.dtype(np.int32))
+            # int32 as saved; other ints only if their values fit (a hand-made state).
+            fits = row.dtype == dtype or (dtype.kind == "f" and row.dtype.kind == "f") or (
+                dtype.kind == "i" and row.dtype.kind in "iu" and (not row.size or (
+                    row.min() >= np.iinfo(np.int32).min and row.max() <= np.iinfo(np.int32).max)))
+            if row.ndim != 1 or (len(row) != length and name != "slot_of_key") or not fits:
+                raise ValueError(f"corrupt replay buffer state: {name!r} is not one row of {dtype} "
+                                 f"as long as 'keys' (shape {row.shape}, dtype {row.dtype})")
+            rows[name] = row.astype(dtype, copy=False)
+        if size > self.capacity:
+            raise ValueError(f"saved replay buffer holds {size} questions, more than capacity {self.capacity}")
+        if not 0 <= size <= length:
+            raise ValueError(f"corrupt replay buffer state: size {size} for rows of {length} slots")
         if any(c.shape != (len(COUNTER_NAMES),) for c in counters):
             raise ValueError(f"corrupt replay buffer state: counters are not {len(COUNTER_NAMES)} ints")
-        _check_state(rows, slot_of_key, ends, self._slot_numbers[:size], self._scratch)
+        slot_of_key = rows.pop("slot_of_key")
+        self._check_state({name: row[:size] for name, row in rows.items()}, slot_of_key, ends, size)
 
-        # Valid: install (one copy per row).
-        for index, name in enumerate(INT_ROWS):
-            self._ints[index, :size] = rows[name]
-        for index, name in enumerate(FLOAT_ROWS):
-            self._floats[index, :size] = rows[name]
-        if len(slot_of_key) == len(self._slot_of_key):
-            self._slot_of_key[...] = slot_of_key
-        else:
-            self._slot_of_key = slot_of_key.astype(np.int32)  # a copy: the state stays the caller's
+        # Valid: install. Whole rows when the capacities agree, so that state_dict() gives the state back.
+        def installed(given: np.ndarray, own: np.ndarray) -> np.ndarray:
+            if assign and given.flags.writeable and given.flags.c_contiguous and given.shape == own.shape:
+                return given
+            if given.shape == own.shape:
+                own[...] = given
+            else:
+                own[:size] = given[:size]
+            return own
+
+        own_slot_of_key = (self._slot_of_key if len(slot_of_key) == len(self._slot_of_key)
+                           else np.empty(len(slot_of_key), dtype=np.int32))
+        self._bind({name: installed(row, self._rows[name]) for name, row in rows.items()},
+                   installed(slot_of_key, own_slot_of_key))
         self._size = size
         self._admission.head, self._admission.tail = ends["admission_head"], ends["admission_tail"]
         self._replayed.head, self._replayed.tail = ends["replayed_head"], ends["replayed_tail"]
@@ -417,69 +450,94 @@ class PromptReplayBuffer:
         return state
 
     def load(self, path: str | os.PathLike) -> dict:
-        """Restore from a file written by ``save``; returns the state read."""
+        """Restore from a file written by ``save``, taking the rows read as the buffer's own (no copy); returns
+        the restored ``state_dict()`` (the state in the file, when the capacities agree)."""
         state = load_state(path)
         try:
-            self.load_state_dict(state)
+            self.load_state_dict(state, assign=True)
         except ValueError as err:
             raise ValueError(f"{os.fspath(path)}: {err}") from err
-        return state
+        return self.state_dict()
 
 
-def _check_state(rows: dict, slot_of_key: np.ndarray, ends: dict, slots: np.ndarray, scratch: np.ndarray) -> None:
+class _StateCheck:
     """Vectorised checks that a saved state is one the buffer could have made (ValueError if not).
 
     Checked: ``slot_of_key`` maps exactly the saved keys to their slots (so keys are distinct); links and list
     ends are slots or -1; in each list ``prev`` undoes ``next``, with one head and one tail, the recorded ones;
     the replayed list holds exactly the questions replayed at least once (the others link to themselves); the
     never-replayed questions end the admission list from ``first_never_replayed`` on (its neighbours are
-    checked). Not checked: a detached cycle of nodes (``state_dict`` never makes one). About 20 passes over
-    the arrays; gathers go to ``scratch`` (int32, at least ``len(slots)`` long), as fresh arrays would cost
-    more in page faults than the gathers themselves.
+    checked). Not checked: a detached cycle of nodes (``state_dict`` never makes one).
+
+    About 20 passes over the used slots, three of them random gathers. Every intermediate goes to scratch
+    arrays allocated and touched here, once: at 77K questions a restore's fresh temporaries (numpy converts
+    int32 indices to intp for a gather: 616 KB each) cost more in page faults than the checks themselves.
     """
 
-    def corrupt(what: str) -> ValueError:
-        return ValueError(f"corrupt replay buffer state: {what}")
+    def __init__(self, capacity: int, key_space: int):
+        self.slots = np.arange(capacity, dtype=np.int32)
+        self.gathered = np.full(capacity, NONE, dtype=np.int32)
+        self.index = np.full(capacity, NONE, dtype=np.intp)  # gather indices, converted once
+        self.flags = np.full(capacity, False)
+        self.replayed = np.full(capacity, False)
+        self.key_flags = np.full(key_space, False)
 
-    size, keys, gathered = len(slots), rows["keys"], scratch[: len(slots)]
-    if any(not NONE <= end < size for end in ends.values()):
-        raise corrupt(f"list ends {ends} are not slots of {size} questions")
-    if size and (keys.min() < 0 or keys.max() >= len(slot_of_key)):
-        raise corrupt(f"keys outside [0, {len(slot_of_key)})")
-    if np.count_nonzero(slot_of_key != NONE) != size or not np.array_equal(
-            np.take(slot_of_key, keys, out=gathered, mode="wrap"), slots):
-        raise corrupt("slot_of_key does not map each key to its slot (duplicate keys?)")
-    replayed = rows["times_replayed"] > 0
-    replayed_count = int(np.count_nonzero(replayed))
-    for name, members in (("admission", size), ("replayed", replayed_count)):
-        following, preceding = rows[f"{name}_next"], rows[f"{name}_prev"]
-        head, tail = ends[f"{name}_head"], ends[f"{name}_tail"]
-        if (head == NONE) != (members == 0) or (tail == NONE) != (members == 0):
-            raise corrupt(f"{name} list ends {head}, {tail} for {members} questions")
-        if not size:
-            continue
-        if following.min() < NONE or following.max() >= size:
-            raise corrupt(f"{name} links outside the saved slots")
-        # prev[next[s]] == s for every slot (a slot outside the list links to itself). The tail's -1 reads
-        # the last slot ("wrap") and is set right by hand; any other -1 in next would read prev[last] and
-        # could only pass as that slot, which is checked on its own. Then the recorded head is the one slot
-        # that no next reaches iff its prev is -1, and every prev is a slot or -1.
-        np.take(preceding, following, out=gathered, mode="wrap")
-        if members:
-            gathered[tail] = tail
-        hidden = int(preceding[size - 1])
-        if (not np.array_equal(gathered, slots) or (members and (following[tail] != NONE or preceding[head] != NONE))
-                or (hidden not in (NONE, tail) and following[hidden] == NONE)):
-            raise corrupt(f"{name} list: prev does not undo next, or not one head and one tail (the recorded ones)")
-        if name == "replayed" and not np.array_equal(following != slots, replayed):
-            raise corrupt("the replayed list does not hold exactly the questions replayed at least once")
-    first, never = ends["first_never_replayed"], size - replayed_count
-    if (first == NONE) != (never == 0):
-        raise corrupt(f"first_never_replayed {first} for {never} never-replayed questions")
-    if first != NONE:
-        before = rows["admission_prev"][first]
-        if replayed[first] or replayed[ends["admission_tail"]] or (before != NONE and not replayed[before]):
-            raise corrupt(f"first_never_replayed {first} does not start the never-replayed questions")
+    def _gather(self, table: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """``table[indices]``, with -1 reading the last entry ("wrap": indices were range-checked before)."""
+        index, gathered = self.index[: len(indices)], self.gathered[: len(indices)]
+        np.copyto(index, indices)
+        return np.take(table, index, out=gathered, mode="wrap")
+
+    def __call__(self, rows: dict, slot_of_key: np.ndarray, ends: dict, size: int) -> None:
+        """``rows``: the used part (``size`` long) of each row, int32 / float64; ``ends``: ``LIST_ENDS``."""
+
+        def corrupt(what: str) -> ValueError:
+            return ValueError(f"corrupt replay buffer state: {what}")
+
+        slots, flags, keys = self.slots[:size], self.flags[:size], rows["keys"]
+        if any(not NONE <= end < size for end in ends.values()):
+            raise corrupt(f"list ends {ends} are not slots of {size} questions")
+        if size and keys.view(np.uint32).max() >= len(slot_of_key):  # one pass: a negative key reads as >= 2**31
+            raise corrupt(f"keys outside [0, {len(slot_of_key)})")
+        if len(self.key_flags) < len(slot_of_key):
+            self.key_flags = np.full(len(slot_of_key), False)
+        mapped = np.not_equal(slot_of_key, NONE, out=self.key_flags[: len(slot_of_key)])
+        if np.count_nonzero(mapped) != size or np.not_equal(self._gather(slot_of_key, keys), slots, out=flags).any():
+            raise corrupt("slot_of_key does not map each key to its slot (duplicate keys?)")
+        replayed = np.greater(rows["times_replayed"], 0, out=self.replayed[:size])
+        replayed_count = int(np.count_nonzero(replayed))
+        for name, members in (("admission", size), ("replayed", replayed_count)):
+            following, preceding = rows[f"{name}_next"], rows[f"{name}_prev"]
+            head, tail = ends[f"{name}_head"], ends[f"{name}_tail"]
+            if (head == NONE) != (members == 0) or (tail == NONE) != (members == 0):
+                raise corrupt(f"{name} list ends {head}, {tail} for {members} questions")
+            if not size:
+                continue
+            if following.min() < NONE or following.max() >= size:
+                raise corrupt(f"{name} links outside the saved slots")
+            # prev[next[s]] == s for every slot (a slot outside the list links to itself). The tail's -1 reads
+            # the last slot ("wrap") and is set right by hand; any other -1 in next would read prev[last] and
+            # could only pass as that slot, which is checked on its own. Then the recorded head is the one slot
+            # that no next reaches iff its prev is -1, and every prev is a slot or -1.
+            gathered = self._gather(preceding, following)
+            if members:
+                gathered[tail] = tail
+            hidden = int(preceding[size - 1])
+            if (np.not_equal(gathered, slots, out=flags).any()
+                    or (members and (following[tail] != NONE or preceding[head] != NONE))
+                    or (hidden not in (NONE, tail) and following[hidden] == NONE)):
+                raise corrupt(f"{name} list: prev does not undo next, or not one head and one tail (the recorded ones)")
+            if name == "replayed":
+                linked = np.not_equal(following, slots, out=flags)
+                if np.not_equal(linked, replayed, out=flags).any():
+                    raise corrupt("the replayed list does not hold exactly the questions replayed at least once")
+        first, never = ends["first_never_replayed"], size - replayed_count
+        if (first == NONE) != (never == 0):
+            raise corrupt(f"first_never_replayed {first} for {never} never-replayed questions")
+        if first != NONE:
+            before = rows["admission_prev"][first]
+            if replayed[first] or replayed[ends["admission_tail"]] or (before != NONE and not replayed[before]):
+                raise corrupt(f"first_never_replayed {first} does not start the never-replayed questions")
 
 
 # ----------------------------------------------------------------------------------------------------------

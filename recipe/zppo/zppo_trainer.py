@@ -339,11 +339,6 @@ class ZPPOTrainer(PPOTrainerSync):
             config.data.gen_batch_size = 1
         super().__init__(config)
         self.replay_buffer = _ZPPOSampler(self.replay_buffer, self)
-        self.prompt_buffer = PromptReplayBuffer(
-            capacity=self.zppo.buffer_capacity,
-            admission_threshold=self.zppo.admission_threshold,
-            graduation_threshold=self.zppo.graduation_threshold,
-        )
         self._record = _StepRecord()
         self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
         self.transfer = TransferTracker(self.zppo.transfer_delay_steps)
@@ -358,6 +353,13 @@ class ZPPOTrainer(PPOTrainerSync):
             raise ZPPOConfigError(
                 "the ZPPO trainer needs data.custom_cls.path=pkg://recipe.zppo.dataset, data.custom_cls.name=ZPPODataset"
             )
+        # Keys are the data set's row positions: the buffer sizes its key -> slot map to them once.
+        self.prompt_buffer = PromptReplayBuffer(
+            capacity=self.zppo.buffer_capacity,
+            admission_threshold=self.zppo.admission_threshold,
+            graduation_threshold=self.zppo.graduation_threshold,
+            key_space=len(self.train_dataset),
+        )
         # Byte-level BPE tokenizers (Qwen) decode by table lookup there, checked against tokenizer.decode.
         self._tokens = Tokenization.for_tokenizer(self.tokenizer)
         # Stored teacher texts of each step's questions are encoded while phase 1 generates (teacher_tokens.py),

@@ -90,7 +90,7 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
 
     # The buffer is saved in its own file, next to zppo_state.json, and its digest is logged on save.
     saved = load_state(run_dir / "global_step_2" / "zppo_prompt_buffer.npz")
-    assert len(saved["keys"]) == steps[1]["zppo/buffer_size"] > 0
+    assert saved["size"] == steps[1]["zppo/buffer_size"] > 0
     assert f"questions to {run_dir / 'global_step_2' / 'zppo_prompt_buffer.npz'} (state sha256 " \
            f"{buffer_state_digest(saved)})" in first.stdout + first.stderr
 

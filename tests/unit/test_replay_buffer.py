@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from recipe.zppo.replay_buffer import (
     COUNTER_NAMES,
+    ROW_DTYPES,
     STATE_VERSION,
     PromptReplayBuffer,
     load_state,
@@ -183,6 +184,22 @@ def test_keys_far_beyond_the_first_ones():
     assert restored.sample(3, 3) == [70_000, 1_000_000, 2_000_000]
 
 
+def test_key_space_sizes_the_key_map_once():
+    buffer = PromptReplayBuffer(4, key_space=500)
+    for key in (0, 499, 250):
+        assert buffer.admit(key, 0.0, step=0)
+    assert len(buffer.state_dict()["slot_of_key"]) == 500  # the trainer passes the data set's row count
+    assert buffer.admit(500, 0.0, step=1) and 500 in buffer  # a key past it still works: the map grows
+    assert len(buffer.state_dict()["slot_of_key"]) == 1000
+    # A buffer with another key space restores it (the map is taken or copied as saved).
+    restored = PromptReplayBuffer(4)
+    restored.load_state_dict(buffer.state_dict())
+    assert restored.question_ids() == [0, 499, 250, 500]
+    for bad in (0, -1, 2**31 + 1):
+        with pytest.raises(ValueError, match="key_space"):
+            PromptReplayBuffer(4, key_space=bad)
+
+
 # ----------------------------------------------------------------------------------------------------------
 def scripted_buffer() -> PromptReplayBuffer:
     """Evictions, graduations (slots refilled from the end), stays and a fresh admission."""
@@ -279,7 +296,8 @@ def test_load_file_errors_name_the_file(tmp_path):
 def test_load_refuses_bad_state():
     source = scripted_buffer()
     state = source.state_dict()
-    size = len(state["keys"])
+    size = state["size"]
+    assert len(state["keys"]) == source.capacity > size  # whole rows: slots past size are leftovers
 
     def refused(changes: dict, match: str, capacity: int = 4) -> None:
         buffer = PromptReplayBuffer(capacity)
@@ -294,13 +312,19 @@ def test_load_refuses_bad_state():
 
     refused({}, "capacity", capacity=size - 1)
     refused({"version": 1}, "version")
+    refused({"version": 4}, "version")
     refused({"version": None}, "version")
     refused({"replayed_next": None}, "corrupt")  # not an array of ints
     bad_keys = state["keys"].copy()
     bad_keys[1] = bad_keys[0]
     refused({"keys": bad_keys}, "corrupt.*duplicate")
     refused({"keys": state["keys"][:-1]}, "corrupt")  # columns of different lengths
-    refused({"times_replayed": np.zeros(size, dtype=np.int32)}, "corrupt")  # replayed list vs counts
+    refused({"times_replayed": np.zeros_like(state["times_replayed"])}, "corrupt")  # replayed list vs counts
+    refused({"size": source.capacity + 1}, f"corrupt.*size {source.capacity + 1} for rows of {source.capacity}",
+            capacity=source.capacity + 1)  # more questions than the rows have slots
+    refused({"size": -1}, "corrupt.*size")
+    refused({"size": "3"}, "corrupt.*size")
+    refused({"size": size - 1}, "corrupt")  # the last question's links now point past the used slots
     links = state["admission_next"].copy()
     links[links != -1] = size  # links to slots that do not exist
     refused({"admission_next": links}, "corrupt")
@@ -308,7 +332,7 @@ def test_load_refuses_bad_state():
     swapped[[0, 1]] = swapped[[1, 0]]
     refused({"admission_next": swapped}, "corrupt")
     # A second end in next, placed where a -1 would read prev of the last slot and pass the inverse check.
-    before_last = state["admission_prev"][-1]
+    before_last = state["admission_prev"][size - 1]
     assert before_last not in (-1, state["admission_tail"])
     second_end = state["admission_next"].copy()
     second_end[before_last] = -1
@@ -323,10 +347,64 @@ def test_load_refuses_bad_state():
         PromptReplayBuffer(4).load_state_dict(without)
     with pytest.raises(ValueError):
         PromptReplayBuffer(capacity=0)
-    # A larger capacity takes a smaller saved buffer as it is.
-    bigger = PromptReplayBuffer(100)
-    bigger.load_state_dict(state)
-    assert bigger.question_ids() == source.question_ids() and bigger.capacity == 100
+    # A larger capacity takes a smaller saved buffer as it is, and so does a smaller one that holds it.
+    for capacity in (100, size):
+        other = PromptReplayBuffer(capacity)
+        other.load_state_dict(state, assign=True)  # rows of another length: copied, not taken
+        assert other.question_ids() == source.question_ids() and other.capacity == capacity
+        assert not np.shares_memory(other.state_dict()["keys"], state["keys"])
+        assert other.replay_order() == source.replay_order()
+
+
+def test_reads_a_version_2_file(tmp_path):
+    # Version 2 (until the rows were saved whole) saved the used slots only, without "size".
+    source = scripted_buffer()
+    state = source.state_dict()
+    size = state["size"]
+    old = {name: value[:size] if name in ROW_DTYPES else value for name, value in state.items() if name != "size"}
+    save_state({**old, "version": 2}, tmp_path / "v2.npz")
+    restored = fresh_like(source)
+    restored.load(tmp_path / "v2.npz")
+    assert restored.question_ids() == source.question_ids() and restored.replay_order() == source.replay_order()
+    assert restored.counters() == source.counters()
+    for key in source.question_ids():
+        assert restored.stats(key) == source.stats(key)
+
+
+def test_assign_takes_the_rows_and_load_does():
+    source = scripted_buffer()
+    state = {name: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+             for name, value in source.state_dict().items()}
+    copied, taken = fresh_like(source), fresh_like(source)
+    copied.load_state_dict(state)
+    taken.load_state_dict(state, assign=True)
+    for buffer in (copied, taken):
+        assert_same_state(buffer.state_dict(), source.state_dict())
+    for name in ("keys", "admission_prev", "last_accuracy", "slot_of_key"):
+        assert not np.shares_memory(copied.state_dict()[name], state[name])
+        assert np.shares_memory(taken.state_dict()[name], state[name])  # no copy
+    # The buffer that took the rows writes to them; the copy does not see it.
+    taken.admit(900, 0.0, 30)
+    assert 900 in taken and 900 not in copied and 900 in state["keys"]
+    # Read-only arrays (another buffer's state_dict) cannot be taken: they are copied.
+    viewer = fresh_like(source)
+    viewer.load_state_dict(source.state_dict(), assign=True)
+    viewer.admit(901, 0.0, 30)
+    assert 901 in viewer and 901 not in source
+    # load() takes the rows it has just read from the file, and returns the restored state.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "buffer.npz"
+        written = source.save(path)
+        restored, given = fresh_like(source), []
+        load_state_dict = restored.load_state_dict
+        restored.load_state_dict = lambda state, assign=False: (given.append((state, assign)),
+                                                                load_state_dict(state, assign))
+        assert_same_state(restored.load(path), written)
+        [(read, assign)] = given
+        assert assign and np.shares_memory(restored.state_dict()["keys"], read["keys"])  # no copy
+        restored.admit(902, 0.0, 30)
+        source.admit(902, 0.0, 30)
+        assert_same_state(restored.state_dict(), source.state_dict())
 
 
 # ----------------------------------------------------------------------------------------------------------
