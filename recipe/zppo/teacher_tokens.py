@@ -22,9 +22,9 @@ No Ray, no GPU: unit-tested with a stand-in encoder.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-import threading
 from concurrent.futures import Future
 
 logger = logging.getLogger(__name__)
