@@ -46,6 +46,9 @@ setup(
     },
     entry_points={
         # verl imports every module of this group when `verl` is imported, in the driver and in every Ray worker.
-        "verl.plugins": ["zppo = verl_patches.plugin"],
+        "verl.plugins": [
+            "zppo_verl_patches = verl_patches.plugin",  # what verl lacks on a CPU (platform, hf rollout)
+            "zppo = recipe.zppo.trainer.registration",  # ZPPO's estimator, trainer and agent loop
+        ],
     },
 )

@@ -104,7 +104,7 @@ def load_tokenizer(path: str | None):
 
 def eager_tokenization(tokenizer):
     """The ``Tokenization`` the trainer built before issue 8: every call goes through ``tokenizer.decode``."""
-    from recipe.zppo.reformulation import Tokenization
+    from recipe.zppo.algo.reformulation import Tokenization
 
     return Tokenization(
         decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
@@ -127,7 +127,7 @@ def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
     """
     import numpy as np
 
-    from recipe.zppo.answer_format import ANSWER_CLOSER
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     rng = np.random.default_rng(seed)
     length = size["candidate_tokens"]
@@ -161,8 +161,8 @@ def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
 
 def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool, before: bool) -> None:
     """Rows: before (the trainer's old path), after (token ids, lazy decoding), and two reference rows."""
-    from recipe.zppo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
-    from recipe.zppo.teacher_tokens import TeacherTokenPrefetch
+    from recipe.zppo.algo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+    from recipe.zppo.teacher.tokens import TeacherTokenPrefetch
 
     material = build_reformulation_material(tokenizer, size)
     config = ReformulationConfig()
@@ -285,7 +285,7 @@ def _per_call(fn, args_list) -> Durations:
 def run_buffer(size: dict, report: Report) -> None:
     import numpy as np
 
-    from recipe.zppo.replay_buffer import PromptReplayBuffer, load_state, save_state
+    from recipe.zppo.algo.replay_buffer import PromptReplayBuffer, load_state, save_state
 
     capacity, ops, slots = size["buffer_capacity"], size["buffer_ops"], size["replay_slots"]
     # Keys: row positions of a data set twice the capacity, in shuffled order (the trainer's fresh stream).
@@ -407,7 +407,7 @@ def run_advantage(size: dict, report: Report) -> None:
     from omegaconf import OmegaConf
     from verl.trainer.ppo import core_algos
 
-    from recipe.zppo.advantage import compute_zppo_outcome_advantage
+    from recipe.zppo.algo.advantage import compute_zppo_outcome_advantage
 
     rewards, mask, index = build_advantage_inputs(size)
     config = OmegaConf.create({"zppo": {"norm": "batch_nonzero"}})

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from recipe.zppo.report import make_report, read_training_metrics
+from recipe.zppo.eval.report import make_report, read_training_metrics
 
 from .local_ray import LocalRayHead, run_main_zppo
 

@@ -75,7 +75,7 @@ def start_teacher_server(model: Path, log_path: Path, *extra_args: str, timeout_
 
     with open(log_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "recipe.zppo.teacher_server", "--model", str(model), "--port", "0",
+            [sys.executable, "-m", "recipe.zppo.teacher.server", "--model", str(model), "--port", "0",
              "--threads", "1", "--seed", "0", *extra_args],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )

@@ -5,9 +5,10 @@ and swallowed (verl itself also swallows plugin import errors, at debug level on
 What it does:
 - registers the ``cpu`` platform (chosen only with ``VERL_PLATFORM=cpu``) and, when it is chosen, installs the
   CPU-only fixes of :mod:`verl_patches.cpu_platform`;
-- registers the ``hf`` rollout engine (used only with ``actor_rollout_ref.rollout.name=hf``);
-- registers ZPPO's own pieces (advantage estimator, trainer) with verl's registries, so that the V1 trainer, which
-  runs inside a Ray actor, finds them there too.
+- registers the ``hf`` rollout engine (used only with ``actor_rollout_ref.rollout.name=hf``).
+
+ZPPO's own pieces (advantage estimator, trainer) are registered by their own entry point,
+:mod:`recipe.zppo.trainer.registration`.
 """
 
 from __future__ import annotations
@@ -37,19 +38,12 @@ def _register_hf_rollout() -> None:
     register_hf_rollout()
 
 
-def _register_zppo() -> None:
-    from recipe.zppo.registration import register_with_verl
-
-    register_with_verl()
-
-
 def load() -> None:
     from .version_guard import warn_if_other_verl
 
     warn_if_other_verl()
     _guarded("cpu platform", _register_cpu_platform)
     _guarded("hf rollout", _register_hf_rollout)
-    _guarded("zppo registration", _register_zppo)
 
 
 load()

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.zppo.report import CUM_ADMITTED, CUM_GRADUATED, read_training_metrics
+from recipe.zppo.eval.report import CUM_ADMITTED, CUM_GRADUATED, read_training_metrics
 
 # What is aggregated per arm, with how RESULTS.md shows it.
 METRICS = (

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipe.zppo.report import make_report
+from recipe.zppo.eval.report import make_report
 
 from ..local_ray import LocalRayHead, run_main_zppo
 from . import results as results_mod

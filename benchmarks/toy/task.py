@@ -9,7 +9,7 @@ plain prompt; a count of L numbers has 100 x 9 possible answers per question sha
 Difficulty is the count. Easy questions (``easy_lengths``) have counts the plain warm-up shows; hard ones
 (``hard_lengths``) are longer than anything the plain warm-up shows, so the warmed-up student does not know when
 to stop and cannot reach them alone. The candidate-format warm-up shows BCQ prompts (built by
-``recipe.zppo.reformulation.reformulate``, exactly what RL builds) for all counts, on fresh questions, so the
+``recipe.zppo.algo.reformulation.reformulate``, exactly what RL builds) for all counts, on fresh questions, so the
 student learns to read a correct candidate without meeting the RL or held-out questions.
 
 A question is ``(start, step, count)``: start 0-99, step 1-9, so 900 questions per count. Question sets
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.tiny.datasets import _qid, _row, _write_parquet, text_schema, user_content
-from recipe.zppo.reformulation import (
+from recipe.zppo.algo.reformulation import (
     BCQ,
     NCQ,
     HardQuestion,

@@ -62,7 +62,7 @@ def supervised_warmup(
     mix: task.WarmupMix = task.WarmupMix(),
 ) -> list[float]:
     """Train ``model_dir`` in place (linear warm-up, cosine decay); returns the loss of every step."""
-    from recipe.zppo.reformulation import Tokenization
+    from recipe.zppo.algo.reformulation import Tokenization
 
     # One thread: on a shared 2-core machine a second OpenMP thread spins against other processes (10x slower).
     torch.set_num_threads(1)
@@ -144,7 +144,7 @@ def evaluate_candidate_reading(model_dir: Path, spec: task.TaskSpec, reserved: f
     """Greedy accuracy on fresh hard-length BCQ and NCQ prompts (built by the project's reformulation)."""
     from transformers import AutoTokenizer
 
-    from recipe.zppo.reformulation import Tokenization
+    from recipe.zppo.algo.reformulation import Tokenization
 
     tokens = Tokenization.for_tokenizer(AutoTokenizer.from_pretrained(model_dir))
     rng = random.Random(f"toy-reading-{seed}")

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", action="append", default=[], metavar="NAME=DIR",
                         help="read benchmark NAME from DIR instead of ROOT/NAME (repeatable)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames per video (default {DEFAULT_FRAMES})")
-    parser.add_argument("--min-pixels", type=int, default=None, help="image pixel floor (default: recipe.zppo.vision)")
-    parser.add_argument("--max-pixels", type=int, default=None, help="image pixel cap (default: recipe.zppo.vision)")
+    parser.add_argument("--min-pixels", type=int, default=None, help="image pixel floor (default: data_prep.vision)")
+    parser.add_argument("--max-pixels", type=int, default=None, help="image pixel cap (default: data_prep.vision)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per benchmark (smoke runs)")
     parser.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
     args = parser.parse_args(argv)

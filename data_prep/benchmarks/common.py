@@ -7,7 +7,7 @@ yields ``Item``s; ``rows_of`` turns them into trainer rows (see ``ROW_SCHEMA``):
 - ``prompt``: one user message ``"<image>" * k + question + "\\n\\n" + ANSWER_CLOSER`` (the same closer as training;
   task-specific answer-format instructions are stripped from the question);
 - ``images``: ``[{"bytes": PNG/JPEG}]``, each image resized (aspect ratio kept) into the processor's pixel range
-  ``[min_pixels, max_pixels]`` (``recipe.zppo.vision``), the range training uses;
+  ``[min_pixels, max_pixels]`` (``data_prep.vision``), the range training uses;
 - a video becomes ``frames`` frames sampled uniformly over the clip, given to the model as that many images (in
   order, after one line saying so): the CPU rollout has no video input, and frames keep the input identical on
   every rollout engine;
@@ -94,8 +94,8 @@ class ConvertOptions:
 
 
 def default_pixel_range() -> tuple[int, int]:
-    """The processor's pixel range, the same in training and evaluation (``recipe.zppo.vision``)."""
-    from recipe.zppo.vision import MAX_PIXELS, MIN_PIXELS
+    """The processor's pixel range, the same in training and evaluation (``data_prep.vision``)."""
+    from data_prep.vision import MAX_PIXELS, MIN_PIXELS
 
     return int(MIN_PIXELS), int(MAX_PIXELS)
 
@@ -382,7 +382,7 @@ def image_bytes(value, source: Source, options: ConvertOptions, where: str) -> b
             image.load()
         except (UnidentifiedImageError, OSError) as error:
             raise SourceError(f"{where}: unreadable image ({error})") from None
-    from recipe.zppo.vision import resized_hw
+    from data_prep.vision import resized_hw
 
     height, width = resized_hw(image.height, image.width, options.min_pixels, options.max_pixels)
     size = (width, height)
@@ -472,7 +472,7 @@ def _question_with_options(item: Item) -> str:
 
 def to_row(benchmark: str, family: str, split: str, item: Item, index: int, images: list[bytes]) -> dict:
     """The trainer row of one item (images already encoded, in order)."""
-    from recipe.zppo.answer_format import ANSWER_CLOSER
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     question = _question_with_options(item)
     marked = question.count("<image>")

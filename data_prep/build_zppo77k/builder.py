@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep.row_schema import extra_info_type, row_schema
-from recipe.zppo.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio
+from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio
 
 from . import images as imagelib
 from .inputs import InputError, InputFile, check_columns, discover, image_refs, load_image_bytes

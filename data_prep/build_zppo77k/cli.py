@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from recipe.zppo.vision import MAX_PIXELS, MIN_PIXELS
+from data_prep.vision import MAX_PIXELS, MIN_PIXELS
 
 from .builder import BuildError, BuildOptions, build, format_table
 from .inputs import InputError

@@ -5,7 +5,7 @@
   * an image already inside ``[min_pixels, max_pixels]`` in PNG or JPEG is stored as is (its original bytes);
     it is still checked to decode: a PNG's chunk checksums are verified, a JPEG is entropy-decoded in full at
     1/8 scale (catches truncated or corrupt data at a fraction of a full decode);
-  * otherwise it is decoded and resized (aspect ratio kept, ``recipe.zppo.vision.resized_hw``, bicubic) and
+  * otherwise it is decoded and resized (aspect ratio kept, ``data_prep.vision.resized_hw``, bicubic) and
     re-encoded: JPEG sources as JPEG (quality ``jpeg_quality``, 95 by default: a lossy source stays lossy),
     everything else (PNG, GIF, WebP, BMP, TIFF, ...) as PNG (lossless: diagrams and text stay sharp);
   * pixel orientation is the stored one: EXIF orientation is not applied (the processor does not apply it
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from recipe.zppo.vision import MAX_PIXELS, MIN_PIXELS, resized_hw
+from data_prep.vision import MAX_PIXELS, MIN_PIXELS, resized_hw
 
 JPEG_FORMATS = ("JPEG", "MPO")  # MPO: multi-picture JPEG from phone cameras; its first frame is a JPEG
 

@@ -1,6 +1,6 @@
 """Question text: task-specific format instructions out, the project's answer-format closer in.
 
-Every training prompt ends with ``recipe.zppo.answer_format.ANSWER_CLOSER`` (the same closer evaluation uses), so
+Every training prompt ends with ``recipe.zppo.algo.answer_format.ANSWER_CLOSER`` (the same closer evaluation uses), so
 an upstream instruction that asks for another answer format ("Answer with the option's letter ... directly",
 "put your final answer within \\boxed{}", "<answer></answer> tags", ...) would contradict it. ``FORMAT_RULES`` is
 the list of such instructions this builder removes, each a named, case-insensitive regex; a rule's replacement
@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from recipe.zppo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
 IMAGE_PLACEHOLDER = "<image>"
 

@@ -56,7 +56,7 @@ def hash_tree(root: Path) -> dict[str, str]:
 
 def builder_source_hash() -> str:
     """Hash of this package's source and of the answer closer: any change to what the builders write rebuilds."""
-    from recipe.zppo.answer_format import ANSWER_CLOSER
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     h = hashlib.sha256(ANSWER_CLOSER.encode("utf-8"))
     for p in sorted(Path(__file__).parent.glob("*.py")):

@@ -61,7 +61,7 @@ EXTRA_INFO_KEYS = tuple(f.name for f in _EXTRA_T)
 
 def user_content(question: str) -> str:
     """The user message: question (with its ``<image>`` placeholders), blank line, the project's answer closer."""
-    from recipe.zppo.answer_format import ANSWER_CLOSER
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     return question + "\n\n" + ANSWER_CLOSER
 
@@ -82,7 +82,7 @@ def _write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
 
 
 def _row(source, ability, question, answer, reward_type, split, index, qid, teachers, images=None):
-    from recipe.zppo.answer_format import extract_final_answer
+    from recipe.zppo.algo.answer_format import extract_final_answer
 
     row = {
         "data_source": source,

@@ -167,7 +167,7 @@ _ARITH_WORDS = ["What is", "Compute", "Calculate", "How much is", "Find the valu
 
 def _corpus(seed: int = 1234) -> list[str]:
     """Fixed training corpus: arithmetic, the data sets' question templates, the answer format, common English."""
-    from recipe.zppo.answer_format import ANSWER_CLOSER
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     from .datasets import ARITH_TEMPLATES, VL_TEMPLATES
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from recipe.zppo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
 
 def format_examples(count: int, seed: int) -> list[tuple[str, str]]:

@@ -14,12 +14,12 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .preflight import ConfigError, check_config, expand_data_files
+from .trainer.preflight import ConfigError, check_config, expand_data_files
 
 
 def _prepare_environment(config: DictConfig) -> None:
     """Environment that every process of the run (driver, task runner, workers) must share."""
-    from .registration import RUN_MARKER
+    from .trainer.registration import RUN_MARKER
 
     env_vars: dict[str, str] = {RUN_MARKER: "1"}  # the plugin registers ZPPO's trainer in this run's processes
     if config.trainer.device == "cpu":
@@ -80,7 +80,7 @@ def _apply_zppo_switch(config: DictConfig) -> None:
 
 def _mark_process(config: DictConfig) -> None:
     """Before anything imports verl: the platform (resolved at import by some verl modules) and the run marker."""
-    from .registration import RUN_MARKER
+    from .trainer.registration import RUN_MARKER
 
     os.environ[RUN_MARKER] = "1"
     if config.trainer.get("device") == "cpu":
@@ -92,7 +92,7 @@ def run(config: DictConfig) -> None:
         _absolute_local_paths(config)
         _mark_process(config)
         check_config(config)
-        from .distill import OFF_POLICY_METHOD, method_name, prepare_on_policy_distill, run_off_policy_distill
+        from .baselines.distill import OFF_POLICY_METHOD, method_name, prepare_on_policy_distill, run_off_policy_distill
 
         prepare_on_policy_distill(config)  # teacher model set (on-policy distillation); its Ray GPUs on a CPU
         if method_name(config) == OFF_POLICY_METHOD:  # SFT on stored teacher responses: verl's SFT trainer, no Ray
@@ -106,13 +106,13 @@ def run(config: DictConfig) -> None:
                 "set zppo.enable=false for verl's own trainers"
             )
         if trainer_mode == "zppo":
-            from .zppo_trainer import ZPPOConfigError, ZPPOSettings, check_verl_settings
+            from .trainer.zppo_trainer import ZPPOConfigError, ZPPOSettings, check_verl_settings
 
             try:
                 check_verl_settings(config)
                 settings = ZPPOSettings.from_config(config)
                 if settings.matched.enable:  # grpo_matched: its reference run must be readable before Ray starts
-                    from .compute_matching import ReferenceCurve
+                    from .baselines.compute_matching import ReferenceCurve
 
                     ReferenceCurve.from_run(settings.matched.reference)
             except (ZPPOConfigError, ValueError, TypeError, FileNotFoundError) as error:

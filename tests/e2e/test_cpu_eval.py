@@ -60,7 +60,7 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
     env.pop("VERL_PLATFORM", None)
     result = subprocess.run(
-        [sys.executable, "-m", "recipe.zppo.eval", "--model", str(tiny_assets["vl-model"]),
+        [sys.executable, "-m", "recipe.zppo.eval.evaluate", "--model", str(tiny_assets["vl-model"]),
          "--suite", "math500,mmstar,videomme,aime24,nosuch", "--data", str(data), "--out", str(out), "--name", "tiny",
          "preset=cpu", "data.val_batch_size=4"],  # 6 questions: two validation batches
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
@@ -99,7 +99,7 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
         assert f"shown as {FRAMES} frames" in row["input"] and "<image>" not in row["input"], row["input"]
 
     # The report on this evaluation shows the same numbers.
-    from recipe.zppo.report import make_report
+    from recipe.zppo.eval.report import make_report
 
     table = make_report([out], out, tmp_path / "report", names=["again"])
     reported = {row["benchmark"]: row["values"] for fam in table["families"] for row in fam["rows"]}

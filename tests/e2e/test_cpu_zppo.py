@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.tiny import build_vl_dataset
-from recipe.zppo.replay_buffer import load_state
-from recipe.zppo.zppo_trainer import buffer_state_digest
+from recipe.zppo.algo.replay_buffer import load_state
+from recipe.zppo.trainer.zppo_trainer import buffer_state_digest
 
 from ..conftest import run_main
 from .helpers import cpu_run_args, failure_context, step_metrics

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from recipe.zppo.advantage import (
+from recipe.zppo.algo.advantage import (
     NORM_MODES,
     AdvantageOptions,
     advantage_metrics,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipe.zppo.answer_format import (
+from recipe.zppo.algo.answer_format import (
     ANSWER_CLOSER,
     MAX_BOX_CHARS,
     extract_answer,

@@ -23,7 +23,7 @@ from data_prep.benchmarks.common import (
     split_options,
 )
 from data_prep.benchmarks.fixtures import FRAME_COUNT, VIDEO_FPS, build_fixtures, frame_colour
-from recipe.zppo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 from recipe.zppo.reward import compute_score
 
 MIN_PIXELS, MAX_PIXELS = 32 * 32, 64 * 64  # small range: fixture images are upscaled, a large one downscaled

@@ -25,8 +25,8 @@ from data_prep.build_zppo77k.synthetic import (
     MMFINEREASON_SCHEMA, VERO_SCHEMA, image_cell, jpeg, mmfinereason_row, png, vero_row, write_parquet, write_vero)
 from data_prep.build_zppo77k.text import FORMAT_RULES, clean_question, infer_reward_type, strip_format_instructions
 from data_prep.build_zppo77k.tiers import TierTableError, load_tier_table
-from recipe.zppo.answer_format import ANSWER_CLOSER
-from recipe.zppo.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, resized_hw
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, resized_hw
 
 REPO = Path(__file__).resolve().parents[2]
 MC_SUFFIX = "\nA. cat\nB. dog\nC. bird\nD. fish\nAnswer with the option's letter from the given choices directly."
@@ -334,7 +334,7 @@ def test_the_trainer_dataset_reads_the_shards(fx, tiny_assets, tmp_path, monkeyp
     from omegaconf import OmegaConf
     from verl.utils import hf_processor, hf_tokenizer
 
-    from recipe.zppo.dataset import ZPPODataset
+    from recipe.zppo.trainer.dataset import ZPPODataset
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
     proc = hf_processor(str(tiny_assets["vl-model"]))

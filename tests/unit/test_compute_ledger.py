@@ -1,6 +1,6 @@
 """The compute ledger: per-kind and cumulative counts, carried across a resume."""
 
-from recipe.zppo.compute_ledger import ComputeLedger
+from recipe.zppo.algo.compute_ledger import ComputeLedger
 
 
 def test_step_and_cumulative_counts_per_kind():

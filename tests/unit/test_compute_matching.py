@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recipe.zppo.compute_matching import CUM_GENERATED, MatchingConfig, ReferenceCurve, plan_extra_groups
+from recipe.zppo.baselines.compute_matching import CUM_GENERATED, MatchingConfig, ReferenceCurve, plan_extra_groups
 
 
 def _write_run(folder, launches: list[dict[int, float]]):

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 
-from recipe.zppo.distill import (
+from recipe.zppo.baselines.distill import (
     SFTBuildStats,
     chat_length_counter,
     compose_sft_config,
@@ -24,7 +24,7 @@ from recipe.zppo.distill import (
     sft_overrides,
     write_sft_parquet,
 )
-from recipe.zppo.preflight import ConfigError
+from recipe.zppo.trainer.preflight import ConfigError
 
 PROMPT = [{"role": "user", "content": "What is 2 + 3?"}]
 

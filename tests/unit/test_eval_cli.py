@@ -1,11 +1,11 @@
-"""recipe.zppo.eval without a run: which model folder it evaluates, which benchmarks it runs, what it asks the
+"""recipe.zppo.eval.evaluate without a run: which model folder it evaluates, which benchmarks it runs, what it asks the
 trainer for."""
 
 from __future__ import annotations
 
 import pytest
 
-from recipe.zppo.eval import actor_dir_of, build_overrides, compute_score_with_ids, prepare_model, select_benchmarks
+from recipe.zppo.eval.evaluate import actor_dir_of, build_overrides, compute_score_with_ids, prepare_model, select_benchmarks
 
 
 def _checkpoint(run_dir, step=3):
@@ -69,7 +69,7 @@ def test_eval_reward_is_the_project_reward_plus_ids():
 
 
 def test_text_only_models_are_recognised(tmp_path):
-    from recipe.zppo.eval import is_vision_model
+    from recipe.zppo.eval.evaluate import is_vision_model
 
     (tmp_path / "text").mkdir()
     (tmp_path / "text/config.json").write_text('{"model_type": "qwen3"}')

@@ -37,7 +37,7 @@ def _check_accepted(config) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from recipe.zppo.zppo_trainer import ZPPOSettings, check_verl_settings
+    from recipe.zppo.trainer.zppo_trainer import ZPPOSettings, check_verl_settings
 
     OmegaConf.resolve(config)
     if config.zppo.enable or config.trainer.v1.trainer_mode == "zppo":

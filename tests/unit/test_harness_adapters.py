@@ -1,12 +1,12 @@
 """Harness adapters, without the harnesses installed: prompts end with the project's closer and scoring is the
-project's reward, so a harness task scores answers exactly as training and recipe.zppo.eval do."""
+project's reward, so a harness task scores answers exactly as training and recipe.zppo.eval.evaluate do."""
 
 from __future__ import annotations
 
 import pytest
 
-from recipe.zppo.answer_format import ANSWER_CLOSER
-from recipe.zppo.harness_adapters import (
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from recipe.zppo.eval.harness_adapters import (
     FinalAnswerFilter,
     make_doc_to_text,
     make_process_results,

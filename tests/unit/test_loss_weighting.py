@@ -2,7 +2,7 @@
 
 import pytest
 
-from recipe.zppo.loss_weighting import loss_weights
+from recipe.zppo.algo.loss_weighting import loss_weights
 
 # A fixed batch: 2 original responses (10 and 30 tokens, one of them flat), 2 BCQ (20 + 20, both with signal),
 # 1 NCQ (20 tokens, flat: its group was all wrong in context).

@@ -1,4 +1,4 @@
-"""Online teacher: the client (recipe.zppo.teacher) against the real CPU server (recipe.zppo.teacher_server) with
+"""Online teacher: the client (recipe.zppo.teacher.client) against the real CPU server (recipe.zppo.teacher.server) with
 the tiny text model, and against small fake servers for every failure path. Every wait is bounded."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ..conftest import start_teacher_server, stop_process
-from recipe.zppo.teacher import (
+from recipe.zppo.teacher.client import (
     IMAGE_OMITTED,
     OnlineTeacher,
     OnlineTeacherConfig,
@@ -305,7 +305,7 @@ def test_trickling_server_is_cut_at_the_deadline():
 
 
 def test_a_stuck_worker_is_left_behind_at_the_call_deadline(fake, monkeypatch):
-    import recipe.zppo.teacher as teacher_module
+    import recipe.zppo.teacher.client as teacher_module
 
     monkeypatch.setattr(teacher_module, "CALL_SLACK_S", 0.1)
     client = teacher(fake(ok_reply).url, num_responses=1)

@@ -24,7 +24,8 @@ def test_verl_plugin_entry_point_is_registered():
     from importlib.metadata import entry_points
 
     names = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
-    assert names.get("zppo") == "verl_patches.plugin"
+    assert names.get("zppo_verl_patches") == "verl_patches.plugin"
+    assert names.get("zppo") == "recipe.zppo.trainer.registration"
 
 
 def test_config_files_are_found_by_hydra(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from recipe.zppo.preflight import ConfigError, check_config
+from recipe.zppo.trainer.preflight import ConfigError, check_config
 
 
 def _config(model, train, val, device="cpu", rollout="hf"):
@@ -128,7 +128,7 @@ def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_p
 
 
 def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):
-    from recipe.zppo.preflight import expand_data_files
+    from recipe.zppo.trainer.preflight import expand_data_files
 
     for name in ("train-00001-of-00002.parquet", "train-00000-of-00002.parquet", "notes.txt"):
         (tmp_path / name).write_text("x")

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from recipe.zppo.answer_format import ANSWER_CLOSER
-from recipe.zppo.reformulation import (
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.reformulation import (
     BCQ,
     DEFAULT_BCQ_INSTRUCTION,
     DEFAULT_NCQ_INSTRUCTION,

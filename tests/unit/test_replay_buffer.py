@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipe.zppo.replay_buffer import (
+from recipe.zppo.algo.replay_buffer import (
     COUNTER_NAMES,
     ROW_DTYPES,
     STATE_VERSION,

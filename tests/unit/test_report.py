@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from data_prep.benchmarks import BENCHMARKS
-from recipe.zppo.eval import family_averages, pass_at_k, score_benchmarks
-from recipe.zppo.report import TOKENS_KEY
-from recipe.zppo.report import main as report_main
+from recipe.zppo.eval.evaluate import family_averages, pass_at_k, score_benchmarks
+from recipe.zppo.eval.report import TOKENS_KEY
+from recipe.zppo.eval.report import main as report_main
 
 BENCHES = ["math500", "gpqa_diamond", "mathvista", "mmstar", "videomme"]
 
@@ -143,7 +143,7 @@ def test_plots_are_non_empty_pngs(runs):
 
 
 def test_resumed_launch_replaces_repeated_steps(runs):
-    from recipe.zppo.report import read_training_metrics
+    from recipe.zppo.eval.report import read_training_metrics
 
     root, _ = runs
     steps = read_training_metrics(root / "zppo_run")
@@ -314,7 +314,7 @@ def test_both_dynamics_plots_and_a_run_without_tokens_is_named(trained):
 
 
 def test_running_sums_of_the_buffer_counters(trained):
-    from recipe.zppo.report import read_training_metrics
+    from recipe.zppo.eval.report import read_training_metrics
 
     steps = read_training_metrics(trained / "zppo_run")
     assert [data["report/cum_graduated"] for _, data in steps] == [0, 1, 3, 4]

@@ -1,4 +1,4 @@
-"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``recipe.zppo.teacher_server``
+"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``recipe.zppo.teacher.server``
 serving the tiny text model, started and stopped by this module, plus the hung (timeout) and down cases.
 
 The tiny model is random apart from the answer format, so its greedy reply to the judge prompt is not expected to
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import start_teacher_server, stop_process
-from recipe.zppo.answer_format import extract_answer
+from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
 

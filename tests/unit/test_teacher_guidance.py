@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recipe.zppo.answer_format import ANSWER_CLOSER
-from recipe.zppo.prefix_agent_loop import splice_prefix
-from recipe.zppo.reformulation import NO_TEACHER_CANDIDATE, SKIPPED_FOR_LENGTH, HardQuestion, Response, Tokenization
-from recipe.zppo.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from recipe.zppo.baselines.prefix_agent_loop import splice_prefix
+from recipe.zppo.algo.reformulation import NO_TEACHER_CANDIDATE, SKIPPED_FOR_LENGTH, HardQuestion, Response, Tokenization
+from recipe.zppo.baselines.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 
 # One token per character: lengths can be checked exactly.
 CHARS = Tokenization(decode=lambda ids: "".join(map(chr, ids)), count_text_tokens=len, encode=lambda t: [ord(c) for c in t])

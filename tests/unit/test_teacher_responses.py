@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep.teacher_responses import InputError, Options, ResumeError, StopEarly, main, run
-from recipe.zppo.answer_format import extract_answer
+from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import compute_score
 
 K = 2
@@ -222,7 +222,7 @@ def test_zppo_dataset_reads_the_teacher_fields(inputs, text_run, vl_run, tmp_pat
     from omegaconf import OmegaConf
     from transformers import AutoProcessor, AutoTokenizer
 
-    from recipe.zppo.dataset import ZPPODataset
+    from recipe.zppo.trainer.dataset import ZPPODataset
 
     config = OmegaConf.create({"filter_overlong_prompts": False, "cache_dir": str(tmp_path / "cache")})
     cases = [(text_run[0], TEXT_SHARDS, inputs["text_model"], None),
@@ -246,7 +246,7 @@ def test_unflagged_teacher_responses_are_scored_once_and_then_prefetched_by_corr
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
-    from recipe.zppo.dataset import ZPPODataset
+    from recipe.zppo.trainer.dataset import ZPPODataset
 
     out, _ = text_run
     rows = _rows(out / TEXT_SHARDS[0])

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from recipe.zppo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
-from recipe.zppo.teacher_tokens import TeacherTokenPrefetch
+from recipe.zppo.algo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+from recipe.zppo.teacher.tokens import TeacherTokenPrefetch
 
 
 class GatedEncoder:
@@ -70,7 +70,7 @@ def test_a_failing_encoder_falls_back_to_on_demand(caplog):
 
     prefetch = TeacherTokenPrefetch(broken)
     prefetch.start({"q": ["text"]})
-    with caplog.at_level(logging.WARNING, logger="recipe.zppo.teacher_tokens"):
+    with caplog.at_level(logging.WARNING, logger="recipe.zppo.teacher.tokens"):
         assert prefetch.ids_for("q") == {}
     assert "tokenizer exploded" in caplog.text
     assert prefetch.step_metrics()["zppo/teacher_tokens/failed"] == 1

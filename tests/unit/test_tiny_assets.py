@@ -29,7 +29,7 @@ from data_prep.tiny import (
     build_vl_model,
 )
 from data_prep.tiny.tokenizer import QWEN_ADDED_TOKENS
-from recipe.zppo.answer_format import ANSWER_CLOSER, extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_PROMPT = 512

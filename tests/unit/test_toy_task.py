@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.toy import results, task
-from recipe.zppo.answer_format import ANSWER_CLOSER, extract_final_answer, split_think
-from recipe.zppo.reformulation import BCQ, NCQ, ReformulationConfig, Tokenization
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer, split_think
+from recipe.zppo.algo.reformulation import BCQ, NCQ, ReformulationConfig, Tokenization
 from recipe.zppo.reward import compute_score
 
 SPEC = task.TaskSpec(rl_easy=20, rl_hard=20, heldout_easy=30, heldout_hard=30)
@@ -99,7 +99,7 @@ def test_warmup_questions_avoid_rl_and_heldout_and_hard_lengths_only_in_bcq():
 
 
 def test_candidate_prompts_are_the_projects_reformulation(monkeypatch):
-    """The warm-up's BCQ/NCQ prompts come from recipe.zppo.reformulation.reformulate with the trainer's config
+    """The warm-up's BCQ/NCQ prompts come from recipe.zppo.algo.reformulation.reformulate with the trainer's config
     (the paper's instruction texts), and a BCQ shows the correct solution as one of its candidates."""
     import benchmarks.toy.task as task_module
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recipe.zppo.transfer import TransferTracker
+from recipe.zppo.algo.transfer import TransferTracker
 
 
 def test_records_complete_at_the_next_plain_rollout_after_the_delay():

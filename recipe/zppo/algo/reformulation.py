@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from recipe.zppo.answer_format import ANSWER_CLOSER, THINK_CLOSE, THINK_OPEN, extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, THINK_CLOSE, THINK_OPEN, extract_final_answer
 
 BCQ = "bcq"
 NCQ = "ncq"

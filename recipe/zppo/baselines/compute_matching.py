@@ -67,7 +67,7 @@ class ReferenceCurve:
     @classmethod
     def from_run(cls, path: str | Path) -> "ReferenceCurve":
         """Read ``path``: a run folder (its ``metrics/*.jsonl``, later launches replace repeated steps) or a file."""
-        from .report import read_training_metrics
+        from ..eval.report import read_training_metrics
 
         path = Path(path).expanduser()
         if not (path.is_file() or any((path / "metrics").glob("*.jsonl"))):

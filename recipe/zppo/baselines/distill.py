@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .preflight import ConfigError, check_model_path, expand_data_files
+from ..trainer.preflight import ConfigError, check_model_path, expand_data_files
 
 ON_POLICY_METHODS = ("on_policy_distill", "on_policy_distill_buffer")
 OFF_POLICY_METHOD = "off_policy_distill"
@@ -323,7 +323,7 @@ def reward_scorer(config: DictConfig) -> Scorer:
     """Correctness of a teacher response under the run's own reward (the custom reward function if one is set)."""
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from .reward import compute_score
+    from ..reward import compute_score
 
     score_fn = get_custom_reward_fn(config) or compute_score
 
@@ -416,7 +416,7 @@ def _sft_command(config_path: Path, n_gpus_per_node: int, nnodes: int) -> list[s
         torchrun.append("--standalone")
     else:
         torchrun += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", "--rdzv_endpoint=${MASTER_ADDR}:${MASTER_PORT}"]
-    return torchrun + ["-m", "recipe.zppo.distill", "sft", str(config_path)]
+    return torchrun + ["-m", "recipe.zppo.baselines.distill", "sft", str(config_path)]
 
 
 def run_off_policy_distill(config: DictConfig) -> None:

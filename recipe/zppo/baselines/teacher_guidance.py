@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .reformulation import (
+from ..algo.reformulation import (
     NO_TEACHER_CANDIDATE,
     NO_WRONG_CANDIDATE,
     SKIPPED_FOR_LENGTH,
@@ -38,7 +38,7 @@ from .reformulation import (
     clean_candidate_text,
     has_final_answer_default,
 )
-from .answer_format import ANSWER_CLOSER
+from ..algo.answer_format import ANSWER_CLOSER
 
 HINT = "hint"
 PREFIX = "prefix"

@@ -25,7 +25,7 @@ config and date), ``generations/<step>.jsonl`` (verl's per-answer dump: prompt, 
 ``eval.log``. Exit status: 0 when every requested benchmark was evaluated, 1 when some were missing (results
 written for the others), the trainer's status when it failed.
 
-This module is also the reward function of the run (``reward.custom_reward_function.path=pkg://recipe.zppo.eval``,
+This module is also the reward function of the run (``reward.custom_reward_function.path=pkg://recipe.zppo.eval.evaluate``,
 ``name=compute_score_with_ids``): it imports nothing heavy at module level.
 """
 
@@ -301,7 +301,7 @@ def build_overrides(model: Path, files: list[str], out: Path, n: int, temperatur
         f"actor_rollout_ref.rollout.val_kwargs.do_sample={str(do_sample).lower()}",
         f"actor_rollout_ref.rollout.val_kwargs.temperature={temperature if do_sample else 0}",
         f"actor_rollout_ref.rollout.val_kwargs.top_p={top_p}",
-        "reward.custom_reward_function.path=pkg://recipe.zppo.eval",
+        "reward.custom_reward_function.path=pkg://recipe.zppo.eval.evaluate",
         f"reward.custom_reward_function.name={REWARD_FN_NAME}",
         *user,
     ]

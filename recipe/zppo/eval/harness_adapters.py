@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from recipe.zppo.answer_format import ANSWER_CLOSER, extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 
 POST_PROMPT = "\n\n" + ANSWER_CLOSER
 METRIC = "zppo_acc"

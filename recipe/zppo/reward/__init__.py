@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from recipe.zppo.answer_format import extract_answer
+from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward.judge import get_client, judge_config_from
 from recipe.zppo.reward.metrics import ROUTES, route_shares
 from recipe.zppo.reward.verifiers import gold_items, resolve_reward_type, verify

@@ -1,29 +1,41 @@
-"""Register ZPPO's pieces with verl's registries (called by the ``verl.plugins`` entry point in every process).
+"""Register ZPPO's pieces with verl's registries: the ``zppo`` entry point of the ``verl.plugins`` group.
 
-verl's V1 trainer runs inside a Ray actor (the task runner) and the advantage is computed there; registering in
-the plugin, which verl imports in every process, is what makes ``algorithm.adv_estimator=zppo`` and
-``trainer.v1.trainer_mode=zppo`` resolvable wherever verl looks them up.
+verl imports every module of that group in every process (the driver, the task runner actor that runs the V1
+trainer, the workers), so ``algorithm.adv_estimator=zppo`` and ``trainer.v1.trainer_mode=zppo`` resolve wherever
+verl looks them up. A plugin must never break another verl program in the same environment: a failure is logged
+(verl itself would swallow it at debug level) and the import goes on.
 
-The trainer is registered only in the processes of a ZPPO run (``ZPPO_RUN=1``, set by ``main_zppo`` in the driver
-and in Ray's runtime env): importing verl's V1 trainer resolves verl's platform at import time, which must not
-happen inside every other verl program that merely imports verl.
+The trainer and the prefix agent loop are registered only in the processes of a ZPPO run (``ZPPO_RUN=1``, set by
+``main_zppo`` in the driver and in Ray's runtime env): importing verl's V1 trainer resolves verl's platform at
+import time, which must not happen inside every other verl program that merely imports verl.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 RUN_MARKER = "ZPPO_RUN"
+logger = logging.getLogger(__name__)
 
 
 def register_with_verl() -> None:
     from verl.trainer.ppo import core_algos
 
-    from .advantage import compute_zppo_outcome_advantage
+    from ..algo.advantage import compute_zppo_outcome_advantage
 
     if core_algos.ADV_ESTIMATOR_REGISTRY.get("zppo") is not compute_zppo_outcome_advantage:
         core_algos.register_adv_est("zppo")(compute_zppo_outcome_advantage)
 
     if os.environ.get(RUN_MARKER) == "1":
+        # verl loads plugins in no set order; the CPU platform must be registered before verl's trainer is imported.
+        import verl_patches.plugin  # noqa: F401
+
+        from ..baselines import prefix_agent_loop  # noqa: F401  (registers the "zppo_prefix_agent" agent loop)
         from . import zppo_trainer  # noqa: F401  (registers the "zppo" trainer with register_trainer)
-        from . import prefix_agent_loop  # noqa: F401  (registers the "zppo_prefix_agent" agent loop)
+
+
+try:
+    register_with_verl()
+except Exception as error:  # noqa: BLE001 - a plugin must not take verl down with it
+    logger.warning("zppo plugin: registration with verl failed: %s", error)

@@ -50,18 +50,18 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.debug import marked_timer
 
-from .advantage import take_estimator_seconds
-from .compute_ledger import ComputeLedger
-from .compute_matching import KIND_EXTRA, MatchingConfig, ReferenceCurve, plan_extra_groups
+from ..algo.advantage import take_estimator_seconds
+from ..algo.compute_ledger import ComputeLedger
+from ..baselines.compute_matching import KIND_EXTRA, MatchingConfig, ReferenceCurve, plan_extra_groups
 from .dataset import KIND_ORIGINAL, ZPPODataset
-from .loss_weighting import MODES as LOSS_WEIGHTING_MODES
-from .loss_weighting import loss_weights
-from .reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
-from .replay_buffer import PromptReplayBuffer, state_digest
-from .teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
-from .teacher import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
-from .teacher_tokens import TeacherTokenPrefetch
-from .transfer import TransferTracker
+from ..algo.loss_weighting import MODES as LOSS_WEIGHTING_MODES
+from ..algo.loss_weighting import loss_weights
+from ..algo.reformulation import BCQ, NCQ, HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+from ..algo.replay_buffer import PromptReplayBuffer, state_digest
+from ..baselines.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
+from ..teacher.client import OnlineTeacher, OnlineTeacherConfig, TeacherRequest
+from ..teacher.tokens import TeacherTokenPrefetch
+from ..algo.transfer import TransferTracker
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -351,7 +351,7 @@ class ZPPOTrainer(PPOTrainerSync):
         super()._init_dataloader()
         if not isinstance(self.train_dataset, ZPPODataset):
             raise ZPPOConfigError(
-                "the ZPPO trainer needs data.custom_cls.path=pkg://recipe.zppo.dataset, data.custom_cls.name=ZPPODataset"
+                "the ZPPO trainer needs data.custom_cls.path=pkg://recipe.zppo.trainer.dataset, data.custom_cls.name=ZPPODataset"
             )
         # Keys are the data set's row positions: the buffer sizes its key -> slot map to them once.
         self.prompt_buffer = PromptReplayBuffer(
@@ -413,7 +413,7 @@ class ZPPOTrainer(PPOTrainerSync):
         if not hasattr(self, "_teacher_score_fn"):
             from verl.trainer.ppo.reward import get_custom_reward_fn
 
-            from .reward import compute_score
+            from ..reward import compute_score
 
             self._teacher_score_fn = get_custom_reward_fn(self.config) or compute_score
         extra_info = {**(row.get("extra_info") or {}), "zppo_kind": "teacher"}
@@ -566,7 +566,7 @@ class ZPPOTrainer(PPOTrainerSync):
             _add_counts(metrics, result.metrics(prefix="zppo/"))
             items += [item_of(p) for p in result.prompts]
         elif guidance.mode == PREFIX:
-            from .prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
+            from ..baselines.prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
 
             result = build_prefixes(
                 hard, step=self.global_steps, tokens=self._tokens,
@@ -747,7 +747,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 self.compute_ledger.total("generated_tokens") - self.reference_spend.at(self.global_steps)
             )
         if self._record.routes:  # share of this step's answers scored by each reward route
-            from .reward import route_shares
+            from ..reward import route_shares
 
             metrics.update(route_shares(self._record.routes, prefix="zppo/reward/"))
         with marked_timer("zppo/buffer", timing_raw):

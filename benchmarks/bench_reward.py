@@ -1,6 +1,6 @@
 """Throughput of ``compute_score`` on synthetic mixed responses (single process, no judge).
 
-    python -m recipe.zppo.reward.bench [--n 10000] [--seed 0] [--math-share 0.05]
+    python -m benchmarks.bench_reward [--n 10000] [--seed 0] [--math-share 0.05]
 
 Prints answers scored per second overall and per reward type, and the route shares. The mix covers every
 reward type, right and wrong answers, the fallback formats, unclosed think blocks and long responses; a
