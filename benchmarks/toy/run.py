@@ -16,7 +16,7 @@ Steps (each skipped on a rerun when its output is already there, so an interrupt
    the total wall time, the machine.
 
 One local Ray head serves every run (started here, stopped at the end); seeds differ in ``data.seed`` (the order of
-fresh questions) and ``zppo.seed`` (reformulation draws); sampling itself is not seeded.
+fresh questions) and ``zppo.reformulation.seed`` (reformulation draws); sampling itself is not seeded.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def run_overrides(arm: str, seed: int, size: Size, out: Path, data: dict) -> lis
         f"actor_rollout_ref.rollout.n={size.rollout_n}",
         f"actor_rollout_ref.actor.optim.lr={size.lr}",
         f"data.seed={seed}",
-        f"zppo.seed={seed}",
+        f"zppo.reformulation.seed={seed}",
         *size.extra_overrides,
     ]
     if arm == "grpo_matched":

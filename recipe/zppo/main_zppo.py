@@ -14,6 +14,7 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from . import config as _config  # noqa: F401  (registers the typed zppo.* schema with Hydra)
 from .trainer.preflight import ConfigError, check_config, expand_data_files
 
 
@@ -98,25 +99,6 @@ def run(config: DictConfig) -> None:
         if method_name(config) == OFF_POLICY_METHOD:  # SFT on stored teacher responses: verl's SFT trainer, no Ray
             run_off_policy_distill(config)
             return
-        trainer_mode = config.trainer.v1.trainer_mode
-        if config.get("zppo", {}).get("enable", True) and trainer_mode != "zppo":
-            raise ConfigError(
-                f"trainer.v1.trainer_mode={trainer_mode}: ZPPO runs only with trainer_mode=zppo (a synchronous trainer: "
-                "BCQ/NCQ are built from this step's rollouts and rolled out by the same weights); "
-                "set zppo.enable=false for verl's own trainers"
-            )
-        if trainer_mode == "zppo":
-            from .trainer.zppo_trainer import ZPPOConfigError, ZPPOSettings, check_verl_settings
-
-            try:
-                check_verl_settings(config)
-                settings = ZPPOSettings.from_config(config)
-                if settings.matched.enable:  # grpo_matched: its reference run must be readable before Ray starts
-                    from .baselines.compute_matching import ReferenceCurve
-
-                    ReferenceCurve.from_run(settings.matched.reference)
-            except (ZPPOConfigError, ValueError, TypeError, FileNotFoundError) as error:
-                raise ConfigError(str(error)) from None
     except ConfigError as error:
         print(f"zppo: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

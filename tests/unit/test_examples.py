@@ -6,6 +6,7 @@ config exactly as ``python -m recipe.zppo.main_zppo`` would, then applies the ch
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+
+from recipe.zppo.baselines.compute_matching import CUM_GENERATED
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GPU_SCRIPTS = sorted(p.name for p in EXAMPLES.glob("run_*.sh") if p.name != "run_cpu_tiny.sh")
@@ -37,12 +40,11 @@ def _check_accepted(config) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from recipe.zppo.trainer.zppo_trainer import ZPPOSettings, check_verl_settings
+    from recipe.zppo.trainer.preflight import check_verl_values, check_zppo_config
 
     OmegaConf.resolve(config)
-    if config.zppo.enable or config.trainer.v1.trainer_mode == "zppo":
-        check_verl_settings(config)
-        ZPPOSettings.from_config(config)
+    check_zppo_config(config)
+    check_verl_values(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 
@@ -67,8 +69,12 @@ def test_zppo_scripts_compose(script, teacher_url):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_baseline_script_composes_every_method(method):
-    config = _compose(_overrides("run_baselines_qwen3_5_2b.sh", METHOD=method))
+def test_baseline_script_composes_every_method(method, tmp_path):
+    # grpo_matched reads its reference ZPPO run's metrics before Ray starts: give it one.
+    (tmp_path / "metrics").mkdir()
+    record = {"step": 1, "data": {"training/global_step": 1, CUM_GENERATED: 10.0}}
+    (tmp_path / "metrics" / "run.jsonl").write_text(json.dumps(record) + "\n")
+    config = _compose(_overrides("run_baselines_qwen3_5_2b.sh", METHOD=method, REFERENCE=str(tmp_path)))
     assert config.zppo_method.name == method
     if method != "off_policy_distill":  # verl's SFT trainer, with its own config (checked in test_distill)
         _check_accepted(config)

@@ -7,20 +7,19 @@ import sys
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
 
 from recipe.zppo.trainer.preflight import ConfigError, check_config
 
 
 def _config(model, train, val, device="cpu", rollout="hf"):
-    return OmegaConf.create(
-        {
-            "trainer": {"device": device},
-            "actor_rollout_ref": {"model": {"path": str(model)}, "rollout": {"name": rollout}},
-            "data": {"train_files": str(train), "val_files": str(val), "prompt_key": "prompt",
-                     "reward_fn_key": "data_source"},
-        }
-    )
+    """The recipe's composed CPU config (as main_zppo builds it) with these paths, device and rollout."""
+    with initialize_config_module("recipe.zppo.config", version_base=None):
+        return compose("zppo_trainer", overrides=[
+            "preset=cpu", f"trainer.device={device}", f"actor_rollout_ref.rollout.name={rollout}",
+            f"actor_rollout_ref.model.path={model}", f"data.train_files={train}", f"data.val_files={val}",
+        ])
 
 
 def test_valid_config_passes(tiny_assets):
@@ -78,7 +77,7 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path):
         ("algorithm.filter_groups.enable=true", "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups"),
         ("trainer.v1.sampler.sync_refill_failed_groups=true", "would refill failed BCQ/NCQ groups with fresh questions"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n must be >= 2"),
-        ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5 must be in [0, 1]"),
+        ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5: must be in [0, 1]"),
         ("zppo.reformulation.ncq_max_candidates=0", "zppo.reformulation.ncq_max_candidates must be >= 1"),
     ],
 )
@@ -93,6 +92,34 @@ def test_settings_that_break_zppo_are_refused_before_ray(tiny_assets, tmp_path, 
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("zppo.buffer.capacity", 0, "zppo.buffer.capacity=0: must be >= 1"),
+        ("zppo.hard_threshold", float("nan"), "zppo.hard_threshold=nan: must be in (0, 1]"),
+        ("zppo.update.loss_weighting", "sometimes", "zppo.update.loss_weighting='sometimes': expected one of"),
+        ("zppo.guidance.mode", "hints", "zppo.guidance.mode='hints': expected one of"),
+        ("algorithm.zppo.norm", "batch", "algorithm.zppo.norm='batch' is not one of"),
+        ("data.max_prompt_length", -5, "data.max_prompt_length=-5: must be a positive integer"),
+        ("data.train_batch_size", 0, "data.train_batch_size=0: must be a positive integer"),
+    ],
+)
+def test_bad_values_are_one_line_errors_naming_the_key(tiny_assets, key, value, message):
+    data = tiny_assets["text-data"]
+    config = _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet")
+    with open_dict(config):
+        OmegaConf.update(config, key, value)
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_zppo_key_is_refused_when_composing():
+    with initialize_config_module("recipe.zppo.config", version_base=None):
+        with pytest.raises(Exception, match="capacityy"):
+            compose("zppo_trainer", overrides=["zppo.buffer.capacityy=3"])
 
 
 def _without_teacher_responses(source, target):
@@ -121,7 +148,8 @@ def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_p
         check_config(config)
     assert reason in str(error.value) and "bare.parquet has no extra_info.teacher_responses" in str(error.value)
     # The same data is fine with the online teacher, and for ZPPO itself (NCQ needs no teacher).
-    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": {"enable": True}}}}))
+    online = {"enable": True, "url": "http://127.0.0.1:1/v1", "model": "teacher"}
+    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": online}}}))
     check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
     # And data with offline teacher responses passes.
     check_config(OmegaConf.merge(_config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))

@@ -183,6 +183,6 @@ def test_schedule_runs_each_grpo_matched_after_its_zppo_reference(tmp_path):
         assert plan.index(("zppo", seed)) < plan.index(("grpo_matched", seed))
     overrides = run.run_overrides("grpo_matched", 1, size, tmp_path, {"train": "t", "val": "v"})
     assert f"zppo.matched.reference={tmp_path / 'runs' / 'zppo_s1'}" in overrides
-    assert "zppo.seed=1" in overrides and "data.seed=1" in overrides
+    assert "zppo.reformulation.seed=1" in overrides and "data.seed=1" in overrides
     variant = run.run_overrides("zppo_per_kind", 0, size, tmp_path, {"train": "t", "val": "v"})
     assert "zppo.update.loss_weighting=per_kind" in variant and "method=zppo" in variant

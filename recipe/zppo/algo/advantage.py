@@ -63,7 +63,7 @@ DEFAULT_STD_OF = "centred"
 CONFIG_PREFIX = "algorithm.zppo"
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also a Hydra structured config node (config/schema.py)
 class AdvantageOptions:
     """The estimator's options, read from ``algorithm.zppo`` (see ``read_advantage_options``)."""
 

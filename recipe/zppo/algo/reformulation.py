@@ -83,7 +83,7 @@ DEFAULT_NCQ_INSTRUCTION = "Below are the incorrect reasoning processes."
 DEFAULT_NCQ_STATEMENT = "None of the reasoning processes above is correct. Solve the problem on your own."
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also a Hydra structured config node (config/schema.py)
 class ReformulationConfig:
     """Templates and limits (``zppo.reformulation.*``); instruction texts default to the paper's wording."""
 

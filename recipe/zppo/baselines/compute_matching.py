@@ -36,9 +36,9 @@ KIND_EXTRA = "extra"
 CUM_GENERATED = "zppo/compute/cum_generated_tokens"
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also a Hydra structured config node (config/schema.py)
 class MatchingConfig:
-    """``zppo.matched.*`` (documented in config/zppo_trainer.yaml)."""
+    """``zppo.matched.*`` (defaults and checks here; composed by config/schema.py)."""
 
     enable: bool = False
     reference: Optional[str] = None  # a ZPPO run folder or metrics JSONL file

@@ -46,9 +46,9 @@ GUIDANCE_MODES = ("none", HINT, PREFIX)
 _PURPOSE_HINT, _PURPOSE_PREFIX = 2, 3  # RNG streams distinct from BCQ (0) and NCQ (1)
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also a Hydra structured config node (config/schema.py)
 class GuidanceConfig:
-    """``zppo.guidance.*`` (documented in config/zppo_trainer.yaml)."""
+    """``zppo.guidance.*`` (defaults and checks here; composed by config/schema.py)."""
 
     mode: str = "none"
     # Share of the teacher response's tokens shown (hint) or placed at the start of the response (prefix).

@@ -63,7 +63,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Optional
 
 CONFIG_PREFIX = "zppo.teacher.online"
 IMAGE_OMITTED = "[image omitted]"
@@ -87,7 +87,7 @@ class TeacherConfigError(ValueError):
 # ------------------------------------------------------------------------------------------------------- config
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also a Hydra structured config node (config/schema.py)
 class OnlineTeacherConfig:
     """``zppo.teacher.online``: where the teacher is served and how it is asked.
 
@@ -102,9 +102,9 @@ class OnlineTeacherConfig:
     enable: whether the trainer uses the online teacher at all (url and model may be empty when False).
     """
 
-    url: str
-    model: str
-    api_key_env: str | None = None
+    url: str = ""
+    model: str = ""
+    api_key_env: Optional[str] = None
     num_responses: int = 2
     max_tokens: int = 1024
     temperature: float = 1.0

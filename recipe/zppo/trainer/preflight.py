@@ -1,8 +1,9 @@
 """Checks run in the driver before Ray starts: one clear line for a mistake, not a traceback from a Ray actor.
 
-Covered: a model path that does not exist; a data file that does not exist or lacks a required column; a CPU run
-on a GPU config (a rollout engine that needs an accelerator) and the reverse (the CPU-only ``hf`` rollout on a GPU
-device).
+Covered: every ``zppo.*`` / ``algorithm.zppo.*`` value (built into the typed config, ``config/schema.py``); the
+verl settings ZPPO relies on (sizes that must be positive, a synchronous trainer, no dynamic sampling); a model
+path that does not exist; a data file that does not exist or lacks a required column; a CPU run on a GPU config
+(a rollout engine that needs an accelerator) and the reverse (the CPU-only ``hf`` rollout on a GPU device).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _as_list(value) -> list[str]:
 
 def check_model_path(key: str, path: str | None) -> None:
     if not path:
-        raise ConfigError(f"{key} is not set: give a Hugging Face model folder (or a hub id on a machine with hub access)")
+        raise ConfigError(
+            f"{key} is not set: give a Hugging Face model folder (or a hub id on a machine with hub access)"
+        )
     expanded = os.path.expanduser(str(path))
     if os.path.exists(expanded):
         if os.path.isdir(expanded) and not os.path.exists(os.path.join(expanded, "config.json")):
@@ -154,7 +157,90 @@ def check_teacher_source(config: DictConfig) -> None:
             )
 
 
+# verl sizes that must be positive integers for any run (verl itself accepts some nonsense, e.g. a negative
+# data.max_prompt_length trains).
+POSITIVE_VERL_KEYS = (
+    "data.train_batch_size",
+    "data.max_prompt_length",
+    "data.max_response_length",
+    "actor_rollout_ref.actor.ppo_mini_batch_size",
+    "actor_rollout_ref.actor.ppo_epochs",
+    "trainer.nnodes",
+    "trainer.n_gpus_per_node",
+)
+
+
+def _select(config: DictConfig, key: str):
+    node = config
+    for part in key.split("."):
+        node = node.get(part) if node is not None else None
+    return node
+
+
+def check_verl_values(config: DictConfig) -> None:
+    for key in POSITIVE_VERL_KEYS:
+        value = _select(config, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key}={value!r}: must be a positive integer")
+    steps = config.trainer.get("total_training_steps")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"trainer.total_training_steps={steps!r}: must be a positive integer (or null)")
+
+
+def check_zppo_trainer_settings(config: DictConfig) -> None:
+    """verl settings that would silently break ZPPO's step."""
+    v1 = config.trainer.v1
+    if not config.trainer.get("use_v1", True):
+        raise ConfigError("the ZPPO trainer is a V1 trainer: set trainer.use_v1=true")
+    sync_steps = [(v1.get(mode) or {}).get("parameter_sync_step", 1) for mode in ("sync", "zppo")]
+    if any(value not in (1, None) for value in sync_steps):
+        raise ConfigError(
+            "trainer.v1.*.parameter_sync_step must be 1: ZPPO is synchronous (BCQ/NCQ are built from this step's "
+            "rollouts)"
+        )
+    if (config.algorithm.get("filter_groups") or {}).get("enable", False):
+        raise ConfigError(
+            "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups ZPPO learns from: disable it"
+        )
+    if v1.sampler.get("sync_refill_failed_groups", False):
+        raise ConfigError(
+            "trainer.v1.sampler.sync_refill_failed_groups would refill failed BCQ/NCQ groups with fresh questions: "
+            "disable it"
+        )
+    if config.actor_rollout_ref.rollout.get("n", 1) < 2:
+        raise ConfigError("actor_rollout_ref.rollout.n must be >= 2: accuracy per question needs several rollouts")
+
+
+def check_zppo_config(config: DictConfig) -> None:
+    """Build ZPPO's typed config (every value checked, errors name the key) and check what it depends on."""
+    from ..config.schema import ZPPOConfigError, load_advantage_options, load_zppo_config
+
+    try:
+        zppo = load_zppo_config(config)
+        load_advantage_options(config)
+    except ZPPOConfigError as error:
+        raise ConfigError(str(error)) from None
+    trainer_mode = config.trainer.v1.trainer_mode
+    if zppo.enable and trainer_mode != "zppo":
+        raise ConfigError(
+            f"trainer.v1.trainer_mode={trainer_mode}: ZPPO runs only with trainer_mode=zppo (a synchronous trainer: "
+            "BCQ/NCQ are built from this step's rollouts and rolled out by the same weights); "
+            "set zppo.enable=false for verl's own trainers"
+        )
+    if trainer_mode == "zppo":
+        check_zppo_trainer_settings(config)
+    if zppo.matched.enable:  # grpo_matched: its reference run must be readable before Ray starts
+        from ..baselines.compute_matching import ReferenceCurve
+
+        try:
+            ReferenceCurve.from_run(zppo.matched.reference)
+        except (ValueError, FileNotFoundError) as error:
+            raise ConfigError(f"zppo.matched.reference: {error}") from None
+
+
 def check_config(config: DictConfig) -> None:
+    check_zppo_config(config)
+    check_verl_values(config)
     check_device(config)
     check_model_path("actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     columns = required_columns(config)

@@ -1,0 +1,166 @@
+"""ZPPO's typed configuration: the ``zppo.*`` and ``algorithm.zppo.*`` keys as dataclasses, defaults in one place.
+
+Like verl's own configs (``BaseConfig`` dataclasses), each node is a dataclass; the pure modules own theirs
+(``ReformulationConfig``, ``GuidanceConfig``, ``MatchingConfig``, ``OnlineTeacherConfig``, ``AdvantageOptions``)
+and this module composes them. ``register_schema`` puts the two roots into Hydra's ConfigStore, so that
+``zppo_trainer.yaml`` takes its ZPPO keys from here (an override of an unknown key or of a wrong type fails when
+Hydra composes), and ``load_zppo_config`` builds the dataclasses once, before Ray starts, where every value is
+checked: a bad one is a one-line error naming its key.
+
+Paper values (arXiv 2606.18216, Tab. 8 and App. C) are marked *paper*; choices where it is silent, *ours*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..algo.advantage import AdvantageOptions
+from ..algo.loss_weighting import MODES as LOSS_WEIGHTING_MODES
+from ..algo.reformulation import ReformulationConfig
+from ..baselines.compute_matching import MatchingConfig
+from ..baselines.teacher_guidance import GuidanceConfig
+from ..teacher.client import OnlineTeacherConfig
+
+ZPPO_SCHEMA = "zppo_schema"  # ConfigStore names, used in zppo_trainer.yaml's defaults list
+ADVANTAGE_SCHEMA = "zppo_advantage_schema"
+
+
+class ZPPOConfigError(ValueError):
+    """A ``zppo.*`` value that cannot work: the message starts with its key."""
+
+
+def _check(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ZPPOConfigError(f"zppo.{key}={value!r}: {expected}")
+
+
+@dataclass
+class ReplayConfig:
+    # Replay questions from the prompt replay buffer each step (Algorithm 1). paper: on for ZPPO and GRPO-dagger
+    enable: bool = True
+    # Share of each batch given to questions replayed from the buffer (fewer when it holds fewer). ours: 0.25
+    ratio: float = 0.25
+
+    def __post_init__(self):
+        _check(0.0 <= self.ratio <= 1.0, "replay.ratio", self.ratio, "must be in [0, 1]")
+
+
+@dataclass
+class BufferConfig:
+    # Questions held at most; when full the earliest ADMITTED is evicted (FIFO). ours: 4096
+    capacity: int = 4096
+    # A fresh question enters the buffer when its plain-prompt accuracy is below this. paper: 0.5
+    admission_threshold: float = 0.5
+    # A replayed question leaves the buffer when its plain-prompt accuracy reaches this. paper: 0.5
+    graduation_threshold: float = 0.5
+
+    def __post_init__(self):
+        _check(self.capacity >= 1, "buffer.capacity", self.capacity, "must be >= 1")
+        for name in ("admission_threshold", "graduation_threshold"):
+            value = getattr(self, name)
+            _check(0.0 < value <= 1.0, f"buffer.{name}", value, "must be in (0, 1]")
+
+
+@dataclass
+class UpdateConfig:
+    # null: verl's fixed mini-batch SIZE (actor.ppo_mini_batch_size prompts); since a ZPPO batch grows with its
+    # BCQ/NCQ groups, that changes the number of updates per step. An integer k: every step's batch is split into
+    # exactly k mini-batches (padded to a multiple of k x n), so the number of updates is the same every step.
+    # ours: null (verl's behaviour)
+    num_mini_batches: int | None = None
+    # Loss-aggregation ablation (algo/loss_weighting.py): verl | exclude_zero_adv | per_kind. Needs
+    # actor.loss_agg_mode=token-mean unless verl. ours: verl (the paper is silent)
+    loss_weighting: str = "verl"
+
+    def __post_init__(self):
+        _check(self.num_mini_batches is None or self.num_mini_batches >= 1, "update.num_mini_batches",
+               self.num_mini_batches, "must be >= 1 (or null)")
+        _check(self.loss_weighting in LOSS_WEIGHTING_MODES, "update.loss_weighting", self.loss_weighting,
+               f"expected one of {LOSS_WEIGHTING_MODES}")
+
+
+@dataclass
+class TransferConfig:
+    # A hard question's plain-prompt accuracy at its next replay at least this many steps later, split by whether
+    # it got second-phase help (algo/transfer.py; zppo/transfer/*). ours: 1
+    delay_steps: int = 1
+
+    def __post_init__(self):
+        _check(self.delay_steps >= 1, "transfer.delay_steps", self.delay_steps, "must be >= 1")
+
+
+@dataclass
+class TeacherConfig:
+    # Stored teacher responses are read from each row's extra_info.teacher_responses / teacher_correct. The online
+    # teacher (an OpenAI-compatible server) is asked only for hard questions without a stored correct response.
+    online: OnlineTeacherConfig = field(default_factory=OnlineTeacherConfig)
+
+
+@dataclass
+class ZPPOConfig:
+    """Every ``zppo.*`` key (see each node for its help and default)."""
+
+    # false: no reformulation and no replay buffer (the same trainer and data path); with it the advantage
+    # estimator "zppo" is replaced by verl's "grpo", so zppo.enable=false is plain GRPO.
+    enable: bool = True
+    # A question is hard when its plain-prompt accuracy over the n rollouts is below this (tau). paper: 0.5
+    hard_threshold: float = 0.5
+    # Print a one-line summary of what ZPPO did every this many steps (0: never).
+    summary_every: int = 1
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    # BCQ / NCQ prompt building (Sec. 3.2; algo/reformulation.py)
+    reformulation: ReformulationConfig = field(default_factory=ReformulationConfig)
+    # The Hint and Prefix baselines (mode: none | hint | prefix; baselines/teacher_guidance.py)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    # The compute-matched baseline (method=grpo_matched; baselines/compute_matching.py). ours
+    matched: MatchingConfig = field(default_factory=MatchingConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+    def __post_init__(self):
+        _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
+        _check(self.summary_every >= 0, "summary_every", self.summary_every, "must be >= 0")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether hard questions are given teacher responses (BCQ, or the hint / prefix baselines)."""
+        return self.enable and (self.reformulation.build_bcq or self.guidance.mode != "none")
+
+
+def register_schema() -> None:
+    """Put the two roots into Hydra's ConfigStore (zppo_trainer.yaml's defaults list names them)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name=ZPPO_SCHEMA, node=ZPPOConfig)
+    store.store(name=ADVANTAGE_SCHEMA, node=AdvantageOptions)
+
+
+def _build(schema: type, values: Any, root: str):
+    """``values`` (a DictConfig or a mapping) checked against ``schema`` and built into it."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values if values is not None else {})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or ""
+        detail = str(error).splitlines()[0]
+        raise ZPPOConfigError(f"{root}.{key}: {detail}" if key else f"{root}: {detail}") from None
+    except (TypeError, ValueError) as error:  # a node's own check; its message names the key
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ZPPOConfigError(message) from None
+
+
+def load_zppo_config(config: Any) -> ZPPOConfig:
+    """``config.zppo`` as a checked ``ZPPOConfig`` (a missing section means every default)."""
+    return _build(ZPPOConfig, config.get("zppo"), "zppo")
+
+
+def load_advantage_options(config: Any) -> AdvantageOptions:
+    """``config.algorithm.zppo`` as checked ``AdvantageOptions``."""
+    return _build(AdvantageOptions, (config.get("algorithm") or {}).get("zppo"), "algorithm.zppo")
