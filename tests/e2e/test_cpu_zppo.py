@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.tiny import build_vl_dataset
-from recipe.zppo.algo.replay_buffer import load_state
-from recipe.zppo.trainer.zppo_trainer import buffer_state_digest
+from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 
 from ..conftest import run_main
 from .helpers import cpu_run_args, failure_context, step_metrics
@@ -58,14 +57,6 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert steps[0]["zppo/admitted"] > 0 and steps[0]["zppo/buffer_size"] == steps[0]["zppo/admitted"]
     assert steps[1]["zppo/replayed_questions"] > 0
     assert "[zppo] step 1: hard" in first.stdout + first.stderr
-    # The stored teacher texts of each step's questions were encoded during phase 1 and served to the hard
-    # ones: every BCQ was cut from prefetched ids.
-    for step in steps:
-        assert step["zppo/teacher_tokens/failed"] == 0
-        assert 0 < step["zppo/teacher_tokens/prefetched"] and step["zppo/teacher_tokens/served"] <= step[
-            "zppo/teacher_tokens/prefetched"]
-        if step["zppo/bcq_built"] > 0:
-            assert step["zppo/teacher_tokens/served"] > 0
 
     # In-context saturation is measured per reformulation kind (a share of that kind's groups).
     for step in steps:
@@ -89,17 +80,18 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert steps[0]["zppo/transfer/pending"] == steps[0]["zppo/hard_questions"]
 
     # The buffer is saved in its own file, next to zppo_state.json, and its digest is logged on save.
-    saved = load_state(run_dir / "global_step_2" / "zppo_prompt_buffer.npz")
-    assert saved["size"] == steps[1]["zppo/buffer_size"] > 0
-    assert f"questions to {run_dir / 'global_step_2' / 'zppo_prompt_buffer.npz'} (state sha256 " \
-           f"{buffer_state_digest(saved)})" in first.stdout + first.stderr
+    buffer_path = run_dir / "global_step_2" / BUFFER_FILE
+    saved_buffer = PromptReplayBuffer(capacity=4096)
+    saved = saved_buffer.load(buffer_path)
+    assert len(saved_buffer) == steps[1]["zppo/buffer_size"] > 0
+    assert f"questions to {buffer_path} (state sha256 {state_digest(saved)[:16]})" in first.stdout + first.stderr
 
     second = run_main(args + ["trainer.total_training_steps=3"], ray_address=ray_cluster, cwd=tmp_path)
     assert second.returncode == 0, failure_context(second)
     output = second.stdout + second.stderr
     match = re.search(r"restored a prompt replay buffer of (\d+) questions .* \(state sha256 (\w+)\)", output)
     assert match, failure_context(second)
-    assert match.group(2) == buffer_state_digest(saved)
+    assert match.group(2) == state_digest(saved)[:16]
     assert int(match.group(1)) == int(steps[1]["zppo/buffer_size"])
     resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]

@@ -237,12 +237,9 @@ def test_zppo_dataset_reads_the_teacher_fields(inputs, text_run, vl_run, tmp_pat
             extra = row["extra_info"]
             assert dataset.teacher_responses(extra["question_id"]) == list(
                 zip(extra["teacher_responses"], extra["teacher_correct"]))
-            # What the trainer encodes ahead of phase 2: the responses flagged correct.
-            assert dataset.teacher_texts_to_encode(extra["question_id"]) == [
-                text for text, correct in zip(extra["teacher_responses"], extra["teacher_correct"]) if correct]
 
 
-def test_unflagged_teacher_responses_are_scored_once_and_then_prefetched_by_correctness(inputs, text_run, tmp_path):
+def test_unflagged_teacher_responses_are_scored_once_and_then_remembered(inputs, text_run, tmp_path):
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
@@ -258,7 +255,6 @@ def test_unflagged_teacher_responses_are_scored_once_and_then_prefetched_by_corr
     dataset = ZPPODataset([str(path)], AutoTokenizer.from_pretrained(str(inputs["text_model"])), config, None)
     row = rows[0]
     question, texts = row["extra_info"]["question_id"], row["extra_info"]["teacher_responses"]
-    assert dataset.teacher_texts_to_encode(question) == texts  # correctness unknown yet: every text
     with pytest.raises(ValueError, match="no scorer"):
         dataset.teacher_responses(question)
     calls = []
@@ -270,7 +266,6 @@ def test_unflagged_teacher_responses_are_scored_once_and_then_prefetched_by_corr
     expected = [(text, i == 0) for i, text in enumerate(texts)]
     assert dataset.teacher_responses(question, score=score) == expected
     assert dataset.teacher_responses(question, score=score) == expected and len(calls) == len(texts)  # scored once
-    assert dataset.teacher_texts_to_encode(question) == [texts[0]]  # now known: only the correct one
 
 
 def test_missing_columns_are_named_with_the_file(inputs, tmp_path):

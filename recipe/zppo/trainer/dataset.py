@@ -18,22 +18,23 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from verl.utils.dataset.rl_dataset import RLHFDataset
+
+from ..algo.step import KIND_ORIGINAL
 
 logger = logging.getLogger(__name__)
 
 TEACHER_RESPONSES_KEY = "teacher_responses"
 TEACHER_CORRECT_KEY = "teacher_correct"
 QUESTION_ID_KEY = "question_id"
-KIND_ORIGINAL = "original"
 
 
-def _struct_child(column: pa.ChunkedArray, name: str) -> Optional[pa.ChunkedArray]:
+def _struct_child(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray | None:
     if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
         return None
     return pc.struct_field(column, name)
@@ -82,19 +83,6 @@ class ZPPODataset(RLHFDataset):
     def _question_id(self, row_dict: dict, position: int) -> str:
         return self.question_ids[position]
 
-    def position_of(self, question_id: str) -> int:
-        """The row position of a question (the first row with that id): the prompt replay buffer's key."""
-        try:
-            return self.row_of_question[question_id]
-        except KeyError:
-            raise KeyError(f"question id {question_id!r} is not in the training data") from None
-
-    def question_id_at(self, position: int) -> str:
-        """The question id of the row at ``position`` (inverse of ``position_of``)."""
-        if not 0 <= position < len(self.question_ids):
-            raise IndexError(f"row position {position} is outside the training data ({len(self.question_ids)} rows)")
-        return self.question_ids[position]
-
     # ------------------------------------------------------------------ items
 
     def __getitem__(self, item):
@@ -113,7 +101,7 @@ class ZPPODataset(RLHFDataset):
         row["zppo_kind"] = kind
         return row
 
-    def item_for(self, question_id: str, kind: str, messages: Optional[list[dict]] = None) -> dict:
+    def item_for(self, question_id: str, kind: str, messages: list[dict] | None = None) -> dict:
         """An item for ``question_id`` as verl's dataset builds it, with ``messages`` as its prompt if given."""
         position = self.row_of_question[question_id]
         row = dict(self.dataframe[position])
@@ -143,25 +131,20 @@ class ZPPODataset(RLHFDataset):
 
     # ------------------------------------------------------------------ teacher side table
 
-    def _stored_teacher(self, question_id: str) -> tuple[int, list[str], list[bool] | None]:
-        """Row position, stored teacher texts and their correctness flags: the stored ones, else those scored
-        earlier (``teacher_responses``), else None."""
-        if self._teacher_texts is None or question_id not in self.row_of_question:
-            return -1, [], None
-        position = self.row_of_question[question_id]
-        texts = [str(text) for text in (self._teacher_texts[position].as_py() or [])]
-        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None and texts else None
-        if flags is None or len(flags) != len(texts):
-            flags = self._teacher_correct_cache.get(position)
-        return position, texts, flags
-
     def teacher_responses(
         self, question_id: str, score: Callable[[str, dict], bool] | None = None
     ) -> list[tuple[str, bool]]:
-        """Stored teacher responses of a question with their correctness (scored with ``score`` if not stored)."""
-        position, texts, flags = self._stored_teacher(question_id)
+        """Stored teacher responses of a question with their correctness: the stored flags, else those scored at an
+        earlier step, else scored now with ``score``."""
+        if self._teacher_texts is None or question_id not in self.row_of_question:
+            return []
+        position = self.row_of_question[question_id]
+        texts = [str(text) for text in (self._teacher_texts[position].as_py() or [])]
         if not texts:
             return []
+        flags = self._teacher_flags[position].as_py() if self._teacher_flags is not None else None
+        if flags is None or len(flags) != len(texts):
+            flags = self._teacher_correct_cache.get(position)
         if flags is None:
             if score is None:
                 raise ValueError(
@@ -171,13 +154,3 @@ class ZPPODataset(RLHFDataset):
             row = self.dataframe[position]
             flags = self._teacher_correct_cache[position] = [bool(score(text, row)) for text in texts]
         return [(text, bool(flag)) for text, flag in zip(texts, flags)]
-
-    def teacher_texts_to_encode(self, question_id: str) -> list[str]:
-        """The stored teacher texts a step may cut to a token budget: the ones known correct (flagged, or scored
-        at an earlier step), else all of them (their correctness is scored only if the question turns hard)."""
-        _, texts, flags = self._stored_teacher(question_id)
-        return texts if flags is None else [text for text, flag in zip(texts, flags) if flag]
-
-    @property
-    def has_teacher_column(self) -> bool:
-        return self._teacher_texts is not None
