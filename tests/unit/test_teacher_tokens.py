@@ -88,7 +88,8 @@ def test_prefetched_ids_build_the_same_prompts_as_encoding_on_demand(tiny_bpe):
     tokens = Tokenization.for_tokenizer(tiny_bpe)
     teacher_text = "<think>" + " ".join(f"step {i} adds {i}" for i in range(300)) + "</think> The answer is \\boxed{4}."
     wrong_text = "<think>" + " ".join(f"guess {i}" for i in range(200)) + "</think> The answer is \\boxed{5}."
-    prefetch = TeacherTokenPrefetch(Tokenization.encoder(copy.deepcopy(tiny_bpe)))
+    worker_tokenizer = copy.deepcopy(tiny_bpe)
+    prefetch = TeacherTokenPrefetch(lambda text: worker_tokenizer.encode(text, add_special_tokens=False))
     prefetch.start({"q": [teacher_text]})
     ids = prefetch.ids_for("q")
     assert ids[teacher_text] == tokens.encode(teacher_text)
