@@ -58,9 +58,10 @@ MEDIA_PLACEHOLDERS = ("<image>", "<video>")
 _CONTROL_TOKENS = re.compile(r"</?think>|<\|[^|<>\s]{1,64}\|>|<image>|<video>")
 _THINK_TAG = re.compile(r"</?think>")
 
-# Lazy decoding of responses given as token ids (``_Builder._answer_probe``): the first suffix decoded, in
-# tokens (grown 4x until it holds the end of the think block), and how many leading characters of a suffix can
-# be replacement characters (a UTF-8 character is at most 4 bytes, so a cut inside one garbles at most 3).
+# Lazy decoding of responses given as token ids (``_Builder._answer_probe``): the suffix decoded first, in
+# tokens (the whole response is decoded when it does not hold the end of the think block), and how many leading
+# characters of a suffix can be replacement characters (a UTF-8 character is at most 4 bytes, so a cut inside
+# one garbles at most 3).
 _FIRST_SUFFIX_TOKENS = 64
 _SUFFIX_GARBLE_CHARS = 3
 
@@ -429,15 +430,15 @@ class _Builder:
         return self._text_cache[key]
 
     def _end_of_think(self, ids: Sequence[int]) -> tuple[str, bool]:
-        """The shortest decoded suffix of ``ids`` (64, 256, 1024... tokens) holding ``</think>``, or the whole
-        text when none does; and whether it is the whole text."""
+        """The decoded last ``_FIRST_SUFFIX_TOKENS`` tokens of ``ids`` if they hold ``</think>``, else the whole
+        text; and whether it is the whole text. A response cut off inside its think block costs one whole decode
+        plus the short suffix."""
         total = len(ids)
-        length = min(total, _FIRST_SUFFIX_TOKENS)
-        text = self.tokens.decode(ids[total - length :])
-        while THINK_CLOSE not in text and length < total:
-            length = min(total, 4 * length)
-            text = self.tokens.decode(ids[total - length :])
-        return text, length == total
+        if total > _FIRST_SUFFIX_TOKENS:
+            text = self.tokens.decode(ids[total - _FIRST_SUFFIX_TOKENS :])
+            if THINK_CLOSE in text:
+                return text, False
+        return self.tokens.decode(ids), True
 
     def _answer_probe(self, response: Response) -> tuple[str, str]:
         """(text to check for a final answer, key for the duplicate test), decoding as little as possible.
