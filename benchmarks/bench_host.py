@@ -175,7 +175,8 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
     # The teacher texts' ids as the trainer gets them: encoded by TeacherTokenPrefetch's worker thread (on a
     # tokenizer copy) while phase 1 generates; the step then waits for nothing. Here it is waited for at once,
     # to time the worker.
-    prefetch = TeacherTokenPrefetch(Tokenization.encoder(copy.deepcopy(tokenizer)))
+    worker_tokenizer = copy.deepcopy(tokenizer)
+    prefetch = TeacherTokenPrefetch(lambda text: worker_tokenizer.encode(text, add_special_tokens=False))
     prefetch.start({item["question_id"]: [text for text, _, correct in item["teachers"] if correct]
                     for item in material})
     prefetched = {item["question_id"]: prefetch.ids_for(item["question_id"]) for item in material}
@@ -243,10 +244,10 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
                **summarise(cold_times), **common)
     report.row("reformulation", "teacher prefetch: worker thread encoding the correct teacher texts (during phase 1)",
                median_s=prefetch_seconds, calls=1, texts=sum(len(ids) for ids in prefetched.values()))
-    report.row("reformulation", "reference: decode every response (table decoder)", **summarise(decode_times),
+    report.row("reformulation", "reference: decode every response (tokenizer.decode)", **summarise(decode_times),
                **common)
-    report.row("reformulation", "reference: build the table decoder (once per run)", median_s=setup_s, calls=1,
-               byte_level=fast.token_bytes is not None)
+    report.row("reformulation", "reference: build the Tokenization (once per run)", median_s=setup_s, calls=1,
+               decodes_suffixes=fast.decodes_suffixes)
     report.goal("reformulation of questions x candidates x tokens, one core", goal_seconds(total),
                 GOAL_REFORMULATION_S, "s",
                 note=f"{size['questions']} x {size['candidates']} x {size['candidate_tokens']} tokens, from token ids")

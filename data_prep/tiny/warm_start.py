@@ -1,10 +1,11 @@
 """Teach a tiny random model the answer format, so a CPU run has something to show.
 
 A random model never writes ``\\boxed{...}``: every rollout is wrong AND has no final answer, so ZPPO would find
-hard questions but no usable wrong candidates (SPEC: responses without a final answer are not candidates). A few
-seconds of supervised steps on synthetic, formatted answers to OTHER questions (``<think>17+25=42</think>
-\\boxed{42}``, numbers drawn apart from the data sets) make the student answer in the format, mostly wrongly: the
-situation ZPPO is built for. Deterministic: fixed seed, one thread, fixed example order.
+hard questions but no usable wrong candidates (a response without a final answer is never a BCQ/NCQ candidate,
+see recipe/zppo/algo/reformulation.py). A short run of supervised steps on synthetic, formatted answers to OTHER
+questions (``<think>17+25=42</think> \\boxed{42}``, numbers drawn apart from the data sets) make the student answer
+in the format, mostly wrongly: the situation ZPPO is built for. Deterministic: fixed seed, one thread, fixed
+example order.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""ZPPO advantage estimator against a plain NumPy reference, verl's GRPO, and the edge cases of SPEC step 7."""
+"""ZPPO advantage estimator (paper App. C, Eqs 2-3) against a plain NumPy reference, verl's GRPO, and its edge
+cases: extreme and non-finite rewards, trivial groups, padded rows."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Independent reference: loops over rows and groups, written from SPEC step 7 and nothing else.
+# Independent reference: loops over rows and groups, written from the paper's App. C Eqs 2-3 and nothing else.
 # ----------------------------------------------------------------------------------------------------------
 def reference_advantages(scores, uids, valid, norm, eps=EPS, std_of="centred"):
     scores = np.asarray(scores, dtype=np.float64)
@@ -344,3 +345,140 @@ def test_a_mask_starting_with_zeros_is_still_a_response():
     scalar = reference_advantages([1.0, 0.0, 1.0, 1.0, 0.0], uids, np.array([True] * 4 + [False]), "group")
     torch.testing.assert_close(adv, torch.tensor(scalar, dtype=torch.float32)[:, None] * mask, rtol=1e-6, atol=1e-7)
     assert adv[1, 3] < 0 < adv[0, 0]  # row 1 is in its group's statistics, not dropped as padding
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Guarantees: finite advantages for any finite rewards, exact zeros on masked tokens, errors on non-finite rewards
+# ----------------------------------------------------------------------------------------------------------
+def token_batch(groups, pads=0, length=4, dtype=torch.float64):
+    """verl-style tensors: each group's rewards on the last token of full-length responses, then ``pads`` rows
+    with zero mask and zero reward under the first uid (as verl pads a batch)."""
+    uids = [f"u{g}" for g, rows in enumerate(groups) for _ in rows] + ["u0"] * pads
+    scores = [s for rows in groups for s in rows]
+    rewards = torch.zeros(len(uids), length, dtype=dtype)
+    rewards[: len(scores), -1] = torch.tensor(scores, dtype=dtype)
+    mask = torch.zeros(len(uids), length, dtype=torch.int64)
+    mask[: len(scores), 1:] = 1  # the first token masked (as in a multi-turn mask); the rest are response
+    return rewards, mask, np.array(uids, dtype=object)
+
+
+def assert_sound(adv, ret, mask):
+    assert torch.isfinite(adv).all(), adv
+    assert torch.equal(adv, ret)
+    assert (adv[mask == 0] == 0.0).all()
+
+
+finite_reward_st = st.one_of(
+    st.sampled_from([0.0, 1.0, -1.0, 0.5, 1e300, -1e300, 1e-300, -1e-300, 5e-324, 1.7e308, -1.7e308]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    groups=st.lists(st.lists(finite_reward_st, min_size=1, max_size=5), min_size=1, max_size=6),
+    pads=st.integers(0, 2),
+    norm=st.sampled_from(NORM_MODES),
+    std_of=st.sampled_from(["centred", "reward"]),
+    epsilon=st.sampled_from([0.0, 1e-6, 1.0]),
+)
+def test_any_finite_rewards_give_finite_advantages(groups, pads, norm, std_of, epsilon):
+    rewards, mask, uids = token_batch(groups, pads)
+    config = {"zppo": {"norm": norm, "std_of": std_of, "epsilon": epsilon}}
+    adv, ret = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, config=config,
+                                              index=uids)
+    assert_sound(adv, ret, mask)
+    metrics = advantage_metrics(rewards, mask, uids, config)
+    assert all(np.isfinite(value) for value in metrics.values()), metrics
+
+
+@pytest.mark.parametrize("norm", NORM_MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_magnitudes_trivial_groups_and_padding(norm, dtype):
+    big = 3e38 if dtype == torch.float32 else 1e300
+    tiny = 1e-38 if dtype == torch.float32 else 1e-300
+    cases = {
+        "huge": [[big, -big, big], [big, 0.0]],
+        "tiny": [[tiny, -tiny, 0.0], [tiny]],
+        "huge and tiny": [[big, tiny], [tiny, -tiny], [-big]],
+        "lone responses": [[1.0], [big], [-tiny]],
+        "all equal": [[big] * 3, [tiny] * 2, [0.1] * 3],
+    }
+    for name, groups in cases.items():
+        rewards, mask, uids = token_batch(groups, pads=3, dtype=dtype)
+        adv, ret = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask,
+                                                  config={"zppo": {"norm": norm}}, index=uids)
+        assert adv.dtype == dtype
+        assert_sound(adv, ret, mask)
+        assert torch.equal(adv[-3:], torch.zeros_like(adv[-3:])), name  # padded rows, wholly masked
+    # Every group trivial (equal rewards or one response): nothing to learn, all zero (lone ones keep their
+    # reward under `group`, as in verl's GRPO).
+    rewards, mask, uids = token_batch([[big] * 3, [tiny] * 2, [0.1] * 3, [2.0]], pads=2, dtype=dtype)
+    adv, _ = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask,
+                                            config={"zppo": {"norm": norm}}, index=uids)
+    expected = torch.zeros_like(adv)
+    if norm == "group":
+        expected[8] = mask[8] * 2.0 / (1 + EPS)
+    torch.testing.assert_close(adv, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("norm", ["batch_nonzero", "batch_all", "group"])
+@pytest.mark.parametrize("factor", [1e300, 1e-300, 1e-310])
+def test_scaled_rewards_give_the_same_advantages(norm, factor):
+    # Without epsilon the scaled modes do not depend on the rewards' unit: no overflow or underflow on the way.
+    groups = [[1.0, 0.0, 0.0, 1.0], [0.25, 0.5, 0.75], [1.0, 1.0], [3.0, -1.0]]
+    config = {"zppo": {"norm": norm, "epsilon": 0.0}}
+    rewards, mask, uids = token_batch(groups)
+    want, _ = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, config=config,
+                                             index=uids)
+    got, _ = compute_zppo_outcome_advantage(token_level_rewards=rewards * factor, response_mask=mask, config=config,
+                                            index=uids)
+    subnormal = factor < 1e-308  # the rewards keep only a few significant bits
+    torch.testing.assert_close(got, want, rtol=1e-2 if subnormal else 1e-6, atol=1e-2 if subnormal else 0)
+
+
+def test_rewards_whose_sum_overflows_are_still_finite():
+    # Finite token rewards whose row sum leaves the dtype's range (two 1e308 on one response).
+    for dtype, big in ((torch.float64, 1e308), (torch.float32, 3e38)):
+        rewards = torch.zeros(4, 3, dtype=dtype)
+        rewards[0, 1:] = big
+        rewards[1, 2] = big
+        rewards[2, 2] = -big
+        mask = torch.ones(4, 3)
+        uids = np.array(["a", "a", "a", "b"], dtype=object)
+        for norm in NORM_MODES:
+            adv, ret = compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask,
+                                                      config={"zppo": {"norm": norm}}, index=uids)
+            assert adv.dtype == dtype
+            assert_sound(adv, ret, mask)
+            assert adv[0, 0] > adv[1, 0] > adv[2, 0] or norm == "none"  # the order of the scores is kept
+            assert adv[0, 0] > 0 > adv[2, 0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_rewards_raise_with_their_rows(bad):
+    rewards, mask, uids = token_batch([[1.0, 0.0], [0.0, 1.0, 1.0], [1.0]])
+    rewards[1, 0] = bad  # on a masked token: still an error
+    rewards[4, 3] = bad
+    with pytest.raises(ValueError, match=r"non-finite rewards \(NaN or inf\) in 2 row\(s\): 1, 4$") as error:
+        compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=mask, index=uids)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="in 2 row"):
+        advantage_metrics(rewards, mask, uids)
+    with pytest.raises(ValueError, match=r"in 1 row\(s\): 2$"):
+        zppo_scalar_advantages(torch.tensor([0.0, 1.0, bad]), np.array(["a", "a", "b"]))
+
+
+def test_inf_plus_minus_inf_on_one_row_raises():
+    rewards = torch.zeros(3, 2)
+    rewards[2] = torch.tensor([float("inf"), -float("inf")])  # the row sums to NaN
+    with pytest.raises(ValueError, match=r"in 1 row\(s\): 2$"):
+        compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=torch.ones(3, 2),
+                                       index=np.array(["a", "a", "a"]))
+
+
+def test_many_bad_rows_are_listed_briefly():
+    rewards = torch.full((30, 2), float("nan"))
+    with pytest.raises(ValueError, match=r"in 30 row\(s\): 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, \.\.\.$"):
+        compute_zppo_outcome_advantage(token_level_rewards=rewards, response_mask=torch.ones(30, 2),
+                                       index=np.zeros(30))

@@ -1,8 +1,10 @@
-"""BCQ/NCQ reformulation: contents, seeded order, cleaning, token budget (SPEC step 5)."""
+"""BCQ/NCQ reformulation (paper Sec. 3.2, Figs 17-18): contents, seeded order, cleaning, token budget."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import time
 
@@ -20,7 +22,6 @@ from recipe.zppo.algo.reformulation import (
     NO_TEACHER_CANDIDATE,
     NO_WRONG_CANDIDATE,
     SKIPPED_FOR_LENGTH,
-    ByteLevelDecoder,
     HardQuestion,
     ReformulationConfig,
     Response,
@@ -446,7 +447,7 @@ def test_length_bound_property(tokenizer, images, question_words, students, teac
 
 # ----------------------------------------------------------------------------------------------------------
 def test_speed_1024_questions_of_8_long_candidates():
-    """SPEC-sized host work: 1,024 hard questions x 8 rollouts of 2,048 tokens, cut from token ids."""
+    """Paper-sized host work: 1,024 hard questions x 8 rollouts of 2,048 tokens, cut from token ids."""
     rng = np.random.default_rng(0)
     letters = np.frombuffer(b"abcdefgh ijklmnop qrstuvw xyz.,", dtype=np.uint8)
 
@@ -520,10 +521,26 @@ def _responses_as_ids(tok):
     ]
 
 
+def _build(tokens, responses, limit, config):
+    """Every response of ``responses`` (token ids only) shown to each question in turn, as in the trainer."""
+    students = [Response(None, False, ids) for ids in responses]
+    questions = [HardQuestion(f"q{i}", [{"role": "user", "content": f"Q{i}?\n\n" + ANSWER_CLOSER}], 20, "4",
+                              students[i:] + students[:i], [Response(TEACHER, True)]) for i in range(len(students))]
+    return reformulate(questions, 2, tokens, limit, config)
+
+
+# (max_prompt_length, config): every candidate whole or cut; the last one also skips prompts for length.
+CONFIGS = (
+    (4096, ReformulationConfig(ncq_max_candidates=8)),
+    (300, ReformulationConfig(seed=3)),
+    (140, ReformulationConfig(seed=5, min_candidate_tokens=8)),
+)
+
+
 def test_token_id_responses_build_what_decoded_responses_build(qwen_style_tokenizer):
     tok = qwen_style_tokenizer
     fast = Tokenization.for_tokenizer(tok)
-    assert fast.token_bytes is not None  # byte-level BPE: the table decoder and the lazy path are used
+    assert fast.decodes_suffixes  # byte-level BPE: responses given as ids are checked on decoded suffixes
     plain = Tokenization(decode=lambda ids: tok.decode(list(ids), skip_special_tokens=False),
                          count_text_tokens=lambda text: len(tok.encode(text, add_special_tokens=False)),
                          encode=lambda text: tok.encode(text, add_special_tokens=False))
@@ -536,8 +553,8 @@ def test_token_id_responses_build_what_decoded_responses_build(qwen_style_tokeni
                              students[i:] + students[:i], [teacher]) for i in range(len(students))]
 
     decoded = []
-    counting = dataclasses.replace(fast, token_bytes=lambda ids: decoded.append(len(ids)) or fast.token_bytes(ids))
-    for limit, config in ((4096, ReformulationConfig(ncq_max_candidates=8)), (300, ReformulationConfig(seed=3))):
+    counting = dataclasses.replace(fast, decode=lambda ids: decoded.append(len(ids)) or fast.decode(ids))
+    for limit, config in CONFIGS:
         decoded.clear()
         lazy = reformulate(questions(True), 2, counting, limit, config)
         eager = reformulate(questions(False), 2, plain, limit, config)
@@ -548,57 +565,58 @@ def test_token_id_responses_build_what_decoded_responses_build(qwen_style_tokeni
         assert lazy.metrics() == eager.metrics()
         # Every question holds the three duplicates (two of the first response, one of the emoji one).
         assert lazy.responses_duplicate == eager.responses_duplicate == 3 * len(responses)
-    # Cut candidates: the lazy path decoded far fewer tokens than the responses hold.
-    assert 0 < sum(decoded) < 0.5 * len(responses) * sum(map(len, responses))
+    # Cut candidates: the lazy path decoded fewer tokens than the responses hold.
+    assert 0 < sum(decoded) < len(responses) * sum(map(len, responses))
 
 
-def test_byte_level_decoder_matches_the_tokenizer(qwen_style_tokenizer):
+def _digest(result) -> str:
+    built = [[p.question_id, p.kind, p.messages, list(p.student_indices), p.estimated_length, p.num_truncated]
+             for p in result.prompts]
+    built.append([[s.question_id, s.kind, s.reason, s.length] for s in result.skipped])
+    return hashlib.sha256(json.dumps(built, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+# Digests of what the earlier version (a hand-written byte-level table decoder instead of tokenizer.decode)
+# built from the material of `_responses_as_ids` under CONFIGS.
+TABLE_DECODER_DIGESTS = (
+    "5671e61571e893b7e1939e2e737ee0c35d0a23c46c7970195a386cc2a8dd50a1",
+    "75517b76f13fd6231124616a47b6e0c0bb5c7ac201a535b72a186f968a74494e",
+    "bb51d20b32f21b8ed245d135d52123406df4650db3305866773a842052025f9c",
+)
+
+
+def test_built_prompts_are_those_of_the_table_decoder_version(qwen_style_tokenizer):
+    tokens = Tokenization.for_tokenizer(qwen_style_tokenizer)
+    responses = _responses_as_ids(qwen_style_tokenizer)
+    digests = tuple(_digest(_build(tokens, responses, limit, config)) for limit, config in CONFIGS)
+    assert digests == TABLE_DECODER_DIGESTS
+
+
+def test_for_tokenizer_decodes_with_the_tokenizer(qwen_style_tokenizer):
     tok = qwen_style_tokenizer
-    decoder = ByteLevelDecoder.from_tokenizer(tok)
-    assert decoder is not None
+    tokens = Tokenization.for_tokenizer(tok)
     rng = np.random.default_rng(1)
-    for _ in range(200):  # random ids: special tokens, lone UTF-8 continuation bytes, anything
+    for _ in range(50):  # random ids: special tokens, lone UTF-8 continuation bytes, anything
         ids = rng.integers(0, len(tok), size=int(rng.integers(0, 40))).tolist()
-        assert decoder.decode(ids) == tok.decode(ids, skip_special_tokens=False)
-        assert decoder.token_bytes(ids).decode("utf-8", "replace") == decoder.decode(ids)
-    with pytest.raises(ValueError, match="vocabulary"):
-        decoder.decode([len(tok) + 5, 1])
+        assert tokens.decode(ids) == tok.decode(ids, skip_special_tokens=False)
+        assert tokens.decode(tuple(ids)) == tokens.decode(ids)
+    text = "<think>2 + 2</think> \\boxed{4}"
+    assert tokens.encode(text) == tok.encode(text, add_special_tokens=False)
+    assert tokens.count_text_tokens(text) == len(tokens.encode(text))
 
 
-def test_other_tokenizers_fall_back_to_their_own_decode():
+def test_other_tokenizers_decode_whole_responses():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.WordLevel({"[UNK]": 0, "two": 1, "plus": 2, "four": 3}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
-    assert ByteLevelDecoder.from_tokenizer(tok) is None
     tokens = Tokenization.for_tokenizer(tok)
-    assert tokens.token_bytes is None
+    assert not tokens.decodes_suffixes
     assert tokens.decode([1, 2, 1]) == tok.decode([1, 2, 1]) and tokens.count_text_tokens("two plus two") == 3
 
 
 def test_a_response_needs_text_or_token_ids():
     with pytest.raises(ValueError, match="text or its token_ids"):
         Response(None, False)
-
-
-def test_pattern_checks_on_token_ids_never_miss_an_occurrence(qwen_style_tokenizer):
-    tok = qwen_style_tokenizer
-    decoder = ByteLevelDecoder.from_tokenizer(tok)
-    enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
-    spelled = [t for ch in "a</think>b" for t in enc(ch)]  # </think> from single characters, not the added token
-    cases = [enc("<think>no end in sight"), enc("<think>x</think> \\boxed{1}"), spelled, enc("x < y and y <z"), []]
-    rng = np.random.default_rng(2)
-    lt = [i for i in range(len(tok)) if b"<" in decoder.token_bytes([i])]
-    cases += [rng.choice(lt + list(range(200)), size=30).tolist() for _ in range(300)]  # many "<" tokens
-    for ids in cases:
-        data = decoder.token_bytes(ids)
-        for pattern in (b"</think>", b"<think>"):
-            if pattern in data:
-                assert decoder.may_contain(ids, pattern), (ids, pattern)
-            if decoder.surely_contains(ids, pattern):
-                assert pattern in data
-    assert not decoder.may_contain(enc("<think>no end in sight"), b"</think>")  # the fast path is taken
-    assert decoder.surely_contains(enc("<think>no end in sight"), b"<think>")
-    assert decoder.may_contain(spelled, b"</think>") and not decoder.surely_contains(spelled, b"</think>")

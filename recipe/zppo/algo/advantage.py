@@ -1,49 +1,27 @@
-"""ZPPO's advantage estimator (SPEC step 7): centre on the group mean, scale by one batch-level std.
+"""ZPPO's advantage estimator: centre each reward on its group's mean, scale by one batch-level std.
 
-Why not plain GRPO: GRPO divides each group by its own std, so a group with 1 correct answer out of 8 and a
-group with 4 out of 8 get advantages of the same size, and a group whose rewards are all equal gives zeros that
-carry no signal. ZPPO puts many such groups in a batch on purpose (hard questions, their BCQ/NCQ
-reformulations), so it uses one scale for the whole batch, measured only where there is signal:
+The paper (App. C, Eqs 2-3) replaces GRPO's per-group std by one std for the whole batch, taken over the
+responses of groups whose rewards are not all equal ("zero-advantage groups" are left out). A ZPPO batch holds
+many such groups on purpose (hard questions and their BCQ/NCQ reformulations), and GRPO's per-group scaling
+would make a 1-in-8 success look as large as a 4-in-8 one:
 
     A_i = (r_i - mean_{g(i)}) / (std_nonzero + epsilon)
 
-``std_nonzero`` is the POPULATION std of the centred rewards ``r_i - mean_{g(i)}`` over the responses of
-groups whose rewards are not all equal. Why the centred values and not the raw rewards (the paper says only
-"batch standard deviation that excludes zero-advantage groups"):
+``std_nonzero`` is the population std of the centred rewards ``r_i - mean_{g(i)}`` over those groups: the
+pooled within-group spread, the contrast between responses to the same prompt (verl's REINFORCE++-baseline
+whitens centred values the same way). ``algorithm.zppo.std_of=reward`` measures it on the raw rewards instead.
 
-* "zero-advantage groups" are defined on the centred values; excluding them means excluding values that are
-  exactly 0, which would otherwise shrink the scale in proportion to how many hard questions the batch holds;
-* the centred values of the kept groups have mean 0, so this std is the pooled within-group spread: the
-  contrast between responses to the SAME prompt, which is the only thing an advantage carries. A std of the
-  raw rewards would also count the spread between prompt difficulties (between-group variance);
-* verl's own group-centred batch-normalised estimator (REINFORCE++-baseline) whitens the centred values too.
-
-The raw-reward reading stays available as ``algorithm.zppo.std_of=reward``.
-
-Every variant (``algorithm.zppo.norm``):
-
-* ``batch_nonzero`` (default, the paper's best): as above; a group of one response is a zero-variance group
-  and gets 0; when every group is zero-variance there is no scale and every advantage is 0.
-* ``batch_all``: the same, with the std taken over every valid response (zero-variance groups included).
-* ``group``: exactly verl's GRPO: per-group mean and UNBIASED std (``torch.std``) plus epsilon; a group of one
-  response gets mean 0 and std 1, so its advantage is its raw reward (divided by 1 + epsilon, as in verl).
-* ``none``: centring only (Dr. GRPO-like, no scale).
-
-In every mode a zero-variance group of two or more responses gets exactly 0 (never a float residue of
-``r - mean(r, r, r)`` divided by epsilon, never NaN), and rows that verl pads into the batch (all-zero
-response mask) are left out of every statistic and get 0.
-
-Everything is vectorised: groups are factorised once (hash-based, see ``factorize_groups``) and every per-group
-statistic is a scatter-add, so 100K responses cost a few milliseconds plus the factorisation. Statistics are
-taken in float64 and the result is cast back to the rewards' dtype. At 100K responses x 1,024 tokens the time
-goes to the token-level tensors (summing the rewards, writing the output): the padding test reads one mask
-column (plus the rows whose first entry is unset) and the output is written in one conversion and one in-place
-scale (``benchmarks/bench_host.py`` measures it against verl's GRPO estimator).
+Modes (``algorithm.zppo.norm``): ``batch_nonzero`` (default, the paper's); ``batch_all`` (std over every
+response); ``group`` (verl's GRPO exactly: per-group mean and unbiased std, a lone response keeps its reward
+divided by 1 + epsilon); ``none`` (centring only). In every mode a group whose rewards are all equal gets
+exactly 0 (so does a lone response outside ``group``), and rows verl pads into the batch (all-zero response
+mask) are left out of every statistic and get 0. Advantages are finite for any finite rewards (statistics are
+taken in float64 on rewards divided by their largest magnitude); a non-finite reward is an error.
 """
 
 from __future__ import annotations
 
-import time
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,29 +101,22 @@ def read_advantage_options(config: Any = None) -> AdvantageOptions:
     return AdvantageOptions(**values)
 
 
-def factorize_groups(index: Any) -> torch.Tensor:
-    """Group labels (uids: strings, ints, any hashable) -> contiguous int64 ids 0..G-1, without a Python loop.
-
-    Uses pandas' hash-based factorisation (pandas is a dependency of verl), O(B) and about 4x faster than
-    sorting 100K uid strings with ``np.unique``; falls back to ``np.unique`` inverse indices without pandas.
-    Labels are equal when they compare equal (None is a label like any other).
-    """
+def _group_ids(index: Any) -> torch.Tensor:
+    """Group labels (verl's uid strings, ints, tuples: anything hashable) -> int64 ids 0..G-1."""
     if isinstance(index, torch.Tensor):
         return torch.unique(index.reshape(-1), return_inverse=True)[1].to(torch.long)
-    labels = np.asarray(index)
-    if labels.ndim != 1:  # e.g. tuple labels, which numpy would turn into a 2-D array
-        labels = np.empty(len(index), dtype=object)
-        labels[:] = list(index)
-    try:
-        import pandas
+    if isinstance(index, np.ndarray) and index.ndim > 1:  # e.g. tuple labels that numpy made a 2-D array
+        index = [tuple(row) for row in index.tolist()]
+    ids: dict[Any, int] = {}
+    return torch.tensor([ids.setdefault(label, len(ids)) for label in index], dtype=torch.long)
 
-        codes = pandas.factorize(labels, use_na_sentinel=False)[0]
-    except ImportError:
-        try:
-            codes = np.unique(labels, return_inverse=True)[1]
-        except TypeError:  # mixed, unorderable label types: compare their text instead
-            codes = np.unique(labels.astype(str), return_inverse=True)[1]
-    return torch.from_numpy(np.asarray(codes).reshape(-1).astype(np.int64, copy=False))
+
+def _nonfinite_error(rows: torch.Tensor) -> ValueError:
+    listed = rows.tolist()
+    shown = ", ".join(map(str, listed[:10])) + (", ..." if len(listed) > 10 else "")
+    return ValueError(
+        f"the zppo advantage estimator got non-finite rewards (NaN or inf) in {len(listed)} row(s): {shown}"
+    )
 
 
 def _compute(
@@ -153,39 +124,53 @@ def _compute(
     group_ids: Any,
     valid: torch.Tensor | None,
     options: AdvantageOptions,
+    unit: float = 1.0,
+    dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, AdvantageStats]:
-    """Advantages and the statistics they were computed with. See the module docstring for the maths."""
+    """Advantages and the statistics they were computed with (see the module docstring for the maths).
+
+    ``scores`` are in units of ``unit`` (1.0 unless the caller had to scale rewards whose sums overflow); the
+    result has ``dtype`` (default: that of ``scores``, float32 for integer scores).
+    """
     if scores.ndim != 1:
         raise ValueError(f"scores must be one scalar per response, got shape {tuple(scores.shape)}")
     batch = scores.shape[0]
     device = scores.device
-    result_dtype = scores.dtype if scores.is_floating_point() else torch.float32
+    result_dtype = dtype or (scores.dtype if scores.is_floating_point() else torch.float32)
 
-    gid = factorize_groups(group_ids).to(device)
+    gid = _group_ids(group_ids).to(device)
     if gid.shape[0] != batch:
         raise ValueError(f"{gid.shape[0]} group ids for {batch} responses")
     valid = torch.ones(batch, dtype=torch.bool, device=device) if valid is None else valid.to(device).bool()
 
     with torch.no_grad():
         x = scores.detach().to(torch.float64)
-        num_groups_total = int(gid.max().item()) + 1 if batch else 0
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            raise _nonfinite_error(bad.nonzero(as_tuple=True)[0])
+        x = torch.where(valid, x, torch.zeros_like(x))
+        # Work on rewards divided by their largest magnitude, so that no sum or square over- or underflows;
+        # every statistic below is then in units of `scale`.
+        largest = float(x.abs().max()) if batch else 0.0
+        scale = largest if largest > 0.0 else 1.0
+        x = x / scale
+        epsilon = options.epsilon / scale / unit  # may be inf for tiny rewards: the advantage is then 0
+
+        num_groups_total = int(gid.max()) + 1 if batch else 0
         # Padded rows go to one extra "dump" group so they never touch a real group's statistics.
         dump = num_groups_total
         g = torch.where(valid, gid, torch.full_like(gid, dump))
         slots = num_groups_total + 1
 
-        count = torch.zeros(slots, dtype=torch.float64, device=device).index_add_(0, g, torch.ones_like(x))
-        total = torch.zeros(slots, dtype=torch.float64, device=device).index_add_(0, g, x)
-        mean = total / count.clamp_min(1.0)
-        group_max = torch.full((slots,), -torch.inf, dtype=torch.float64, device=device).scatter_reduce_(
-            0, g, x, reduce="amax"
-        )
-        group_min = torch.full((slots,), torch.inf, dtype=torch.float64, device=device).scatter_reduce_(
-            0, g, x, reduce="amin"
-        )
-        # "Rewards not all equal" is tested exactly (max > min), not as std > tolerance: a group of equal
-        # rewards must give exactly 0 whatever float residue its mean has.
-        has_spread = (count >= 2) & (group_max > group_min)
+        def per_group(values: torch.Tensor, reduce: str = "sum", initial: float = 0.0) -> torch.Tensor:
+            start = torch.full((slots,), initial, dtype=torch.float64, device=device)
+            return start.scatter_reduce_(0, g, values, reduce=reduce)
+
+        count = per_group(torch.ones_like(x))
+        mean = per_group(x) / count.clamp_min(1.0)
+        # "Rewards not all equal" is tested exactly (max > min): a group of equal rewards gets exactly 0
+        # whatever float residue its mean has.
+        has_spread = (count >= 2) & (per_group(x, "amax", -torch.inf) > per_group(x, "amin", torch.inf))
         has_spread[dump] = False
         is_real = count > 0
         is_real[dump] = False
@@ -196,38 +181,40 @@ def _compute(
         batch_std: float | None = None
 
         if options.norm == "none":
-            advantages = torch.where(row_has_spread, centred, zero)
-
+            advantages = torch.where(row_has_spread, centred * scale, zero)
         elif options.norm == "group":
             # verl's GRPO: unbiased per-group std; a lone response keeps its raw reward (mean 0, std 1).
-            squares = torch.zeros(slots, dtype=torch.float64, device=device).index_add_(0, g, centred * centred)
-            group_std = torch.sqrt(squares / (count - 1.0).clamp_min(1.0))
+            peak = per_group(centred.abs(), "amax")  # divided out so that no square underflows
+            peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+            group_std = peak * torch.sqrt(per_group((centred / peak[g]) ** 2) / (count - 1.0).clamp_min(1.0))
+            advantages = torch.where(row_has_spread, centred / (group_std[g] + epsilon), zero)
             lone = count[g] == 1
-            advantages = torch.where(row_has_spread, centred / (group_std[g] + options.epsilon), zero)
-            advantages = torch.where(lone, x / (1.0 + options.epsilon), advantages)
-
+            advantages = torch.where(lone, x * scale / (1.0 + options.epsilon), advantages)
         else:
-            # One batch scale. `batch_nonzero` measures it on groups with signal only, `batch_all` on every
-            # valid response; either way only groups with signal get a non-zero advantage.
+            # One batch scale, measured on groups with signal only (`batch_nonzero`) or on every valid response
+            # (`batch_all`); either way only groups with signal get a non-zero advantage.
             measured_on = row_has_spread if options.norm == "batch_nonzero" else valid
-            source = centred if options.std_of == "centred" else x
-            values = source[measured_on]
-            if values.numel() > 0 and bool(row_has_spread.any()):
-                batch_std = float(torch.sqrt(torch.mean((values - values.mean()) ** 2)))
-                advantages = torch.where(row_has_spread, centred / (batch_std + options.epsilon), zero)
-            else:
-                # Every group is zero-variance (or nothing is valid): there is no scale and nothing to learn.
-                advantages = zero.clone()
+            values = (centred if options.std_of == "centred" else x)[measured_on]
+            if bool(row_has_spread.any()):
+                peak = values.abs().max()  # divided out so that no square underflows
+                std = float(peak * torch.sqrt(torch.mean((values / peak - (values / peak).mean()) ** 2)))
+                batch_std = min(std * scale * unit, sys.float_info.max)
+                advantages = torch.where(row_has_spread, centred / (std + epsilon), zero)
+            else:  # every group is zero-variance (or nothing is valid): no scale and nothing to learn
+                advantages = zero
 
-        advantages = torch.where(valid, advantages, zero)
+        if options.norm in ("none", "group"):
+            advantages = advantages * unit
+        # Only `none` and a lone response under `group` can leave the dtype's range (they are not scaled).
+        limit = torch.finfo(result_dtype).max
+        advantages = torch.where(valid, advantages.clamp(-limit, limit), zero)
 
-    lone_groups = is_real & (count == 1)
     stats = AdvantageStats(
         num_valid=int(valid.sum()),
-        num_padded=int(batch - int(valid.sum())),
+        num_padded=int((~valid).sum()),
         num_groups=int(is_real.sum()),
         num_zero_variance_groups=int((is_real & ~has_spread).sum()),
-        num_singleton_groups=int(lone_groups.sum()),
+        num_singleton_groups=int((is_real & (count == 1)).sum()),
         batch_std=batch_std,
     )
     return advantages.to(result_dtype), stats
@@ -244,7 +231,7 @@ def zppo_scalar_advantages(
     """One advantage per response.
 
     Args:
-        scores: [B] scalar reward of each response.
+        scores: [B] scalar reward of each response (finite).
         group_ids: [B] group label of each response (verl's uid strings, ints, or an int64 tensor).
         valid: [B] bool, False for rows verl padded into the batch; None means every row is real.
         norm: one of ``NORM_MODES`` (see the module docstring).
@@ -259,37 +246,28 @@ def zppo_scalar_advantages(
 
 
 def _scores_and_valid(token_level_rewards: torch.Tensor, response_mask: torch.Tensor):
-    # Outcome rewards sit on one token; the sum is the response's score, as in verl's GRPO.
+    """Each response's score (the sum of its token rewards, as in verl's GRPO), the unit it is in, and which rows
+    are responses (verl pads the batch with rows whose response mask is all zero)."""
     scores = token_level_rewards.sum(dim=-1)
-    # verl pads the batch with rows whose response mask is all zero: they are not responses. A row whose first
-    # mask entry is set is a response, so only the other rows (padding, rare odd masks) are scanned whole: a
-    # full scan of a 100K x 1024 mask costs more than the rest of the estimator together.
+    unit = 1.0
+    bad = ~torch.isfinite(scores)
+    if bool(bad.any()):
+        rows = bad.nonzero(as_tuple=True)[0]
+        nonfinite = rows[~torch.isfinite(token_level_rewards[rows]).all(dim=-1)]
+        if nonfinite.numel():
+            raise _nonfinite_error(nonfinite)
+        # Finite rewards whose sum overflows: sum them again divided by the largest reward.
+        unit = float(token_level_rewards.abs().max())
+        scores = (token_level_rewards.to(torch.float64) / unit).sum(dim=-1)
     if response_mask.shape[-1] == 0:
-        return scores, torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+        return scores, unit, torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    # Scanning the whole mask costs more than the rest of the estimator: a row whose first entry is set is a
+    # response, and only the other rows (padding, masks that start masked) are scanned.
     valid = response_mask[:, 0] != 0
     unsure = (~valid).nonzero(as_tuple=True)[0]
     if unsure.numel():
         valid[unsure] = (response_mask[unsure] != 0).any(dim=-1)
-    return scores, valid
-
-
-def _broadcast_to_tokens(scalars: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """``scalars[:, None] * response_mask`` in the scalars' dtype: the mask is copied into the output and scaled
-    in place, which avoids the slower mixed-dtype multiply (integer mask times float) and a converted copy."""
-    out = torch.empty(response_mask.shape, dtype=scalars.dtype, device=scalars.device)
-    return out.copy_(response_mask).mul_(scalars.unsqueeze(-1))
-
-
-# Seconds spent in the estimator in this process since the trainer last asked (``take_estimator_seconds``):
-# verl times its whole advantage phase (TransferQueue reads and writes included), not the estimator.
-_estimator_seconds = 0.0
-
-
-def take_estimator_seconds() -> float:
-    """Seconds spent in ``compute_zppo_outcome_advantage`` in this process since the previous call."""
-    global _estimator_seconds
-    seconds, _estimator_seconds = _estimator_seconds, 0.0
-    return seconds
+    return scores, unit, valid
 
 
 def compute_zppo_outcome_advantage(
@@ -305,16 +283,18 @@ def compute_zppo_outcome_advantage(
     ``config`` (the ``algorithm`` config, may be None), ``index`` (the uids) and sometimes
     ``reward_baselines``; anything extra is accepted and ignored. Options come from ``algorithm.zppo``.
     Returns equal advantages and returns, as verl's outcome estimators do; masked tokens are exactly 0.
+    Raises ValueError when a reward is NaN or infinite.
     """
-    global _estimator_seconds
     if index is None:
         raise ValueError("the zppo advantage estimator needs `index` (the uid of each response's prompt)")
-    start = time.perf_counter()
     options = read_advantage_options(config)
-    scores, valid = _scores_and_valid(token_level_rewards, response_mask)
-    scalars, _ = _compute(scores, index, valid, options)
-    advantages = _broadcast_to_tokens(scalars, response_mask)
-    _estimator_seconds += time.perf_counter() - start
+    scores, unit, valid = _scores_and_valid(token_level_rewards, response_mask)
+    dtype = token_level_rewards.dtype if token_level_rewards.is_floating_point() else torch.float32
+    scalars, _ = _compute(scores, index, valid, options, unit, dtype)
+    # scalars[:, None] * response_mask, written as a copy and an in-place multiply: the mixed-dtype product
+    # (integer mask times float) is slower on a paper-size batch (benchmarks/bench_host.py, advantage).
+    advantages = torch.empty(response_mask.shape, dtype=dtype, device=scalars.device)
+    advantages.copy_(response_mask).mul_(scalars.unsqueeze(-1))
     return advantages, advantages
 
 
@@ -333,8 +313,9 @@ def advantage_metrics(
     responses), nonzero_frac (share of valid responses with a non-zero advantage), num_valid, num_padded.
     """
     options = read_advantage_options(config)
-    scores, valid = _scores_and_valid(token_level_rewards, response_mask)
-    scalars, stats = _compute(scores, index, valid, options)
+    scores, unit, valid = _scores_and_valid(token_level_rewards, response_mask)
+    dtype = token_level_rewards.dtype if token_level_rewards.is_floating_point() else torch.float32
+    scalars, stats = _compute(scores, index, valid, options, unit, dtype)
     kept = scalars[valid].to(torch.float64)
     groups = max(stats.num_groups, 1)
     metrics = {
@@ -342,7 +323,7 @@ def advantage_metrics(
         "zero_variance_group_frac": stats.num_zero_variance_groups / groups if stats.num_groups else 0.0,
         "singleton_group_frac": stats.num_singleton_groups / groups if stats.num_groups else 0.0,
         "batch_std": 0.0 if stats.batch_std is None else stats.batch_std,
-        "abs_mean": float(kept.abs().mean()) if kept.numel() else 0.0,
+        "abs_mean": float((kept.abs() / kept.numel()).sum()) if kept.numel() else 0.0,  # no overflow
         "nonzero_frac": float((kept != 0).to(torch.float64).mean()) if kept.numel() else 0.0,
         "num_valid": float(stats.num_valid),
         "num_padded": float(stats.num_padded),

@@ -1,6 +1,7 @@
-"""BCQ / NCQ reformulation of hard questions (SPEC step 5): the teacher goes into the prompt, not the gradient.
+"""BCQ / NCQ reformulation of hard questions (paper Sec. 3.2, templates in Figs 17-18): the teacher goes into the
+prompt, not the gradient.
 
-For a hard question (the student mostly fails) this module builds, from THIS step's rollouts:
+For a hard question (the student mostly fails) this module builds, from this step's rollouts:
 
 * a BCQ (Binary Candidate-included Question) when the teacher has a correct response: the original question,
   the instruction, then "Candidate A" and "Candidate B" - one correct teacher response and one wrong student
@@ -9,33 +10,24 @@ For a hard question (the student mostly fails) this module builds, from THIS ste
   original question, the instruction, the student's distinct wrong responses (at most
   ``ncq_max_candidates``), a statement that none of them is correct, then the closer.
 
-The student answers the ORIGINAL question; ground truth and verifier are unchanged, so the caller scores a
+The student answers the original question; ground truth and verifier are unchanged, so the caller scores a
 BCQ/NCQ rollout exactly like one on the original prompt.
 
-Data layout (verl's RL parquet, this project): a row's ``prompt`` is a list of chat messages whose user
-turn is ``<image>``*k + question + "\\n\\n" + ANSWER_CLOSER. The ``<image>`` placeholders are where verl's
-dataset puts the row's images, in order. We take the question from that user turn (not from
-``extra_info.question``) because it is exactly what the policy saw, placeholders included; the reformulated
-user turn starts with it unchanged, so the caller carries the row's ``images`` over as they are. Candidates
-can never add a placeholder: ``clean_candidate_text`` removes every ``<image>``/``<video>`` and chat-control
-token from them, and the result is checked.
+The reformulated user turn starts with the original one unchanged (``<image>`` placeholders included), so the
+caller carries the row's images over as they are; candidates are cleaned of every ``<image>``/``<video>`` and
+chat-control token (``clean_candidate_text``).
 
-Token budget, cheaply. A prompt must fit ``max_prompt_length`` tokens of the PROCESSOR's output (image
-tokens included), and re-running the processor per candidate would cost far more than the rollout saved.
-So the caller measures each original prompt once (``HardQuestion.prompt_length``) and passes the
-responses' token ids, which the rollout already produced. Since the reformulated prompt is the original plus
-text glue (instruction, headers, statement: counted once per layout and cached) plus the candidates, its
-length is known up to a few tokens of merging at the joins (``length_margin_tokens``). Candidates share what
-is left (short ones keep everything, long ones share the rest) and a long one is cut on its token ids to
-head + elision marker + tail, decoding only the kept tokens; the tail is kept because the final answer is
-at the end. A layout that cannot give every candidate ``min_candidate_tokens`` is skipped and counted. The
-caller may still re-measure the built prompts with the real processor (``measure_prompt`` or
-``ReformulationResult.confirm_lengths``): a prompt found over length is moved to the skipped list, never sent
-over length and never dropped silently.
+Token budget: a prompt must fit ``max_prompt_length`` tokens of the processor's output. The caller measures
+each original prompt once (``HardQuestion.prompt_length``) and passes the responses' token ids from the
+rollout; the template text is counted once per layout, so the new prompt's length is known up to a few tokens
+of merging at the joins (``length_margin_tokens``). Candidates share what is left; a long one is cut on its
+token ids to head + elision marker + tail (the final answer is at the end), and only kept tokens are decoded.
+A layout that cannot give every candidate ``min_candidate_tokens`` is skipped and counted. The caller may
+re-measure the built prompts (``measure_prompt``): one found over length is moved to the skipped list, never
+sent over length and never dropped silently.
 
-Randomness: each draw (which teacher response, which wrong student response, the A/B order, which wrong
-responses an NCQ keeps) comes from a numpy Generator seeded from (seed, step, question id, purpose), so it is
-reproducible and does not depend on the batch order or on the other questions.
+Each random draw (teacher response, wrong student response, A/B order, the responses an NCQ keeps) comes from a
+generator seeded from (seed, step, question id, purpose): reproducible and independent of the batch order.
 """
 
 from __future__ import annotations
@@ -44,12 +36,11 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-from recipe.zppo.algo.answer_format import ANSWER_CLOSER, THINK_CLOSE, THINK_OPEN, extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, THINK_CLOSE, extract_final_answer
 
 BCQ = "bcq"
 NCQ = "ncq"
@@ -67,13 +58,12 @@ MEDIA_PLACEHOLDERS = ("<image>", "<video>")
 _CONTROL_TOKENS = re.compile(r"</?think>|<\|[^|<>\s]{1,64}\|>|<image>|<video>")
 _THINK_TAG = re.compile(r"</?think>")
 
-# Lazy decoding of responses given as token ids (``_Builder._answer_probe``): the first suffix decoded, in
-# tokens (grown 4x until it holds the end of the think block), and how many leading characters of a suffix can
-# be replacement characters (a UTF-8 character is at most 4 bytes, so a cut inside one garbles at most 3).
+# Lazy decoding of responses given as token ids (``_Builder._answer_probe``): the suffix decoded first, in
+# tokens (the whole response is decoded when it does not hold the end of the think block), and how many leading
+# characters of a suffix can be replacement characters (a UTF-8 character is at most 4 bytes, so a cut inside
+# one garbles at most 3).
 _FIRST_SUFFIX_TOKENS = 64
 _SUFFIX_GARBLE_CHARS = 3
-_THINK_CLOSE_BYTES = THINK_CLOSE.encode("utf-8")
-_THINK_OPEN_BYTES = THINK_OPEN.encode("utf-8")
 
 DEFAULT_BCQ_INSTRUCTION = (
     "Here are two responses to the question above. One is correct and another is wrong. "
@@ -135,143 +125,33 @@ class Tokenization:
 
     ``count_text_tokens`` counts plain text (the template glue) and ``decode`` turns kept token ids back into
     text; ``encode`` is only used for responses given as text without token ids (e.g. stored teacher answers).
-    ``token_bytes``, optional, gives the UTF-8 bytes of token ids (byte-level BPE tokenizers); when set,
-    ``decode(ids)`` must equal ``token_bytes(ids).decode("utf-8", "replace")``, and the search for the end of the
-    think block in a response works on bytes. ``byte_level``, optional, is the table behind both: it can tell
-    from token ids alone that a response holds no ``</think>``. ``Tokenization.for_tokenizer`` builds them all
-    from a Hugging Face tokenizer.
+    ``decodes_suffixes`` says that ``decode(ids[k:])`` is the end of ``decode(ids)`` except for at most
+    ``_SUFFIX_GARBLE_CHARS`` leading replacement characters (true of byte-level BPE): a response given as token
+    ids is then checked for a final answer on a decoded suffix instead of its whole text.
     """
 
     decode: Callable[[Sequence[int]], str]
     count_text_tokens: Callable[[str], int]
     encode: Callable[[str], Sequence[int]] | None = None
-    token_bytes: Callable[[Sequence[int]], bytes] | None = None
-    byte_level: "ByteLevelDecoder | None" = None
-
-    @staticmethod
-    def encoder(tokenizer) -> Callable[[str], list[int]]:
-        """How ``for_tokenizer`` encodes text (no special tokens added): also for an encoder on a tokenizer copy."""
-        return lambda text: tokenizer.encode(text, add_special_tokens=False)
+    decodes_suffixes: bool = False
 
     @classmethod
     def for_tokenizer(cls, tokenizer) -> "Tokenization":
-        """From a Hugging Face tokenizer, counting and decoding exactly as ``tokenizer`` does (special tokens kept).
-
-        For byte-level BPE tokenizers (Qwen, GPT-2 family) decoding is a table lookup (``ByteLevelDecoder``),
-        about 5-10x faster than ``tokenizer.decode`` and checked against it when built; for any other
-        tokenizer, or if the check fails, ``tokenizer.decode`` is used.
-        """
-        table = ByteLevelDecoder.from_tokenizer(tokenizer)
-        if table is not None:
-            decode, token_bytes = table.decode, table.token_bytes
-        else:
-            decode, token_bytes = (lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)), None
-        return cls(
-            decode=decode,
-            count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-            encode=cls.encoder(tokenizer),
-            token_bytes=token_bytes,
-            byte_level=table,
-        )
-
-
-def _byte_level_alphabet() -> dict[str, int]:
-    """Byte-level BPE's alphabet: the character that stands for each byte in a token's string (GPT-2's mapping:
-    printable Latin-1 bytes stand for themselves, the other 68 bytes for U+0100 onwards, in byte order)."""
-    printable = {*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            chars[chr(byte)] = byte
-        else:
-            chars[chr(0x100 + extra)] = byte
-            extra += 1
-    return chars
-
-
-class ByteLevelDecoder:
-    """Token ids -> text for byte-level BPE tokenizers, by table lookup.
-
-    A byte-level BPE decoder (Hugging Face ``tokenizers``' ``ByteLevel``) maps each token's characters back to
-    bytes (a token with a character outside the alphabet, e.g. an added token, contributes its own UTF-8
-    bytes), joins them and decodes the result as UTF-8 with replacement characters. Here every token's bytes
-    are computed once; decoding joins them with ``operator.itemgetter`` (one C loop) instead of going through
-    ``tokenizer.decode``'s per-token Python checks and the Rust decoder's per-character lookups.
-    """
-
-    def __init__(self, pieces: Sequence[bytes]):
-        self._pieces = tuple(pieces)
-        self._starts: dict[bytes, frozenset[int]] = {}
-        self._holders: dict[bytes, frozenset[int]] = {}
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer, check_tokens: int = 4096) -> "ByteLevelDecoder | None":
-        """The table of a Hugging Face fast tokenizer with a ByteLevel decoder, or None for any other tokenizer.
-
-        Checked before use: every id of the vocabulary (in consecutive runs) and ``check_tokens`` random ids
-        decode exactly as ``tokenizer.decode(ids, skip_special_tokens=False)``; None when anything differs.
-        """
+        """From a Hugging Face tokenizer: its own ``decode`` (special tokens kept) and ``encode`` (none added)."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
         try:
             from tokenizers import decoders
+
+            byte_level = backend is not None and isinstance(backend.decoder, decoders.ByteLevel)
         except ImportError:
-            return None
-        if backend is None or not isinstance(backend.decoder, decoders.ByteLevel):
-            return None
-        alphabet = _byte_level_alphabet()
-        pieces = []
-        for token_id in range(backend.get_vocab_size(with_added_tokens=True)):
-            token = backend.id_to_token(token_id)
-            if token is None:  # a hole in the ids: the Rust decoder skips it too
-                pieces.append(b"")
-            elif all(ch in alphabet for ch in token):
-                pieces.append(bytes(alphabet[ch] for ch in token))
-            else:
-                pieces.append(token.encode("utf-8"))
-        table = cls(pieces)
-        vocab = len(pieces)
-        rng = np.random.default_rng(0)
-        runs = [list(range(start, min(start + 256, vocab))) for start in range(0, vocab, 256)]
-        runs += [rng.integers(0, vocab, size=64).tolist() for _ in range(max(1, check_tokens // 64))]
-        for ids in runs:
-            if table.decode(ids) != tokenizer.decode(ids, skip_special_tokens=False):
-                return None
-        return table
-
-    def token_bytes(self, ids: Sequence[int]) -> bytes:
-        """The UTF-8 bytes of ``ids`` (their concatenated token bytes)."""
-        count = len(ids)
-        try:
-            if count > 1:
-                return b"".join(itemgetter(*ids)(self._pieces))
-            return self._pieces[ids[0]] if count else b""
-        except (IndexError, TypeError) as error:
-            raise ValueError(f"token ids outside the tokenizer's vocabulary of {len(self._pieces)}: {error}") from None
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.token_bytes(ids).decode("utf-8", "replace")
-
-    def may_contain(self, ids: Sequence[int], pattern: bytes) -> bool:
-        """False only if ``pattern`` (2 bytes or more) cannot occur in the bytes of ``ids``.
-
-        An occurrence starts in some token, and its second byte is either the next byte of that token or the
-        first of the next token: so the token holds the pattern's first two bytes, or ends with its first byte.
-        When no id is such a token, there is no occurrence (exact); otherwise the bytes must be searched.
-        """
-        starts = self._starts.get(pattern)
-        if starts is None:
-            head, first = pattern[:2], pattern[:1]
-            starts = frozenset(i for i, piece in enumerate(self._pieces) if head in piece or piece.endswith(first))
-            self._starts[pattern] = starts
-        return not starts.isdisjoint(ids)
-
-    def surely_contains(self, ids: Sequence[int], pattern: bytes) -> bool:
-        """True if one of ``ids`` holds ``pattern`` whole (e.g. an added ``<think>`` token); False: unknown."""
-        holders = self._holders.get(pattern)
-        if holders is None:
-            holders = frozenset(i for i, piece in enumerate(self._pieces) if pattern in piece)
-            self._holders[pattern] = holders
-        return not holders.isdisjoint(ids)
+            byte_level = False
+        return cls(
+            decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
+            count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
+            # Cleaning up spaces rewrites text around punctuation, which a cut could change.
+            decodes_suffixes=byte_level and not getattr(tokenizer, "clean_up_tokenization_spaces", False),
+        )
 
 
 @dataclass(frozen=True)
@@ -471,9 +351,9 @@ class _Builder:
         self.has_final_answer = has_final_answer
         self.marker_tokens = tokens.count_text_tokens(config.elision_marker)
         self._glue_cache: dict[tuple, int] = {}
-        # The end-of-response shortcut (see `_answer_probe`) is exact for the project's answer rules, with a
-        # byte-level decoder (a suffix of the ids decodes to a suffix of the text, up to its first characters).
-        self._tail_probe = has_final_answer is has_final_answer_default and tokens.token_bytes is not None
+        # The end-of-response shortcut (see `_answer_probe`) is exact for the project's answer rules, when a
+        # suffix of the ids decodes to a suffix of the text (up to its first characters).
+        self._tail_probe = has_final_answer is has_final_answer_default and tokens.decodes_suffixes
         # Per-response caches for this call (keyed by id(): the responses live as long as the call).
         self._ids_cache: dict[int, Sequence[int]] = {}
         self._text_cache: dict[int, str] = {}
@@ -549,23 +429,16 @@ class _Builder:
             self._text_cache[key] = self.tokens.decode(response.token_ids)
         return self._text_cache[key]
 
-    def _end_of_think(self, ids: Sequence[int]) -> tuple[str | None, bool]:
-        """The shortest decoded suffix of ``ids`` (64, 256, 1024... tokens) holding ``</think>``, or the whole
-        text when none does; and whether it is the whole text. ``(None, True)``: the response opens a think block
-        and never closes it (cut off at the length limit), found from its token ids without decoding it."""
-        token_bytes = self.tokens.token_bytes
+    def _end_of_think(self, ids: Sequence[int]) -> tuple[str, bool]:
+        """The decoded last ``_FIRST_SUFFIX_TOKENS`` tokens of ``ids`` if they hold ``</think>``, else the whole
+        text; and whether it is the whole text. A response cut off inside its think block costs one whole decode
+        plus the short suffix."""
         total = len(ids)
-        length = min(total, _FIRST_SUFFIX_TOKENS)
-        data = token_bytes(ids[total - length :])
-        table = self.tokens.byte_level
-        if (_THINK_CLOSE_BYTES not in data and length < total and table is not None
-                and not table.may_contain(ids, _THINK_CLOSE_BYTES) and table.surely_contains(ids, _THINK_OPEN_BYTES)):
-            return None, True
-        while _THINK_CLOSE_BYTES not in data and length < total:  # grown on bytes: each token looked up once
-            longer = min(total, 4 * length)
-            data = token_bytes(ids[total - longer : total - length]) + data
-            length = longer
-        return data.decode("utf-8", "replace"), length == total
+        if total > _FIRST_SUFFIX_TOKENS:
+            text = self.tokens.decode(ids[total - _FIRST_SUFFIX_TOKENS :])
+            if THINK_CLOSE in text:
+                return text, False
+        return self.tokens.decode(ids), True
 
     def _answer_probe(self, response: Response) -> tuple[str, str]:
         """(text to check for a final answer, key for the duplicate test), decoding as little as possible.
@@ -580,8 +453,6 @@ class _Builder:
             text = self._text(response).strip()
             return text, text
         text, whole = self._end_of_think(response.token_ids)
-        if text is None:  # a think block never closed: no final answer (split_think), nothing to compare
-            return "", ""
         if whole:
             self._text_cache[id(response)] = text
             text = text.strip()

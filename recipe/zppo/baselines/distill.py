@@ -1,4 +1,4 @@
-"""The two distillation baselines of the paper, run through the same recipe entry point.
+"""The two distillation baselines of the paper (App. D.2), run through the same recipe entry point.
 
 ``method=on_policy_distill`` (and ``on_policy_distill_buffer``)
     verl's own on-policy distillation (``distillation.*``): the student samples, a frozen teacher served in its own

@@ -1,4 +1,5 @@
-"""verl agent loop for the GRPO+Prefix baseline (``method=prefix``): a teacher prefix the student continues.
+"""verl agent loop for the GRPO+Prefix baseline (paper App. D.2, ``method=prefix``): a teacher prefix the student
+continues.
 
 Registered with verl's agent-loop registry as ``zppo_prefix_agent``; the trainer selects it per item (the item's
 ``agent_name``) only for prefix prompts, every other prompt keeps verl's single-turn loop.

@@ -1,4 +1,5 @@
-"""The paper's two teacher-guided baselines, built from the same hard questions as BCQ/NCQ (pure: no Ray, no GPU).
+"""The paper's two teacher-guided baselines (App. D.2), built from the same hard questions as BCQ/NCQ (pure: no
+Ray, no GPU).
 
 - **Hint** (``method=hint``): the question, then the first part of a correct teacher response as a hint, then the
   answer closer. The student rolls out on the hinted prompt: every trained token is its own, sampled from the

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MV_CHARS = 300
 DEFAULT_TIMEOUT_S = 3.0
-STARTUP_TIMEOUT_S = 120.0  # a worker imports sympy and math-verify once (about 1-2 s; more on a busy host)
+STARTUP_TIMEOUT_S = 120.0  # a worker imports sympy and math-verify once; generous for a busy host
 
 # result details
 EQUAL, NOT_EQUAL, UNPARSED, TIMEOUT, ERROR, TOO_LONG, UNAVAILABLE = (
