@@ -291,6 +291,23 @@ def test_save_writes_one_json_file_and_load_gives_the_same_digest(tmp_path):
     assert "q800" in again and again.question_ids() == buffer.question_ids()
 
 
+def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
+    buffer = scripted_buffer()
+    path = tmp_path / BUFFER_FILE
+    written = buffer.save(path)
+    buffer.admit("q900", 0.0, 30)
+
+    def crash(state, f, **kwargs):  # the process dies halfway through writing
+        f.write('{"version": 4, "questions": [')
+        raise OSError("disk full")
+
+    monkeypatch.setattr("recipe.zppo.algo.replay_buffer.json.dump", crash)
+    with pytest.raises(OSError, match="disk full"):
+        buffer.save(path)
+    monkeypatch.undo()
+    assert state_digest(fresh_like(buffer).load(path)) == state_digest(written)
+
+
 def test_digest_changes_with_any_part_of_the_state():
     state = scripted_buffer().state_dict()
     digests = {state_digest(state)}

@@ -106,13 +106,12 @@ class PromptReplayBuffer:
         and moves to the back of the replay order (round robin even before its accuracy comes back)."""
         k, step = min(operator.index(k), len(self._questions)), _as_int(step, "step")
         chosen = []
-        for order in (self._never, self._replayed):
-            while order and len(chosen) < k:
-                chosen.append(order.popitem(last=False)[0])
-        for key in chosen:  # to the back only after all picks: never the same key twice in one call
-            self._replayed[key] = None
+        while len(chosen) < k:  # k <= len(self): no key is picked twice
+            key = (self._never or self._replayed).popitem(last=False)[0]
+            self._replayed[key] = None  # to the back: replayed now
             self._questions[key].times_replayed += 1
             self._questions[key].last_replayed_step = step
+            chosen.append(key)
         return chosen
 
     def update_replayed(self, key, accuracy_on_original_prompt: float, step: int) -> bool:
