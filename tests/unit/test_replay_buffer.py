@@ -297,11 +297,10 @@ def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
     written = buffer.save(path)
     buffer.admit("q900", 0.0, 30)
 
-    def crash(state, f, **kwargs):  # the process dies halfway through writing
-        f.write('{"version": 4, "questions": [')
+    def crash(fileno):  # the process dies before the new file is complete on disk
         raise OSError("disk full")
 
-    monkeypatch.setattr("recipe.zppo.algo.replay_buffer.json.dump", crash)
+    monkeypatch.setattr("recipe.zppo.algo.replay_buffer.os.fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         buffer.save(path)
     monkeypatch.undo()

@@ -36,22 +36,27 @@ class QuestionStats:
 
 
 def _as_key(key):
+    if type(key) is str or type(key) is int:
+        return key
     if isinstance(key, str):
         return str(key)
     if isinstance(key, bool) or not hasattr(type(key), "__index__"):
         raise TypeError(f"replay buffer keys are question ids (str or int), got {type(key).__name__} {key!r}")
-    return operator.index(key)
+    return operator.index(key)  # numpy's integers
 
 
 def _as_int(value, what: str) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, bool) or not hasattr(type(value), "__index__") or operator.index(value) < 0:
         raise ValueError(f"{what} must be an int >= 0, got {value!r}")
-    return operator.index(value)
+    return operator.index(value)  # numpy's integers
 
 
 def _as_accuracy(value, key) -> float:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0:  # not NaN
-        return float(value)
+    if type(value) is float or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        if 0.0 <= value <= 1.0:  # False for NaN
+            return float(value)
     raise ValueError(f"accuracy must be a number in [0, 1], got {value!r} for question {key!r}")
 
 
@@ -192,7 +197,7 @@ class PromptReplayBuffer:
         ``path``); returns the state written."""
         state, tmp = self.state_dict(), f"{os.fspath(path)}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f, allow_nan=False, separators=(",", ":"))
+            f.write(json.dumps(state, allow_nan=False, separators=(",", ":")))  # dumps: C encoder, dump: Python
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
