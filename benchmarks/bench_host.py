@@ -336,20 +336,31 @@ def run_buffer(size: dict, report: Report) -> None:
         report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms")
 
     # Once per checkpoint: save (state_dict + JSON write, fsync, rename) and the resume (read, parse, check,
-    # install into a new buffer), each into its own new buffer. The parts are timed apart for reference.
+    # install into a new buffer), as one round; its parts are timed apart for reference. Each round gets a new
+    # buffer and drops it afterwards (a resume restores one buffer), after a gc.collect(): otherwise the rounds'
+    # buffers pile up and each cyclic collection during a load walks all of them.
     repeat = 5
+
+    def rounds(fn) -> Durations:
+        times = Durations()
+        for _ in range(repeat):
+            target = PromptReplayBuffer(capacity=capacity)
+            gc.collect()
+            cpu_start, start = time.process_time(), time.perf_counter()
+            fn(target)
+            times.append(time.perf_counter() - start)
+            times.cpu.append(time.process_time() - cpu_start)
+            assert target.replay_order() in ([], buffer.replay_order())
+        return times
+
     with tempfile.TemporaryDirectory(prefix="zppo_bench_buffer_") as folder:
         path = os.path.join(folder, BUFFER_FILE)
-        targets = [PromptReplayBuffer(capacity=capacity) for _ in range(repeat)]
-        round_trip = _per_call(lambda target: (buffer.save(path), target.load(path)), [(t,) for t in targets])
-        assert all(t.replay_order() == buffer.replay_order() for t in targets)
-        state_times = time_calls(buffer.state_dict, repeat=repeat)
-        save_times = time_calls(lambda: buffer.save(path), repeat=repeat)
-        load_times = _per_call(lambda target: target.load(path),
-                               [(PromptReplayBuffer(capacity),) for _ in range(repeat)])
+        round_trip = rounds(lambda target: (buffer.save(path), target.load(path)))
+        state_times = rounds(lambda target: buffer.state_dict())
+        save_times = rounds(lambda target: buffer.save(path))
+        load_times = rounds(lambda target: target.load(path))
         state = buffer.state_dict()
-        restore_times = _per_call(lambda target: target.load_state_dict(state),
-                                  [(PromptReplayBuffer(capacity),) for _ in range(repeat)])
+        restore_times = rounds(lambda target: target.load_state_dict(state))
         file_bytes = os.path.getsize(path)
     stats = summarise(round_trip)
     report.row("buffer", "save + restore (save(): JSON file write; load(): read + load_state_dict into a new buffer)",
