@@ -1,10 +1,12 @@
 """The prompt replay buffer of ZPPO (paper Sec. 3.2, "prompt replay buffer"; Algorithm 1 in App. C).
 
 A question the student fails (accuracy below ``admission_threshold``) is admitted and replayed on its original
-prompt in later steps until it graduates (accuracy at or above ``graduation_threshold``). The buffer is FIFO
-bounded: when full, the earliest admitted question leaves, however recently it was replayed. Replay is round
-robin: never-replayed questions first in admission order, then the least recently replayed. Keys are question
-ids (str or int); the buffer never holds rows or images. Its state is plain JSON, one file per checkpoint.
+prompt in later steps until it graduates (accuracy at or above ``graduation_threshold``), so that a hard question
+keeps being trained on until it is learned. The buffer is FIFO bounded: when full, the earliest admitted question
+leaves, however recently it was replayed, so a question never learned cannot stay forever. Replay is round robin:
+never-replayed questions first in admission order, then the least recently replayed. Keys are question ids (str
+or int); the buffer never holds rows or images. Plain dicts and Python ints: the code is short enough to check by
+reading, and nothing can overflow. Its state is plain JSON, one file per checkpoint.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ def _as_key(key):
     return operator.index(key)  # numpy's integers
 
 
-def _as_int(value, what: str) -> int:
-    if type(value) is int and value >= 0:
+def _as_int(value, what: str, minimum: int = 0) -> int:
+    if type(value) is int and value >= minimum:
         return value
-    if isinstance(value, bool) or not hasattr(type(value), "__index__") or operator.index(value) < 0:
-        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not hasattr(type(value), "__index__") or operator.index(value) < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
     return operator.index(value)  # numpy's integers
 
 
@@ -65,9 +67,7 @@ class PromptReplayBuffer:
     changes nothing: arguments (and a whole state) are checked before anything is changed."""
 
     def __init__(self, capacity: int, admission_threshold: float = 0.5, graduation_threshold: float = 0.5):
-        self.capacity = _as_int(capacity, "replay buffer capacity")
-        if self.capacity < 1:
-            raise ValueError(f"replay buffer capacity must be >= 1, got {capacity!r}")
+        self.capacity = _as_int(capacity, "replay buffer capacity", minimum=1)
         self.admission_threshold, self.graduation_threshold = float(admission_threshold), float(graduation_threshold)
         self._questions = OrderedDict()  # key -> QuestionStats, earliest admitted first
         self._never = OrderedDict()  # never-replayed keys (-> None), admission order
