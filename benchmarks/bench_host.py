@@ -10,12 +10,11 @@ Three parts, each timed on synthetic material built before the clock starts:
   of what is used, budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final
   processor length check (``measure_prompt``), which tokenises the finished prompt as the agent loop would:
   rollout time.
-* ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are shuffled row positions
-  of a data set twice that size, as the trainer passes them), then per-call time of admit (each one evicts the
-  earliest admitted), sample (one batch's replay slots), update (stay or graduate), ``state_dict`` (views: checkpoint
-  save) / ``load_state_dict(assign=True)`` on the rows read from the file (the resume), and for reference the
-  copying ``load_state_dict``, the ``.npz`` file write (``save_state``, fsync included) and read
-  (``load_state``), and the whole ``load``; memory measured with tracemalloc.
+* ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are question-id strings of
+  a data set twice that size, in shuffled order, as the trainer passes them), then per-call time of admit (each
+  one evicts the earliest admitted), a refused admit, sample (one batch's replay slots), update (stay or
+  graduate); save + restore (``save``: the JSON file, fsync included; ``load``: read and ``load_state_dict``
+  into a new buffer), with its parts for reference; memory measured with tracemalloc.
 * ``advantage``: 100,000 responses of 1,024 tokens in groups of 8 (verl's uid strings), binary outcome reward on
   the last response token; ZPPO's estimator (``batch_nonzero``, what the trainer registers) against verl's own
   ``compute_grpo_outcome_advantage`` on the same tensors (and verl's vectorised GRPO for reference).
@@ -63,6 +62,7 @@ PARTS = ("reformulation", "buffer", "advantage")
 GOAL_REFORMULATION_S = 1.0
 GOAL_BUFFER_OP_S = 1e-3
 GOAL_BUFFER_BYTES = 50e6
+GOAL_BUFFER_RESTORE_S = 1.0  # issue #16: once per checkpoint (save, then load into a new buffer)
 GOAL_ADVANTAGE_S = 0.5
 GOAL_ADVANTAGE_RATIO = 1.0
 
@@ -286,19 +286,21 @@ def _per_call(fn, args_list) -> Durations:
 def run_buffer(size: dict, report: Report) -> None:
     import numpy as np
 
-    from recipe.zppo.algo.replay_buffer import PromptReplayBuffer, load_state, save_state
+    from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer
 
     capacity, ops, slots = size["buffer_capacity"], size["buffer_ops"], size["replay_slots"]
-    # Keys: row positions of a data set twice the capacity, in shuffled order (the trainer's fresh stream).
-    rows = np.random.default_rng(0).permutation(2 * capacity + ops).tolist()
+    # Keys: question ids of a data set twice the capacity, in shuffled order (the trainer's fresh stream). The
+    # data set owns them: they are made before memory is measured.
+    order = np.random.default_rng(0).permutation(2 * capacity + ops).tolist()
+    ids = [f"zppo77k-{row:08d}" for row in order]
 
     # Memory: everything the buffer allocates for `capacity` entries.
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    buffer = PromptReplayBuffer(capacity=capacity, key_space=len(rows))
+    buffer = PromptReplayBuffer(capacity=capacity)
     for i in range(capacity):
-        buffer.admit(rows[i], 0.125, step=i // 256)
+        buffer.admit(ids[i], 0.125, step=i // 256)
     memory = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     # Replay a share of the buffer so that both replay orders and every statistic field are populated.
@@ -306,74 +308,73 @@ def run_buffer(size: dict, report: Report) -> None:
         buffer.sample(capacity // 8, step=1000 + step)
 
     next_row = capacity
-    timed = []  # (name, durations, once per checkpoint)
+    timed = []  # (name, durations)
 
     def admit_new():
         nonlocal next_row
         next_row += 1
-        return buffer.admit(rows[next_row], 0.0, step=2000)
+        return buffer.admit(ids[next_row], 0.0, step=2000)
 
-    timed.append(("admit (full: evicts earliest admitted)", _per_call(admit_new, [()] * ops), False))
+    timed.append(("admit (full: evicts earliest admitted)", _per_call(admit_new, [()] * ops)))
     assert len(buffer) == capacity
     present = buffer.question_ids()[-1]
-    timed.append(("admit (already in: refused)", _per_call(buffer.admit, [(present, 0.0, 2001)] * ops), False))
+    timed.append(("admit (already in: refused)", _per_call(buffer.admit, [(present, 0.0, 2001)] * ops)))
     sampled: list[list] = []
     timed.append((f"sample {slots} to replay", _per_call(lambda: sampled.append(buffer.sample(slots, step=2002)),
-                                                         [()] * max(1, ops // slots)), False))
+                                                         [()] * max(1, ops // slots))))
     replayed = [key for batch in sampled for key in batch]
     stay, graduate = replayed[: len(replayed) // 2], replayed[len(replayed) // 2 :]
     timed.append(("update (stays: accuracy < 0.5)",
-                  _per_call(buffer.update_replayed, [(key, 0.25, 2003) for key in stay]), False))
+                  _per_call(buffer.update_replayed, [(key, 0.25, 2003) for key in stay])))
     timed.append(("update (graduates: accuracy >= 0.5)",
-                  _per_call(buffer.update_replayed, [(key, 0.75, 2003) for key in graduate]), False))
-    # Refill to capacity so that save/load see a full buffer.
+                  _per_call(buffer.update_replayed, [(key, 0.75, 2003) for key in graduate])))
+    # Refill to capacity so that save / restore see a full buffer.
     while len(buffer) < capacity:
         admit_new()
-
-    # state_dict returns read-only views (no copy). A resume (PromptReplayBuffer.load) reads the .npz and hands
-    # the rows it read to load_state_dict(assign=True), which checks them and takes them as its own: the goal row
-    # repeats that restore on one state read from the file. A resume restores once, into a new buffer: timed
-    # apart on 10 new buffers, each with its own state read just before, and with the file read (whole load).
-    # The copying restore (assign=False: the state stays the caller's, as for a state_dict() of a live buffer)
-    # is for reference.
-    repeat, fresh = 50, 10
-    new_buffer = lambda: PromptReplayBuffer(capacity=capacity, key_space=len(rows))  # noqa: E731
-    holder = {}
-    save = lambda: holder.__setitem__("state", buffer.state_dict())  # noqa: E731
-    timed.append(("state_dict (checkpoint save: read-only views)", time_calls(save, repeat=repeat, warmup=0), True))
-    state = holder["state"]
-    with tempfile.TemporaryDirectory(prefix="zppo_bench_buffer_") as folder:
-        path = os.path.join(folder, "zppo_prompt_buffer.npz")
-        write_times = time_calls(lambda: save_state(state, path), repeat=fresh)
-        read_times = time_calls(lambda: holder.__setitem__("read", load_state(path)), repeat=fresh)
-        whole_load_times = _per_call(lambda target: target.load(path), [(new_buffer(),) for _ in range(fresh)])
-        first_restore_times = _per_call(lambda target, read: target.load_state_dict(read, assign=True),
-                                        [(new_buffer(), load_state(path)) for _ in range(fresh)])
-        file_bytes = os.path.getsize(path)
-    read = holder["read"]
-    restored = new_buffer()
-    timed.append(("load_state_dict(assign=True) (resume: takes the rows read from the file)",
-                  time_calls(lambda: restored.load_state_dict(read, assign=True), repeat=repeat), True))
-    assert restored.replay_order() == buffer.replay_order()
-    assert np.shares_memory(restored.state_dict()["keys"], read["keys"])  # taken, not copied
-    copied = new_buffer()
-    copy_times = time_calls(lambda: copied.load_state_dict(state), repeat=repeat)
-    assert copied.replay_order() == buffer.replay_order()
-
-    for name, times, checkpoint_only in timed:
+    for name, times in timed:
         stats = summarise(times)
         report.row("buffer", name, **stats, capacity=capacity, entries=len(buffer))
-        report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms",
-                    note="once per checkpoint, not per step" if checkpoint_only else "")
-    report.row("buffer", "load_state_dict(assign=True), once into a new buffer (as a resume; for reference)",
-               **summarise(first_restore_times), capacity=capacity)
-    report.row("buffer", "load_state_dict (copying: assign=False; not the resume path, for reference)",
-               **summarise(copy_times), capacity=capacity)
-    report.row("buffer", "write .npz file (save_state: tmp + fsync + rename; for reference)",
-               **summarise(write_times), capacity=capacity, bytes=file_bytes)
-    report.row("buffer", "load into a new buffer (read .npz + restore: the whole resume; for reference)",
-               **summarise(whole_load_times), capacity=capacity)
-    report.row("buffer", "read .npz file (load_state; for reference)", **summarise(read_times), capacity=capacity)
+        report.goal(f"buffer {name}, p99 per call", goal_seconds(stats, "p99_s") * 1e3, GOAL_BUFFER_OP_S * 1e3, "ms")
+
+    # Once per checkpoint: save (state_dict + JSON write, fsync, rename) and the resume (read, parse, check,
+    # install into a new buffer), as one round; its parts are timed apart for reference. Each round gets a new
+    # buffer and drops it afterwards (a resume restores one buffer), after a gc.collect(): otherwise the rounds'
+    # buffers pile up and each cyclic collection during a load walks all of them.
+    repeat = 5
+
+    def rounds(fn) -> Durations:
+        times = Durations()
+        for _ in range(repeat):
+            target = PromptReplayBuffer(capacity=capacity)
+            gc.collect()
+            cpu_start, start = time.process_time(), time.perf_counter()
+            fn(target)
+            times.append(time.perf_counter() - start)
+            times.cpu.append(time.process_time() - cpu_start)
+            assert target.replay_order() in ([], buffer.replay_order())
+        return times
+
+    with tempfile.TemporaryDirectory(prefix="zppo_bench_buffer_") as folder:
+        path = os.path.join(folder, BUFFER_FILE)
+        round_trip = rounds(lambda target: (buffer.save(path), target.load(path)))
+        state_times = rounds(lambda target: buffer.state_dict())
+        save_times = rounds(lambda target: buffer.save(path))
+        load_times = rounds(lambda target: target.load(path))
+        state = buffer.state_dict()
+        restore_times = rounds(lambda target: target.load_state_dict(state))
+        file_bytes = os.path.getsize(path)
+    stats = summarise(round_trip)
+    report.row("buffer", "save + restore (save(): JSON file write; load(): read + load_state_dict into a new buffer)",
+               **stats, capacity=capacity, bytes=file_bytes)
+    report.goal("buffer save + restore at capacity", goal_seconds(stats), GOAL_BUFFER_RESTORE_S, "s",
+                note=f"once per checkpoint, beside a multi-GB model checkpoint; wall {stats['median_s']:.3f} s")
+    report.row("buffer", "state_dict (a JSON-able copy; for reference)", **summarise(state_times), capacity=capacity)
+    report.row("buffer", "save (state_dict + JSON write + fsync + rename; for reference)", **summarise(save_times),
+               capacity=capacity, bytes=file_bytes)
+    report.row("buffer", "load into a new buffer (read + parse + check + install; for reference)",
+               **summarise(load_times), capacity=capacity)
+    report.row("buffer", "load_state_dict of a parsed state (check + install; for reference)",
+               **summarise(restore_times), capacity=capacity)
     report.row("buffer", "memory at capacity (tracemalloc)", capacity=capacity,
                bytes=memory, bytes_per_entry=memory / capacity)
     report.goal("buffer memory at capacity", memory / 1e6, GOAL_BUFFER_BYTES / 1e6, "MB",
