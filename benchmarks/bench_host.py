@@ -2,9 +2,9 @@
 
 Three parts, each timed on synthetic material built before the clock starts:
 
-* ``reformulation``: 1,024 hard questions, each with 8 wrong student responses of 2,048 tokens (token ids, as
-  the rollout produced them) and 2 teacher responses (text, as the dataset stores them; the correct one's ids
-  come from ``TeacherTokenPrefetch``, whose worker thread encodes them while phase 1 generates, timed apart).
+* ``reformulation``: 96 hard questions (Algorithm 1's pre-cap at Table 8's batch: rho_aug 0.25 x 384 new
+  prompts; ``--set questions=1024`` for a larger step), each with 8 wrong student responses of 2,048 tokens (token
+  ids, as the rollout produced them) and 2 teacher responses (text, as the dataset stores them, encoded on use).
   Timed: what the trainer does on the host between phase 1 and phase 2 of a step, i.e.
   ``reformulation.reformulate`` from the responses' token ids (candidate selection, seeded draws, lazy decoding
   of what is used, budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final
@@ -33,7 +33,6 @@ It prints a table, ``PASS``/``MISS`` lines for the issue's goals, and writes ``-
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import os
 import sys
@@ -67,7 +66,7 @@ GOAL_ADVANTAGE_S = 0.5
 GOAL_ADVANTAGE_RATIO = 1.0
 
 PAPER = {
-    "questions": 1024, "candidates": 8, "candidate_tokens": 2048, "teacher_responses": 2,
+    "questions": 96, "candidates": 8, "candidate_tokens": 2048, "teacher_responses": 2,
     "question_tokens": 256, "max_prompt_length": 4096, "truncated_percent": 25,
     "buffer_capacity": 77_000, "buffer_ops": 20_000, "replay_slots": 64,
     "responses": 100_000, "response_tokens": 1024, "group_size": 8, "advantage_repeat": 5,
@@ -162,7 +161,6 @@ def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
 def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool, before: bool) -> None:
     """Rows: before (the trainer's old path), after (token ids, lazy decoding), and two reference rows."""
     from recipe.zppo.algo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
-    from recipe.zppo.teacher.tokens import TeacherTokenPrefetch
 
     material = build_reformulation_material(tokenizer, size)
     config = ReformulationConfig()
@@ -172,38 +170,25 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
     eager = eager_tokenization(tokenizer)
     limit = size["max_prompt_length"]
 
-    # The teacher texts' ids as the trainer gets them: encoded by TeacherTokenPrefetch's worker thread (on a
-    # tokenizer copy) while phase 1 generates; the step then waits for nothing. Here it is waited for at once,
-    # to time the worker.
-    worker_tokenizer = copy.deepcopy(tokenizer)
-    prefetch = TeacherTokenPrefetch(lambda text: worker_tokenizer.encode(text, add_special_tokens=False))
-    prefetch.start({item["question_id"]: [text for text, _, correct in item["teachers"] if correct]
-                    for item in material})
-    prefetched = {item["question_id"]: prefetch.ids_for(item["question_id"]) for item in material}
-    prefetch_seconds = prefetch.step_metrics()["zppo/teacher_tokens/encode_s"]
-
-    def questions(students, teacher_ids: bool):
+    def questions(students):
         return [
             HardQuestion(question_id=item["question_id"], prompt=item["prompt"], prompt_length=item["prompt_length"],
                          ground_truth=item["ground_truth"], student_responses=responses,
-                         teacher_responses=[
-                             Response(text, correct, prefetched[item["question_id"]].get(text) if teacher_ids else None)
-                             for text, _, correct in item["teachers"]])
+                         teacher_responses=[Response(text, correct) for text, _, correct in item["teachers"]])
             for item, responses in zip(material, students)
         ]
 
     state = {}
 
-    def after(teacher_ids: bool = True):
-        # What the trainer does now: responses as token ids, text decoded by the reformulation where needed.
+    def after():
+        # What the trainer does: student responses as token ids (decoded where needed), teacher texts encoded.
         students = [[Response(None, False, ids) for ids in item["student_ids"]] for item in material]
-        state["after" if teacher_ids else "cold"] = reformulate(questions(students, teacher_ids), step=1, tokens=fast,
-                                                              max_prompt_length=limit, config=config)
+        state["after"] = reformulate(questions(students), step=1, tokens=fast, max_prompt_length=limit, config=config)
 
     def old_path():
         # What the trainer did before: decode every response with tokenizer.decode, then reformulate.
         students = [[Response(eager.decode(ids), False, ids) for ids in item["student_ids"]] for item in material]
-        state["before"] = reformulate(questions(students, True), step=1, tokens=eager, max_prompt_length=limit,
+        state["before"] = reformulate(questions(students), step=1, tokens=eager, max_prompt_length=limit,
                                       config=config)
 
     def decode_all():
@@ -216,7 +201,6 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
         report.row("reformulation", "before: tokenizer.decode every response + reformulate", **summarise(times),
                    **common)
     after_times = time_calls(after, repeat=repeat, warmup=1)
-    cold_times = time_calls(lambda: after(teacher_ids=False), repeat=max(1, repeat // 2), warmup=0)
     decode_times = time_calls(decode_all, repeat=max(1, repeat // 2), warmup=0)
     result = state["after"]
     metrics = result.metrics()
@@ -226,24 +210,15 @@ def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profil
         report.row("reformulation", "before and after build identical prompts", identical=same)
         if not same:
             report.notes.append("MISMATCH: the lazy path built other prompts than the old path")
-    same = [p.messages for p in state["cold"].prompts] == [p.messages for p in result.prompts]
-    report.row("reformulation", "prefetched teacher ids and teacher text encoded on use build identical prompts",
-               identical=same)
-    if not same:
-        report.notes.append("MISMATCH: prefetched teacher ids built other prompts than encoding the text on use")
     candidate_tokens = size["questions"] * size["candidates"] * size["candidate_tokens"]
     stats = summarise(after_times)
-    total = report.row("reformulation", "after: reformulate from token ids (teacher ids prefetched, as in the trainer)",
+    total = report.row("reformulation", "after: reformulate from token ids (as in the trainer)",
                        **stats, **common,
                        bcq_built=int(metrics["zppo/bcq_built"]), ncq_built=int(metrics["zppo/ncq_built"]),
                        excluded=int(metrics["zppo/responses_excluded"]),
                        skipped_for_length=int(metrics["zppo/skipped_for_length"]),
                        candidates_truncated=int(metrics["zppo/candidates_truncated"]),
                        candidate_tokens_per_sec=candidate_tokens / stats["median_s"])
-    report.row("reformulation", "after, teacher responses as text (encoded on use: the trainer before the prefetch)",
-               **summarise(cold_times), **common)
-    report.row("reformulation", "teacher prefetch: worker thread encoding the correct teacher texts (during phase 1)",
-               median_s=prefetch_seconds, calls=1, texts=sum(len(ids) for ids in prefetched.values()))
     report.row("reformulation", "reference: decode every response (tokenizer.decode)", **summarise(decode_times),
                **common)
     report.row("reformulation", "reference: build the Tokenization (once per run)", median_s=setup_s, calls=1,
