@@ -25,8 +25,9 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator, Optional
+from typing import Any
 
 import torch
 
@@ -55,9 +56,9 @@ class _Request:
     params: dict[str, Any]
     max_new_tokens: int
     want_logprobs: bool
-    prompt_logprobs: Optional[int]
-    image_data: Optional[list[Any]]
-    video_data: Optional[list[Any]]
+    prompt_logprobs: int | None
+    image_data: list[Any] | None
+    video_data: list[Any] | None
     future: asyncio.Future = field(repr=False, default=None)
 
 
@@ -103,12 +104,12 @@ class HFRolloutServer:
         eos = generation_eos if generation_eos is not None else self.tokenizer.eos_token_id
         self.eos_token_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_token_ids)
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
         self.weight_version = 0
         self._queue: list[_Request] = []
-        self._worker_task: Optional[asyncio.Task] = None
-        self._wakeup: Optional[asyncio.Event] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._worker_task: asyncio.Task | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- generation
 
@@ -126,8 +127,8 @@ class HFRolloutServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **_unused,
     ):
         from verl.workers.rollout.replica import TokenOutput
@@ -275,7 +276,7 @@ class HFRolloutServer:
 
     # ---------------------------------------------------------------- weights
 
-    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: int | None = None) -> dict:
         """Load the actor's full tensors; every parameter of the rollout model must be covered by name."""
         state = self.model.state_dict()
         unknown = sorted(set(named_tensors) - set(state))
@@ -344,11 +345,10 @@ class HFRolloutServer:
         return "hf-rollout", 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_replica_class():
     """Build :class:`HFReplica` lazily, so importing this module does not import verl's rollout stack."""
     import ray
-
     from verl.workers.rollout.replica import RolloutReplica
 
     class HFReplica(RolloutReplica):
@@ -389,7 +389,6 @@ def build_replica_class():
 def build_server_adapter_class():
     """Build :class:`HFServerAdapter` lazily (it subclasses verl's ``BaseRollout``)."""
     import ray
-
     from verl.workers.rollout.base import BaseRollout
 
     from .version_guard import require_supported_verl

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 from . import llm, video, vlm
 from .common import ConvertOptions, Item, Source, SourceError, rows_of, write_rows
@@ -128,7 +128,7 @@ def convert(name: str, src: Path, out_dir: Path, options: ConvertOptions) -> dic
 
 
 def convert_many(names: list[str], src_root: Path, out_dir: Path, options: ConvertOptions,
-                 paths: Optional[dict[str, Path]] = None, log=print) -> dict[str, dict]:
+                 paths: dict[str, Path] | None = None, log=print) -> dict[str, dict]:
     """Convert several benchmarks; a failing one is one line (``log``) and the others still run.
 
     Returns the manifest entries of those converted; ``out_dir/manifest.json`` is updated after each.

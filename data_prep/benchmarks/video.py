@@ -3,8 +3,8 @@ below the benchmark's folder); ``rows_of`` samples the frames. Expected layouts:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .common import (
     VIDEO_SUFFIXES,

@@ -26,7 +26,15 @@ from safetensors.torch import load_file, save_file
 from recipe.zppo.baselines.distill import teacher_token_nll
 
 from ..conftest import run_main
-from .helpers import cpu_run_args, failure_context, load_weights, max_weight_change, read_metrics, step_metrics, train_steps
+from .helpers import (
+    cpu_run_args,
+    failure_context,
+    load_weights,
+    max_weight_change,
+    read_metrics,
+    step_metrics,
+    train_steps,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -22,11 +22,20 @@ from data_prep.build_zppo77k import BuildError, BuildOptions, build
 from data_prep.build_zppo77k.builder import RULE_NAMES, _hash64
 from data_prep.build_zppo77k.cli import main as cli_main
 from data_prep.build_zppo77k.synthetic import (
-    MMFINEREASON_SCHEMA, VERO_SCHEMA, image_cell, jpeg, mmfinereason_row, png, vero_row, write_parquet, write_vero)
+    MMFINEREASON_SCHEMA,
+    VERO_SCHEMA,
+    image_cell,
+    jpeg,
+    mmfinereason_row,
+    png,
+    vero_row,
+    write_parquet,
+    write_vero,
+)
 from data_prep.build_zppo77k.text import FORMAT_RULES, clean_question, infer_reward_type, strip_format_instructions
 from data_prep.build_zppo77k.tiers import TierTableError, load_tier_table
-from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, resized_hw
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
 REPO = Path(__file__).resolve().parents[2]
 MC_SUFFIX = "\nA. cat\nB. dog\nC. bird\nD. fish\nAnswer with the option's letter from the given choices directly."
@@ -222,8 +231,9 @@ def test_prompts_end_with_the_closer_once_and_carry_the_verifier_fields(fx):
 
 
 def test_images_are_resized_into_the_pixel_range_and_kept_when_in_range(fx):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     rows = {row["extra_info"]["question_id"]: row for row in _rows(fx["out"])}
     for row in rows.values():

@@ -13,10 +13,10 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from recipe.zppo.baselines.distill import (
+    NoSFTExamples,
     SFTBuildStats,
     chat_length_counter,
     compose_sft_config,
-    NoSFTExamples,
     prepare_on_policy_distill,
     reward_scorer,
     run_off_policy_distill,
@@ -138,7 +138,6 @@ def test_sft_file_holds_every_correct_teacher_response(tiny_text, tmp_path):
 def test_verl_sft_dataset_trains_on_exactly_the_teacher_tokens(tiny_text, tmp_path):
     """The file is in verl's SFT layout: its loss mask covers the teacher response (and the turn's end), not the prompt."""
     from transformers import AutoTokenizer
-
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     out = tmp_path / "train.parquet"

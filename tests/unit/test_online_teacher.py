@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.teacher.client import (
     IMAGE_OMITTED,
     OnlineTeacher,
@@ -26,6 +25,8 @@ from recipe.zppo.teacher.client import (
     join_reasoning,
     to_openai_messages,
 )
+
+from ..conftest import start_teacher_server, stop_process
 
 CLOSER = "Think step by step inside <think></think> tags, then give the final answer inside \\boxed{}."
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # magic bytes are all the client looks at

@@ -542,7 +542,6 @@ def test_verl_loads_and_calls_the_reward(path):
 
     import torch
     from omegaconf import OmegaConf
-
     from verl import DataProto
     from verl.trainer.ppo.metric_utils import process_validation_metrics
     from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager

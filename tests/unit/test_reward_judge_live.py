@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
+
+from ..conftest import start_teacher_server, stop_process
 
 SERVED = "tiny-judge"
 MAX_TOKENS = 16  # the judge's request max_tokens (server cap 32): a few ms of generation per call

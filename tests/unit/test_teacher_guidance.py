@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.reformulation import (
+    NO_TEACHER_CANDIDATE,
+    SKIPPED_FOR_LENGTH,
+    HardQuestion,
+    Response,
+    Tokenization,
+)
 from recipe.zppo.baselines.prefix_agent_loop import splice_prefix
-from recipe.zppo.algo.reformulation import NO_TEACHER_CANDIDATE, SKIPPED_FOR_LENGTH, HardQuestion, Response, Tokenization
 from recipe.zppo.baselines.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 
 # One token per character: lengths can be checked exactly.
