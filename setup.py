@@ -18,7 +18,9 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(
+        include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]
+    ),
     package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"], "data_prep.build_zppo77k": ["*.yaml"]},
     install_requires=[
         # verl-core pulls TransferQueue and cachetools, which the V1 trainer imports; math adds math-verify.

@@ -39,7 +39,7 @@ def make_rows(n: int, seed: int = 0, math_share: float = 0.05) -> list[tuple]:
     """(data_source, solution_str, ground_truth, extra_info) rows of a seeded mix."""
     rng = random.Random(seed)
     rows = []
-    for i in range(n):
+    for _ in range(n):
         right = rng.random() < 0.5
         if rng.random() < math_share:
             k = rng.randint(2, 9)
@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--math-share", type=float, default=0.05)
     args = parser.parse_args()
     out = run(args.n, args.seed, args.math_share)
-    print(f"{out['n']} responses in {out['seconds']:.2f} s: {out['per_second']:.0f} answers/s (mean acc {out['acc']:.3f})")
+    print(f"{out['n']} responses in {out['seconds']:.2f} s: {out['per_second']:.0f} answers/s "
+          f"(mean acc {out['acc']:.3f})")
     for kind, us in out["per_type_us"].items():
         print(f"  {kind:18s} {us:8.1f} us/answer")
     for key, value in out["routes"].items():

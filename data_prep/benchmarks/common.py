@@ -298,9 +298,8 @@ def split_options(text: str) -> tuple[str, list[str] | None]:
     Options are recognised as consecutive letter markers A, B, C, ... (at least two); the stem is what precedes
     the options (and their "Options:"/"Choices:" header). Returns (text, None) when no such run is found.
     """
-    header = None
-    for header in _OPTIONS_HEADER_RE.finditer(text):
-        pass
+    headers = list(_OPTIONS_HEADER_RE.finditer(text))
+    header = headers[-1] if headers else None  # the last header
     body_start = header.end() if header else 0
     body = text[body_start:]
     starts, ends = [], []

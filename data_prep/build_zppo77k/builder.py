@@ -583,7 +583,7 @@ class Builder:
             old.unlink()
         shards = []
         total = len(train_files)
-        for k, (path, rows, payload) in enumerate(train_files):
+        for k, (path, rows, _) in enumerate(train_files):
             final = self.out / f"train-{k:05d}-of-{total:05d}.parquet"
             os.replace(path, final)
             shards.append({"file": final.name, "rows": rows, "bytes": final.stat().st_size})

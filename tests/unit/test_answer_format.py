@@ -75,7 +75,8 @@ def test_extract_boxed(text, expected):
         ("<think>maybe \\boxed{1}</think> final \\boxed{2}", "2", "boxed", "ok"),
         # a box only inside the think block is ignored
         ("<think>so \\boxed{1}</think>", None, "none", "empty_answer"),
-        ("<think>so \\boxed{1}</think>\nI have thought about it.\nIt was a hard question to answer well.", None, "none", "no_answer"),
+        ("<think>so \\boxed{1}</think>\nI have thought about it.\nIt was a hard question to answer well.", None,
+         "none", "no_answer"),
         # cut off inside the think block: no answer, whatever follows the box
         ("<think>so \\boxed{1} and", None, "none", "unclosed_think"),
         ("<think>a</think>\\boxed{2}<think>again", None, "none", "unclosed_think"),
@@ -135,7 +136,8 @@ def test_extraction_never_raises(text):
 @settings(max_examples=200, deadline=None)
 @given(
     reasoning=st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=200),
-    answer=st.text(alphabet=st.characters(blacklist_characters="{}\\<>\n\r", blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    answer=st.text(alphabet=st.characters(blacklist_characters="{}\\<>\n\r", blacklist_categories=("Cs",)),
+                   min_size=1, max_size=40),
 )
 def test_boxed_answer_round_trips(reasoning, answer):
     if not answer.strip():

@@ -4,6 +4,7 @@ the tiny text model, and against small fake servers for every failure path. Ever
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import socket
 import threading
@@ -440,7 +441,7 @@ def test_config_defaults_and_from_dict():
             cfg.max_concurrency, cfg.cache_size, cfg.enable, cfg.api_key_env) == (2, 1024, 1.0, 60, 2, 8, 100_000,
                                                                                  False, None)
     assert OnlineTeacherConfig.from_dict({"enable": False, "url": None}).url == ""
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.num_responses = 3  # frozen
     omegaconf = pytest.importorskip("omegaconf")
     d = omegaconf.OmegaConf.create({"url": "http://h:1", "model": "m", "enable": True, "timeout_s": 1.5})

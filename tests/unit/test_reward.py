@@ -177,7 +177,8 @@ def test_never_raises_on_odd_inputs(reward_type):
                  boxed("1e999"), boxed("9" * 400), T + "Answer: " * 1000, 12345, b"\\boxed{3}"]
     for gold in WEIRD:
         for response in responses:
-            result = compute_score("src", response, gold, {"reward_type": reward_type, "tolerance": "bad", "choices": 5})
+            result = compute_score("src", response, gold,
+                                   {"reward_type": reward_type, "tolerance": "bad", "choices": 5})
             check_shape(result)
             assert not result["reason"].startswith("internal_error"), (response, gold, result)
     for extra in (None, "not a dict", {"reward_type": None}, {"choices": None, "question": None}):
@@ -187,7 +188,8 @@ def test_never_raises_on_odd_inputs(reward_type):
 def test_huge_response_is_bounded():
     filler = "The figure shows many things. " * 70_000  # ~2 MB
     start = time.perf_counter()
-    result = compute_score("src", "<think>" + filler + "</think>" + filler + "\\boxed{7}", "7", {"reward_type": "numeric"})
+    result = compute_score("src", "<think>" + filler + "</think>" + filler + "\\boxed{7}", "7",
+                           {"reward_type": "numeric"})
     assert result["acc"] == 1.0
     result = compute_score("src", "<think>" + filler, "7", {"reward_type": "numeric"})
     assert (result["acc"], result["reason"]) == (0.0, "unclosed_think")
@@ -428,13 +430,15 @@ def test_judge_config_parsing():
     assert judge_config_from({}, environ={}) is None
     assert judge_config_from({"judge_url": "http://h:1"}, environ={}) is None  # model missing: off
     cfg = judge_config_from({"judge": OmegaConf.create({"url": "http://h:1/", "model": "m", "timeout_s": "5",
-                                                         "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}})},
+                                                         "extra_body": {"chat_template_kwargs": {
+                                                             "enable_thinking": False}}})},
                             environ={"ZPPO_JUDGE_MAX_RETRIES": "4"})
     assert cfg.endpoint == "http://h:1/v1/chat/completions"
     assert (cfg.timeout_s, cfg.max_retries) == (5.0, 4)
     assert json.loads(cfg.extra_body) == {"chat_template_kwargs": {"enable_thinking": False}}
     assert JudgeConfig(url="http://h/v1/chat/completions", model="m").endpoint == "http://h/v1/chat/completions"
-    assert judge_config_from({"judge_url": "u", "judge_model": "m", "judge_timeout_s": "oops"}, environ={}).timeout_s == 30.0
+    assert judge_config_from({"judge_url": "u", "judge_model": "m", "judge_timeout_s": "oops"},
+                             environ={}).timeout_s == 30.0
 
 
 @pytest.mark.parametrize("content, verdict", [
@@ -470,7 +474,8 @@ def test_judge_hanging_server_times_out():
     try:
         url = f"http://127.0.0.1:{hang.getsockname()[1]}/v1"
         start = time.perf_counter()
-        result = compute_score("src", UNPARSEABLE, "dog", {}, **judge_kwargs(url, judge_timeout_s=0.3, judge_max_retries=1))
+        result = compute_score("src", UNPARSEABLE, "dog", {},
+                               **judge_kwargs(url, judge_timeout_s=0.3, judge_max_retries=1))
         elapsed = time.perf_counter() - start
         assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_timeout", 0.0)
         assert elapsed < 3.0
@@ -488,7 +493,8 @@ def test_judge_closed_port_and_circuit_breaker():
     reasons = [compute_score("src", UNPARSEABLE, "dog", {}, **kw)["reason"] for _ in range(4)]
     assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open", "judge_circuit_open"]
     assert time.perf_counter() - start < 3.0
-    shares = route_shares([compute_score("src", UNPARSEABLE, "dog", {}, **kw), compute_score("src", boxed("dog"), "dog", {}, **kw)])
+    shares = route_shares([compute_score("src", UNPARSEABLE, "dog", {}, **kw),
+                           compute_score("src", boxed("dog"), "dog", {}, **kw)])
     assert shares["reward/route_judge_unavailable"] == 0.5 and shares["reward/route_judge_unavailable_count"] == 1.0
 
 
@@ -511,7 +517,8 @@ def test_route_shares():
     shares = route_shares(results)
     assert shares["reward/route_parser"] == 3 / 8 and shares["reward/route_judge_unavailable"] == 3 / 8
     assert shares["reward/route_parser_count"] == 3.0 and shares["reward/n_scored"] == 8.0
-    assert math.isclose(sum(shares[f"reward/route_{r}"] for r in ("parser", "judge", "unparseable", "judge_unavailable")), 1.0)
+    routes = ("parser", "judge", "unparseable", "judge_unavailable")
+    assert math.isclose(sum(shares[f"reward/route_{r}"] for r in routes), 1.0)
     columns = {"route": np.array(["parser", "judge"], dtype=object), "acc": np.array([1.0, 0.0])}
     assert route_shares(columns, prefix="val/")["val/route_judge"] == 0.5
     assert route_shares([])["reward/route_parser"] == 0.0
@@ -520,7 +527,8 @@ def test_route_shares():
 def test_route_metrics_option():
     result = compute_score("src", boxed("4"), "4", {"reward_type": "numeric"}, route_metrics=True)
     assert result["route_parser"] == 1.0 and result["route_judge"] == 0.0
-    assert set(result) == set(RESULT_KEYS) | {"route_parser", "route_judge", "route_unparseable", "route_judge_unavailable"}
+    assert set(result) == set(RESULT_KEYS) | {
+        "route_parser", "route_judge", "route_unparseable", "route_judge_unavailable"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -590,7 +598,8 @@ def test_verl_loads_and_calls_the_reward(path):
 
 _TYPES = st.sampled_from([None, "multiple_choice", "numeric", "number_list", "list_string_match", "counting",
                           "math", "string_match", "web_action"])
-_GOLDS = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.floats(), st.lists(st.text(max_size=8), max_size=3),
+_GOLDS = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.floats(),
+                   st.lists(st.text(max_size=8), max_size=3),
                    st.lists(st.integers(), max_size=4))
 _PIECES = st.sampled_from(["<think>", "</think>", "\\boxed{", "}", "{", "Answer:", "(B)", "<answer>", "</answer>",
                            "\n", " ", "1,234", "\\frac{1}{2}", "%", "-", "A", "x^2", "\u2212", "e5", "B."])

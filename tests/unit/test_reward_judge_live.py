@@ -71,7 +71,8 @@ class LiveServer:
 def server(tiny_assets, tmp_path_factory):
     """``python -m recipe.zppo.teacher_server`` with the tiny text model on a free loopback port."""
     log = tmp_path_factory.mktemp("judge_server") / "server.log"
-    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED, "--max-tokens", "32")
+    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED,
+                                     "--max-tokens", "32")
     live = LiveServer(proc, url, log)
     try:
         yield live
