@@ -42,7 +42,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6"],
+        # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).
+        "test": ["pytest>=8", "hypothesis>=6", "ruff==0.17.6"],
         # GPU clusters only: these do not install (or run) on a CPU machine.
         "gpu": ["vllm>=0.24", "flash-attn>=2.7"],
     },
