@@ -109,9 +109,7 @@ def test_real_server_responses_cache_and_concurrency(real_server):
     client = teacher(url, model=model, num_responses=2, max_tokens=12, timeout_s=30, max_concurrency=4)
     asked = [question(f"q{i}", f"What is {i} + {i}?") for i in range(6)]
     before = get_json(url + "/stats")["requests"]
-    started = time.monotonic()
     results = client.responses(asked)
-    assert time.monotonic() - started < 30
     assert [r.question_id for r in results] == [f"q{i}" for i in range(6)]
     for result in results:
         assert result.error is None and not result.cached
@@ -246,14 +244,13 @@ def test_reasoning_content_is_joined_back(fake):
     assert join_reasoning(in_answer) == "<think>use <think> tags</think>\\boxed{1}"
 
 
-def test_closed_port_gives_an_error_fast():
+def test_closed_port_is_a_connection_error_after_every_attempt():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = teacher(f"http://127.0.0.1:{port}", max_retries=2, timeout_s=5)
-    started = time.monotonic()
+    # That this fails at once (no timeout waited) is measured by benchmarks/bench_teacher_client.py.
     [result] = client.responses([question("q")])
-    assert time.monotonic() - started < 3  # refused at once; backoff 0.25 s + 0.5 s
     assert result.texts == [] and "connection failed" in result.error and "3 attempts" in result.error
     assert client.stats()["failures"] == 1 and client.stats()["requests"] == 3
 
@@ -367,9 +364,8 @@ def test_server_ignoring_n_is_topped_up(fake):
 def test_requests_run_concurrently(fake):
     server = fake(ok_reply, delay_s=0.4)
     client = teacher(server.url, num_responses=1, max_concurrency=8)
-    started = time.monotonic()
     results = client.responses([question(f"q{i}") for i in range(8)])
-    assert time.monotonic() - started < 1.6  # sequential would be 3.2 s
+    # The server saw concurrent requests; the time saved is measured by benchmarks/bench_teacher_client.py.
     assert all(r.error is None for r in results) and server.max_active >= 4
 
     bounded = teacher(server.url, num_responses=1, max_concurrency=2)

@@ -185,9 +185,9 @@ def test_never_raises_on_odd_inputs(reward_type):
         check_shape(compute_score(None, boxed("4"), "4", extra))
 
 
-def test_huge_response_is_bounded():
+def test_two_megabyte_responses_are_scored_like_short_ones():
+    # How long these take is measured by benchmarks/bench_reward.py (goal: under 5 s), not asserted here.
     filler = "The figure shows many things. " * 70_000  # ~2 MB
-    start = time.perf_counter()
     result = compute_score("src", "<think>" + filler + "</think>" + filler + "\\boxed{7}", "7",
                            {"reward_type": "numeric"})
     assert result["acc"] == 1.0
@@ -195,7 +195,6 @@ def test_huge_response_is_bounded():
     assert (result["acc"], result["reason"]) == (0.0, "unclosed_think")
     result = compute_score("src", T + filler, "7", {"reward_type": "string_match"})
     assert result["route"] == "unparseable"
-    assert time.perf_counter() - start < 5.0
 
 
 def test_pred_is_capped():
@@ -483,16 +482,15 @@ def test_judge_hanging_server_times_out():
         hang.close()
 
 
-def test_judge_closed_port_and_circuit_breaker():
+def test_judge_closed_port_is_a_connection_error_then_the_circuit_opens():
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
     kw = judge_kwargs(f"http://127.0.0.1:{port}/v1", judge_max_retries=0, judge_fail_threshold=2, judge_cooldown_s=60)
-    start = time.perf_counter()
     reasons = [compute_score("src", UNPARSEABLE, "dog", {}, **kw)["reason"] for _ in range(4)]
+    # That these fail at once (no timeout waited) is measured by benchmarks/bench_reward.py.
     assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open", "judge_circuit_open"]
-    assert time.perf_counter() - start < 3.0
     shares = route_shares([compute_score("src", UNPARSEABLE, "dog", {}, **kw),
                            compute_score("src", boxed("dog"), "dog", {}, **kw)])
     assert shares["reward/route_judge_unavailable"] == 0.5 and shares["reward/route_judge_unavailable_count"] == 1.0
