@@ -36,7 +36,7 @@ def test_closer_asks_for_think_block_and_box():
         ("", ("", "")),
     ],
 )
-def test_split_think(text, expected):
+def test_think_block_is_split_off_and_an_unclosed_one_leaves_no_answer(text, expected):
     assert split_think(text) == expected
 
 
@@ -59,7 +59,7 @@ def test_split_think(text, expected):
         ("\\boxed{" + "x" * (MAX_BOX_CHARS + 10) + "}", None),  # too long to be an answer
     ],
 )
-def test_extract_boxed(text, expected):
+def test_the_last_closed_nonempty_box_is_the_boxed_answer(text, expected):
     assert extract_boxed(text) == expected
 
 
@@ -101,7 +101,7 @@ def test_extract_boxed(text, expected):
         (None, None, "none", "empty_response"),
     ],
 )
-def test_extract_answer_table(response, answer, method, reason):
+def test_answer_comes_from_box_tag_marker_or_last_line_outside_the_think_block(response, answer, method, reason):
     got = extract_answer(response)
     assert (got.answer, got.method, got.reason) == (answer, method, reason)
     assert extract_final_answer(response) == answer

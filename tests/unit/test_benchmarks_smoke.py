@@ -30,7 +30,7 @@ def _goal_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("PASS ", "MISS ", "SKIP "))]
 
 
-def test_bench_host_smoke(tiny_assets, tmp_path):
+def test_bench_host_reduced_run_reports_every_goal_on_identical_work(tiny_assets, tmp_path):
     out = tmp_path / "host.json"
     result = _run("bench_host.py", "--smoke", "--tokenizer", str(tiny_assets["text-model"]), "--cpu", "-1",
                   "--out", str(out))
@@ -50,7 +50,7 @@ def test_bench_host_smoke(tiny_assets, tmp_path):
     assert all(goal["passed"] in (True, False) for goal in report["goals"])
 
 
-def test_bench_rollout_smoke_hf(tiny_assets, tmp_path):
+def test_bench_rollout_reduced_run_generates_every_requested_token(tiny_assets, tmp_path):
     out = tmp_path / "rollout.json"
     tiny_dir = tiny_assets["text-model"].parents[1]
     result = _run("bench_rollout.py", "--smoke", "--engines", "hf", "--threads", "1", "--tiny-dir", str(tiny_dir),

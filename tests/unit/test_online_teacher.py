@@ -326,7 +326,7 @@ def test_500_then_200_is_retried(fake):
     assert len(server.bodies) == 2 and client.stats()["retries"] == 1 and client.stats()["failures"] == 0
 
 
-def test_malformed_reply_and_4xx(fake):
+def test_malformed_reply_is_retried_and_a_4xx_is_not(fake):
     bad = fake(lambda i, body: (200, b"<html>not json</html>"))
     client = teacher(bad.url, max_retries=1)
     [result] = client.responses([question("q")])
@@ -422,7 +422,7 @@ def test_images_become_data_urls_or_notes():
     assert converted[0]["role"] == "user" and set(converted[0]) == {"role", "content"} and (sent, dropped) == (1, 0)
 
 
-def test_url_forms():
+def test_any_base_url_form_becomes_the_chat_completions_endpoint():
     assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
@@ -431,7 +431,7 @@ def test_url_forms():
 # ------------------------------------------------------------------------------------------------ config
 
 
-def test_config_defaults_and_from_dict():
+def test_config_from_dict_fills_the_defaults_and_is_frozen():
     cfg = OnlineTeacherConfig.from_dict({"url": "http://localhost:8000", "model": "teacher"})
     assert (cfg.num_responses, cfg.max_tokens, cfg.temperature, cfg.timeout_s, cfg.max_retries,
             cfg.max_concurrency, cfg.cache_size, cfg.enable, cfg.api_key_env) == (2, 1024, 1.0, 60, 2, 8, 100_000,
@@ -464,5 +464,5 @@ def test_config_enabled_needs_url_and_model(missing):
         OnlineTeacherConfig.from_dict(d)
 
 
-def test_result_type():
+def test_a_bare_result_has_no_texts_no_error_and_is_not_cached():
     assert TeacherResult("q") == TeacherResult("q", [], None, False)

@@ -157,7 +157,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("reward_type, response, gold, extra, acc, route", CASES)
-def test_table(reward_type, response, gold, extra, acc, route):
+def test_each_reward_type_scores_the_documented_cases(reward_type, response, gold, extra, acc, route):
     if reward_type is not None:
         extra = dict(extra or {}, reward_type=reward_type)
     result = compute_score("src", response, gold, extra)
@@ -212,7 +212,7 @@ def test_math_verify_timeout_is_bounded(monkeypatch):
     assert compute_score("src", boxed("\\sqrt{4}"), "2", {"reward_type": "math"})["acc"] == 1.0
 
 
-def test_scoring_from_threads():
+def test_math_answers_are_scored_from_executor_threads():
     """verl calls the reward function from executor threads (math-verify's signals do not work there)."""
     jobs = [(boxed("\\frac{\\sqrt{2}}{2}"), "\\sqrt{2}/2", "math", 1.0), (boxed("x^2"), "x^3", "math", 0.0),
             (boxed("B"), "B", "multiple_choice", 1.0), (boxed("2\\sqrt{2}"), "2.828", "numeric", 0.0)] * 3
@@ -221,7 +221,7 @@ def test_scoring_from_threads():
     assert [r["acc"] for r in results] == [j[3] for j in jobs]
 
 
-def test_reward_type_resolution():
+def test_reward_type_is_normalised_or_inferred_from_the_gold():
     assert resolve_reward_type({"reward_type": " Multiple_Choice "}) == "multiple_choice"
     assert resolve_reward_type({"reward_type": "search"}) == "string_match"
     assert resolve_reward_type({"reward_type": "web_action"}) == "auto"
@@ -230,7 +230,7 @@ def test_reward_type_resolution():
         "multiple_choice", "multiple_choice", "numeric", "math", "string_match", "string_match"]
 
 
-def test_options_parsing():
+def test_options_are_read_from_the_question_or_the_choices_field():
     assert options_of({"question": MC_QUESTION}) == {"A": "cat", "B": "dog", "C": "cow", "D": "hen"}
     assert options_of({"question": "Choose: (A) red (B) blue (C) green"}) == {"A": "red", "B": "blue", "C": "green"}
     assert options_of({"choices": "['x', 'y']"}) == {"A": "x", "B": "y"}
@@ -266,7 +266,7 @@ def test_equal_numbers_any_spelling_score_one(value, data):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(num=st.integers(-999, 999), den=st.integers(1, 64), data=st.data())
-def test_fractions_and_decimals(num, den, data):
+def test_a_fraction_and_its_decimal_spellings_score_one(num, den, data):
     frac = Fraction(num, den)
     spelled = data.draw(st.sampled_from([f"{frac.numerator}/{frac.denominator}",
                                          f"\\frac{{{frac.numerator}}}{{{frac.denominator}}}",
@@ -401,7 +401,7 @@ def test_judge_is_off_by_default(judge_server):
     assert judge_server.requests == []
 
 
-def test_judge_cache(judge_server):
+def test_judge_verdict_is_cached_per_question_and_answer(judge_server):
     kw = judge_kwargs(judge_server.url)
     first = compute_score("src", UNPARSEABLE, "dog", {"question": "Q"}, **kw)
     second = compute_score("src", UNPARSEABLE, "dog", {"question": "Q"}, **kw)
@@ -412,7 +412,7 @@ def test_judge_cache(judge_server):
     assert len(judge_server.requests) == 2
 
 
-def test_judge_config_from_env_and_api_key(judge_server, monkeypatch):
+def test_judge_is_configured_from_the_environment_with_its_api_key(judge_server, monkeypatch):
     monkeypatch.setenv("ZPPO_JUDGE_URL", judge_server.url + "/chat/completions")
     monkeypatch.setenv("ZPPO_JUDGE_MODEL", "env-judge")
     monkeypatch.setenv("ZPPO_JUDGE_API_KEY_ENV", "MY_JUDGE_KEY")
@@ -423,7 +423,7 @@ def test_judge_config_from_env_and_api_key(judge_server, monkeypatch):
     assert judge_server.auth[-1] == "Bearer sekret"
 
 
-def test_judge_config_parsing():
+def test_judge_config_is_read_from_reward_kwargs_with_defaults_for_bad_values():
     from omegaconf import OmegaConf
 
     assert judge_config_from({}, environ={}) is None
@@ -445,11 +445,11 @@ def test_judge_config_parsing():
     ("The answer is NOT CORRECT", False), ("Incorrect. Wait, actually it is CORRECT", True), ("dunno", None),
     (None, None), ("<think>CORRECT", None),
 ])
-def test_parse_verdict(content, verdict):
+def test_judge_verdict_is_parsed_from_its_reply(content, verdict):
     assert parse_verdict(content) == verdict
 
 
-def test_judge_bad_reply(judge_server):
+def test_judge_reply_without_a_verdict_is_unavailable_and_scores_zero(judge_server):
     judge_server.reply = "I would rather not say."
     result = compute_score("src", UNPARSEABLE, "dog", {}, **judge_kwargs(judge_server.url))
     assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
@@ -496,7 +496,7 @@ def test_judge_closed_port_is_a_connection_error_then_the_circuit_opens():
     assert shares["reward/route_judge_unavailable"] == 0.5 and shares["reward/route_judge_unavailable_count"] == 1.0
 
 
-def test_judge_concurrency_limit(judge_server):
+def test_judge_requests_in_flight_never_exceed_the_limit(judge_server):
     judge_server.delay = 0.15
     kw = judge_kwargs(judge_server.url, judge_max_concurrency=2)
     responses = [T + f"I think it is probably the animal number {i}.\nHard to say more than that." for i in range(8)]
@@ -510,7 +510,7 @@ def test_judge_concurrency_limit(judge_server):
 # ---------------------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------------------
-def test_route_shares():
+def test_route_shares_are_fractions_of_the_scored_answers():
     results = [{"route": "parser"}] * 3 + [{"route": "judge"}, {"route": "unparseable"}] + ["judge_unavailable"] * 3
     shares = route_shares(results)
     assert shares["reward/route_parser"] == 3 / 8 and shares["reward/route_judge_unavailable"] == 3 / 8
@@ -522,7 +522,7 @@ def test_route_shares():
     assert route_shares([])["reward/route_parser"] == 0.0
 
 
-def test_route_metrics_option():
+def test_route_metrics_option_adds_one_flag_per_route():
     result = compute_score("src", boxed("4"), "4", {"reward_type": "numeric"}, route_metrics=True)
     assert result["route_parser"] == 1.0 and result["route_judge"] == 0.0
     assert set(result) == set(RESULT_KEYS) | {
@@ -605,7 +605,7 @@ _PIECES = st.sampled_from(["<think>", "</think>", "\\boxed{", "}", "{", "Answer:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pieces=st.lists(st.one_of(_PIECES, st.text(max_size=5)), max_size=25), gold=_GOLDS, rtype=_TYPES)
-def test_fuzz_shape_and_no_exception(pieces, gold, rtype):
+def test_random_responses_always_give_a_well_formed_result(pieces, gold, rtype):
     old = os.environ.get("ZPPO_MATH_VERIFY_TIMEOUT_S")
     os.environ["ZPPO_MATH_VERIFY_TIMEOUT_S"] = "0.5"
     try:
