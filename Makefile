@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (only Python 3.10+ needed):
 #   make demo   - create .venv, install, build the tiny model and data, run a short ZPPO run on the CPU
-#   make test   - same set-up, then the whole test suite (unit + CPU end-to-end)
+#   make test   - same set-up, then ruff (make lint) and the whole test suite (unit + CPU end-to-end)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ DEMO_DIR ?= outputs/demo
 # loads beside torch on a CPU (vision processors need torchvision); pip must not pick another torch for verl.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup tiny demo test test-unit clean
+.PHONY: setup tiny demo lint test test-unit clean
 
 $(VENV)/.installed: setup.py REQUIRED_VERL.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ demo: tiny
 		trainer.save_freq=1 $(ARGS)
 	@echo "Demo finished. Checkpoints: $(DEMO_DIR)/global_step_*  Metrics (JSON lines): $(DEMO_DIR)/metrics/"
 
-test: setup
+# ruff: line length 120 as verl, rules in pyproject.toml.
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
 test-unit: setup

@@ -18,7 +18,9 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(
+        include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]
+    ),
     package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"], "data_prep.build_zppo77k": ["*.yaml"]},
     install_requires=[
         # verl-core pulls TransferQueue and cachetools, which the V1 trainer imports; math adds math-verify.
@@ -40,7 +42,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6"],
+        # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).
+        "test": ["pytest>=8", "hypothesis>=6", "ruff==0.17.6"],
         # GPU clusters only: these do not install (or run) on a CPU machine.
         "gpu": ["vllm>=0.24", "flash-attn>=2.7"],
     },

@@ -1,19 +1,33 @@
 """Throughput of ``compute_score`` on synthetic mixed responses (single process, no judge).
 
-    python -m benchmarks.bench_reward [--n 10000] [--seed 0] [--math-share 0.05]
+    python -m benchmarks.bench_reward [--n 10000] [--seed 0] [--math-share 0.05] [--only throughput|bounds]
 
 Prints answers scored per second overall and per reward type, and the route shares. The mix covers every
 reward type, right and wrong answers, the fallback formats, unclosed think blocks and long responses; a
 ``--math-share`` of the rows are symbolic math answers that go to math-verify (worker processes).
+
+Then the bounds (``PASS``/``MISS`` lines, never asserted): inputs that must stay cheap however they are built
+(2 MB answers, an unclosed giant box, 200,000 unclosed boxes: ``extract_answer`` and ``compute_score``), and a
+judge that is down (nothing listens on its port: each call is refused at once, then the circuit opens). These
+were wall-clock asserts of tests/unit/test_answer_format.py, test_reward.py and test_reward_judge_live.py; the
+tests keep what the calls return.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import socket
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import Goal
+from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import compute_score, route_shares
 
 _FILLER = "Let me look at the figure carefully and reason about each part of it. " * 12
@@ -39,7 +53,7 @@ def make_rows(n: int, seed: int = 0, math_share: float = 0.05) -> list[tuple]:
     """(data_source, solution_str, ground_truth, extra_info) rows of a seeded mix."""
     rng = random.Random(seed)
     rows = []
-    for i in range(n):
+    for _ in range(n):
         right = rng.random() < 0.5
         if rng.random() < math_share:
             k = rng.randint(2, 9)
@@ -110,14 +124,73 @@ def run(n: int = 10_000, seed: int = 0, math_share: float = 0.05) -> dict:
     }
 
 
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _huge_extract_answer() -> None:
+    think = "<think>some reasoning</think>\n"
+    filler = "blah " * 400_000  # 2 MB
+    extract_answer("<think>" + filler + "</think>" + filler + "\\boxed{9}")
+    extract_answer("<think>" + filler)  # unclosed think block
+    extract_answer(think + filler + "\\boxed{" + filler)  # an unclosed giant box
+    extract_answer(think + "\\boxed{" * 200_000)  # many unclosed boxes
+    extract_answer(think + "Answer: " * 100_000)
+
+
+def _huge_compute_score() -> None:
+    think = "<think>I looked at the image and worked it out.</think>\n"
+    filler = "The figure shows many things. " * 70_000  # ~2 MB
+    compute_score("src", "<think>" + filler + "</think>" + filler + "\\boxed{7}", "7", {"reward_type": "numeric"})
+    compute_score("src", "<think>" + filler, "7", {"reward_type": "numeric"})
+    compute_score("src", think + filler, "7", {"reward_type": "string_match"})
+
+
+def _judge_down() -> list[str]:
+    """Four unparseable answers with the judge's port closed: refused twice, then the circuit is open."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the socket is closed
+    kw = {"judge_url": f"http://127.0.0.1:{port}/v1", "judge_model": "m", "judge_timeout_s": 5,
+          "judge_max_retries": 0, "judge_fail_threshold": 2, "judge_cooldown_s": 60}
+    unparseable = ("<think>I looked at the image and worked it out.</think>\n"
+                   "The object on the left is larger than the one on the right,\nso it must be the dog.")
+    return [compute_score("src", unparseable, "dog", {}, **kw)["reason"] for _ in range(4)]
+
+
+def _goal(name: str, seconds: float, limit: float, note: str = "") -> Goal:
+    return Goal(name, seconds, limit, "s", seconds <= limit, note)
+
+
+def bounds() -> list[Goal]:
+    """Seconds of the inputs that must stay cheap, each against its goal."""
+    reasons: list[str] = []
+    judge_s = _seconds(lambda: reasons.extend(_judge_down()))
+    return [
+        _goal("extract_answer: five adversarial 2 MB / 200,000-box outputs", _seconds(_huge_extract_answer), 5.0),
+        _goal("compute_score: three ~2 MB responses", _seconds(_huge_compute_score), 5.0),
+        _goal("compute_score: 4 calls with the judge down (timeout 5 s)", judge_s, 3.0,
+              note="reasons " + ", ".join(reasons)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--math-share", type=float, default=0.05)
+    parser.add_argument("--only", choices=["throughput", "bounds"], default=None)
     args = parser.parse_args()
+    if args.only != "throughput":
+        for goal in bounds():
+            print(goal.line())
+    if args.only == "bounds":
+        return
     out = run(args.n, args.seed, args.math_share)
-    print(f"{out['n']} responses in {out['seconds']:.2f} s: {out['per_second']:.0f} answers/s (mean acc {out['acc']:.3f})")
+    print(f"{out['n']} responses in {out['seconds']:.2f} s: {out['per_second']:.0f} answers/s "
+          f"(mean acc {out['acc']:.3f})")
     for kind, us in out["per_type_us"].items():
         print(f"  {kind:18s} {us:8.1f} us/answer")
     for key, value in out["routes"].items():

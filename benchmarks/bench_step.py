@@ -14,7 +14,8 @@ dropped; step time, tokens and time per token are medians over the remaining ste
 its parts is their mean (means add up to the mean step; medians would not).
 
 Reported: median step time and its split (generation: phase 1 and, for ZPPO, phase 2; reformulation, buffer,
-old log-prob, advantage estimator and the rest of verl's advantage phase, update, weight sync, the rest), processed tokens (prompt + response tokens of the update
+old log-prob, advantage estimator and the rest of verl's advantage phase, update, weight sync, the rest),
+processed tokens (prompt + response tokens of the update
 batch, ``perf/total_num_tokens``, which are also the tokens the rollout prefilled and generated) and tokens/s,
 the ZPPO/GRPO ratio of time per processed token, ZPPO's host-side share of its step, and the fixed per-phase
 latencies with their share of a benchmark step. Rewards are computed inside the rollout (verl's reward loop runs
@@ -260,7 +261,8 @@ def summarise_run(steps: list[dict], warmup: int) -> dict:
     split = split_of(measured)
     tokens = _median(measured, "perf/total_num_tokens")
     per_token = statistics.median(
-        float(s["timing_s/step"]) / float(s["perf/total_num_tokens"]) for s in measured if s.get("perf/total_num_tokens"))
+        float(s["timing_s/step"]) / float(s["perf/total_num_tokens"])
+        for s in measured if s.get("perf/total_num_tokens"))
     return {
         "steps_measured": [int(s["training/global_step"]) for s in measured],
         "step_median_s": _median(measured, "timing_s/step"),

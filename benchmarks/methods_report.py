@@ -70,7 +70,8 @@ def main(argv=None) -> int:
             run_method(method, out, assets, args.steps, address)
     make_report([out / "runs" / m for m in methods], None, out / "report", names=methods,
                 title=f"Every method, {args.steps} steps of the tiny CPU run")
-    print(f"[methods] report: {out / 'report' / 'report.md'} ({time.perf_counter() - started:.0f} s of runs)", flush=True)
+    print(f"[methods] report: {out / 'report' / 'report.md'} ({time.perf_counter() - started:.0f} s of runs)",
+          flush=True)
     return 0
 
 

@@ -90,7 +90,8 @@ def start_teacher_server(model: Path, log_path: Path, *extra_args: str, timeout_
     selector.close()
     if url is None:
         stop_process(proc)
-        raise RuntimeError(f"teacher server did not come up in {timeout_s:.0f} s:\n{Path(log_path).read_text()[-3000:]}")
+        raise RuntimeError(
+            f"teacher server did not come up in {timeout_s:.0f} s:\n{Path(log_path).read_text()[-3000:]}")
     return proc, url
 
 

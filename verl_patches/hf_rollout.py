@@ -25,8 +25,9 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator, Optional
+from typing import Any
 
 import torch
 
@@ -55,9 +56,9 @@ class _Request:
     params: dict[str, Any]
     max_new_tokens: int
     want_logprobs: bool
-    prompt_logprobs: Optional[int]
-    image_data: Optional[list[Any]]
-    video_data: Optional[list[Any]]
+    prompt_logprobs: int | None
+    image_data: list[Any] | None
+    video_data: list[Any] | None
     future: asyncio.Future = field(repr=False, default=None)
 
 
@@ -68,7 +69,8 @@ def _load_model_and_processor(model_path: str, trust_remote_code: bool, dtype: t
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     is_vision_language = getattr(config, "vision_config", None) is not None
     auto_cls = AutoModelForImageTextToText if is_vision_language else AutoModelForCausalLM
-    model = auto_cls.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa")
+    model = auto_cls.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                     attn_implementation="sdpa")
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     processor = None
@@ -87,7 +89,9 @@ class HFRolloutServer:
         from verl.utils.config import omega_conf_to_dataclass
         from verl.workers.config import HFModelConfig, RolloutConfig
 
-        self.config = omega_conf_to_dataclass(config, RolloutConfig) if not isinstance(config, RolloutConfig) else config
+        self.config = (
+            omega_conf_to_dataclass(config, RolloutConfig) if not isinstance(config, RolloutConfig) else config
+        )
         self.model_config = (
             omega_conf_to_dataclass(model_config, HFModelConfig)
             if not isinstance(model_config, HFModelConfig)
@@ -102,13 +106,14 @@ class HFRolloutServer:
         generation_eos = self.model.generation_config.eos_token_id
         eos = generation_eos if generation_eos is not None else self.tokenizer.eos_token_id
         self.eos_token_ids = set(eos if isinstance(eos, list) else [eos])
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_token_ids)
-        self.global_steps: Optional[int] = None
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else min(self.eos_token_ids)
+        self.global_steps: int | None = None
         self.weight_version = 0
         self._queue: list[_Request] = []
-        self._worker_task: Optional[asyncio.Task] = None
-        self._wakeup: Optional[asyncio.Event] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._worker_task: asyncio.Task | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- generation
 
@@ -126,8 +131,8 @@ class HFRolloutServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **_unused,
     ):
         from verl.workers.rollout.replica import TokenOutput
@@ -214,7 +219,8 @@ class HFRolloutServer:
         for row, request in enumerate(batch):
             input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids) :] = 1
-        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **self._vision_inputs(batch, input_ids)}
+        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
+                        **self._vision_inputs(batch, input_ids)}
 
         output = self.model.generate(
             **model_inputs,
@@ -275,12 +281,13 @@ class HFRolloutServer:
 
     # ---------------------------------------------------------------- weights
 
-    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: int | None = None) -> dict:
         """Load the actor's full tensors; every parameter of the rollout model must be covered by name."""
         state = self.model.state_dict()
         unknown = sorted(set(named_tensors) - set(state))
         if unknown:
-            raise KeyError(f"hf rollout: {len(unknown)} weights from the actor match no rollout parameter, e.g. {unknown[:3]}")
+            raise KeyError(f"hf rollout: {len(unknown)} weights from the actor match no rollout parameter, "
+                           f"e.g. {unknown[:3]}")
         missing = sorted(name for name in state if name not in named_tensors and not self._is_tied(name))
         if missing:
             raise KeyError(f"hf rollout: the actor sent no value for {len(missing)} parameters, e.g. {missing[:3]}")
@@ -344,11 +351,10 @@ class HFRolloutServer:
         return "hf-rollout", 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_replica_class():
     """Build :class:`HFReplica` lazily, so importing this module does not import verl's rollout stack."""
     import ray
-
     from verl.workers.rollout.replica import RolloutReplica
 
     class HFReplica(RolloutReplica):
@@ -389,7 +395,6 @@ def build_replica_class():
 def build_server_adapter_class():
     """Build :class:`HFServerAdapter` lazily (it subclasses verl's ``BaseRollout``)."""
     import ray
-
     from verl.workers.rollout.base import BaseRollout
 
     from .version_guard import require_supported_verl
@@ -426,7 +431,8 @@ def build_server_adapter_class():
             **kwargs,
         ):
             if wire_format != "named_tensors":
-                raise ValueError(f"The 'hf' rollout takes full tensors (wire_format='named_tensors'), not {wire_format!r}")
+                raise ValueError("The 'hf' rollout takes full tensors (wire_format='named_tensors'), "
+                                 f"not {wire_format!r}")
             start = time.time()
             named_tensors = {}
             for name, tensor in weights:

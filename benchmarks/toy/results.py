@@ -87,7 +87,8 @@ def _cell(stat: dict, fmt: str) -> str:
 def markdown(results: dict) -> str:
     """RESULTS.md: set-up, the per-arm table (mean ± sd), the per-run table, the command, time and machine."""
     lines = ["# Toy experiment: counting in steps mod 100 (benchmarks/toy)", ""]
-    lines += [f"Size `{results['size']}`, seeds {results['seeds']}. Command:", "", "```bash", results["command"], "```", ""]
+    lines += [f"Size `{results['size']}`, seeds {results['seeds']}. Command:", "",
+              "```bash", results["command"], "```", ""]
     lines += [f"Total wall time {results['wall_s'] / 60:.1f} min on {results['machine']} (warm-up and training runs "
               f"alone: {results.get('stages_wall_s', results['wall_s']) / 60:.1f} min, evaluation not included).", ""]
     for run in results.get("failed", []):
@@ -95,7 +96,8 @@ def markdown(results: dict) -> str:
     warm = results.get("warmup", {})
     if warm:
         lines += ["## Warm-up student (before RL, greedy)", "",
-                  "| plain easy | plain hard | BCQ (hard lengths) | NCQ (hard lengths) | warm-up steps | wall time (s) |",
+                  "| plain easy | plain hard | BCQ (hard lengths) | NCQ (hard lengths) | warm-up steps "
+                  "| wall time (s) |",
                   "|---|---|---|---|---|---|",
                   f"| {warm['heldout_easy_acc']:.3f} | {warm['heldout_hard_acc']:.3f} | {warm['bcq_hard_acc']:.3f} | "
                   f"{warm['ncq_hard_acc']:.3f} | {warm['steps']} | {warm['wall_s']:.0f} |", ""]

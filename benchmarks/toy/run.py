@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         # This launch's wall time; on a resumed launch the stages done before count in stages_wall_s only.
         "wall_s": time.time() - started,
         "stages_wall_s": warm["wall_s"] + sum(r["wall_s"] for r in runs),
-        "machine": f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
+        "machine": f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores, "
+                   f"{platform.processor() or platform.machine()}, "
                    f"Python {platform.python_version()}",
         "warmup": warm,
         "runs": runs,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_prep.tiny.models import TEXT_MODEL_CONFIG, _quiet_transformers, _save_model, _generation_config, _token_ids
+from data_prep.tiny.models import TEXT_MODEL_CONFIG, _generation_config, _quiet_transformers, _save_model, _token_ids
 from data_prep.tiny.tokenizer import save_hf_tokenizer
 from data_prep.tiny.warm_start import _load
 

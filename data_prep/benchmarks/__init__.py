@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 from . import llm, video, vlm
 from .common import ConvertOptions, Item, Source, SourceError, rows_of, write_rows
@@ -42,33 +42,48 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in [
-        Benchmark("aime24", "llm", llm.aime, "AIME24", "HuggingFaceH4/aime_2024", "train (30)", "MAA problems; see card"),
-        Benchmark("aime25", "llm", llm.aime, "AIME25", "math-ai/aime25 or opencompass/AIME2025", "test (30)", "MAA problems; see card"),
+        Benchmark("aime24", "llm", llm.aime, "AIME24", "HuggingFaceH4/aime_2024", "train (30)",
+                  "MAA problems; see card"),
+        Benchmark("aime25", "llm", llm.aime, "AIME25", "math-ai/aime25 or opencompass/AIME2025", "test (30)",
+                  "MAA problems; see card"),
         Benchmark("math500", "llm", llm.math500, "MATH500", "HuggingFaceH4/MATH-500", "test (500)", "MIT (MATH)"),
-        Benchmark("gpqa_diamond", "llm", llm.gpqa_diamond, "GPQA-Diamond", "Idavidrein/gpqa", "diamond (198)", "CC BY 4.0 (gated)"),
+        Benchmark("gpqa_diamond", "llm", llm.gpqa_diamond, "GPQA-Diamond", "Idavidrein/gpqa", "diamond (198)",
+                  "CC BY 4.0 (gated)"),
         Benchmark("mmlu_pro", "llm", llm.mmlu_pro, "MMLU-Pro", "TIGER-Lab/MMLU-Pro", "test (12,032)", "MIT"),
-        Benchmark("mathvista", "vlm", vlm.mathvista, "MathVista", "AI4Math/MathVista", "testmini (1,000)", "CC BY-SA 4.0"),
+        Benchmark("mathvista", "vlm", vlm.mathvista, "MathVista", "AI4Math/MathVista", "testmini (1,000)",
+                  "CC BY-SA 4.0"),
         Benchmark("mathverse", "vlm", vlm.mathverse, "MathVerse", "AI4Math/MathVerse", "testmini (3,940)", "see card"),
         Benchmark("mathvision", "vlm", vlm.mathvision, "MathVision", "MathLLMs/MathVision", "test (3,040)", "MIT"),
         Benchmark("mmmu", "vlm", vlm.mmmu, "MMMU", "MMMU/MMMU", "validation (900)", "Apache-2.0"),
-        Benchmark("mmmu_pro", "vlm", vlm.mmmu_pro, "MMMU-Pro", "MMMU/MMMU_Pro", "standard (10 options) (1,730)", "Apache-2.0"),
-        Benchmark("mmmu_pro_vision", "vlm", vlm.mmmu_pro_vision, "MMMU-Pro (vision)", "MMMU/MMMU_Pro", "vision (1,730)", "Apache-2.0", in_suite=False),
+        Benchmark("mmmu_pro", "vlm", vlm.mmmu_pro, "MMMU-Pro", "MMMU/MMMU_Pro", "standard (10 options) (1,730)",
+                  "Apache-2.0"),
+        Benchmark("mmmu_pro_vision", "vlm", vlm.mmmu_pro_vision, "MMMU-Pro (vision)", "MMMU/MMMU_Pro",
+                  "vision (1,730)", "Apache-2.0", in_suite=False),
         Benchmark("mmstar", "vlm", vlm.mmstar, "MMStar", "Lin-Chen/MMStar", "val (1,500)", "see card"),
         Benchmark("ai2d", "vlm", vlm.ai2d, "AI2D", "lmms-lab/ai2d", "test (3,088)", "see card"),
         Benchmark("chartqa", "vlm", vlm.chartqa, "ChartQA", "lmms-lab/ChartQA", "test (2,500)", "GPL-3.0"),
-        Benchmark("charxiv", "vlm", vlm.charxiv, "CharXiv (RQ)", "princeton-nlp/CharXiv", "validation reasoning (1,000)", "CC BY-SA 4.0"),
+        Benchmark("charxiv", "vlm", vlm.charxiv, "CharXiv (RQ)", "princeton-nlp/CharXiv",
+                  "validation reasoning (1,000)", "CC BY-SA 4.0"),
         Benchmark("ocrbench", "vlm", vlm.ocrbench, "OCRBench", "echo840/OCRBench", "test (1,000)", "see card"),
-        Benchmark("realworldqa", "vlm", vlm.realworldqa, "RealWorldQA", "xai-org/RealworldQA", "test (765)", "CC BY-ND 4.0"),
-        Benchmark("hallusionbench", "vlm", vlm.hallusionbench, "HallusionBench", "lmms-lab/HallusionBench", "image (951)", "see card"),
+        Benchmark("realworldqa", "vlm", vlm.realworldqa, "RealWorldQA", "xai-org/RealworldQA", "test (765)",
+                  "CC BY-ND 4.0"),
+        Benchmark("hallusionbench", "vlm", vlm.hallusionbench, "HallusionBench", "lmms-lab/HallusionBench",
+                  "image (951)", "see card"),
         Benchmark("blink", "vlm", vlm.blink, "BLINK", "BLINK-Benchmark/BLINK", "val (1,901)", "Apache-2.0"),
         Benchmark("wemath", "vlm", vlm.wemath, "WeMath", "We-Math/We-Math", "testmini (1,740)", "see card"),
-        Benchmark("logicvista", "vlm", vlm.logicvista, "LogicVista", "Yijia-Xiao/LogicVista (GitHub)", "all (448)", "see repository"),
-        Benchmark("dynamath", "vlm", vlm.dynamath, "DynaMath", "DynaMath/DynaMath_Sample", "10 variants (5,010)", "Apache-2.0"),
-        Benchmark("videomme", "video", video.videomme, "Video-MME", "lmms-lab/Video-MME", "test (2,700)", "research use; see card"),
-        Benchmark("mvbench", "video", video.mvbench, "MVBench", "OpenGVLab/MVBench", "20 tasks (4,000)", "MIT (videos: their sources' terms)"),
-        Benchmark("longvideobench", "video", video.longvideobench, "LongVideoBench", "longvideobench/LongVideoBench", "validation (1,337)", "CC BY-NC-SA 4.0"),
+        Benchmark("logicvista", "vlm", vlm.logicvista, "LogicVista", "Yijia-Xiao/LogicVista (GitHub)", "all (448)",
+                  "see repository"),
+        Benchmark("dynamath", "vlm", vlm.dynamath, "DynaMath", "DynaMath/DynaMath_Sample", "10 variants (5,010)",
+                  "Apache-2.0"),
+        Benchmark("videomme", "video", video.videomme, "Video-MME", "lmms-lab/Video-MME", "test (2,700)",
+                  "research use; see card"),
+        Benchmark("mvbench", "video", video.mvbench, "MVBench", "OpenGVLab/MVBench", "20 tasks (4,000)",
+                  "MIT (videos: their sources' terms)"),
+        Benchmark("longvideobench", "video", video.longvideobench, "LongVideoBench", "longvideobench/LongVideoBench",
+                  "validation (1,337)", "CC BY-NC-SA 4.0"),
         Benchmark("mlvu", "video", video.mlvu, "MLVU", "MLVU/MVLU", "dev, multiple choice (2,174)", "CC BY-NC-SA 4.0"),
-        Benchmark("videommmu", "video", video.videommmu, "VideoMMMU", "lmms-lab/VideoMMMU", "test (900)", "research use; see card"),
+        Benchmark("videommmu", "video", video.videommmu, "VideoMMMU", "lmms-lab/VideoMMMU", "test (900)",
+                  "research use; see card"),
     ]
 }
 
@@ -105,7 +120,8 @@ def convert(name: str, src: Path, out_dir: Path, options: ConvertOptions) -> dic
     rows = rows_of(bench.convert(source), name, bench.family, bench.split, source, options)
     started = time.time()
     try:
-        count = write_rows(tqdm(rows, desc=name, unit="row", leave=False, total=options.limit), out_dir / f"{name}.parquet")
+        count = write_rows(tqdm(rows, desc=name, unit="row", leave=False, total=options.limit),
+                           out_dir / f"{name}.parquet")
     finally:
         leftover = out_dir / f"{name}.parquet.tmp"
         if leftover.exists():
@@ -128,7 +144,7 @@ def convert(name: str, src: Path, out_dir: Path, options: ConvertOptions) -> dic
 
 
 def convert_many(names: list[str], src_root: Path, out_dir: Path, options: ConvertOptions,
-                 paths: Optional[dict[str, Path]] = None, log=print) -> dict[str, dict]:
+                 paths: dict[str, Path] | None = None, log=print) -> dict[str, dict]:
     """Convert several benchmarks; a failing one is one line (``log``) and the others still run.
 
     Returns the manifest entries of those converted; ``out_dir/manifest.json`` is updated after each.

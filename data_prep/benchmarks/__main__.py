@@ -28,12 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert local copies of evaluation benchmarks into the trainer's parquet layout.",
     )
     parser.add_argument("--suite", default=",".join(FAMILIES),
-                        help="comma-separated families (llm, vlm, video) and/or benchmark names (default: all families)")
+                        help="comma-separated families (llm, vlm, video) and/or benchmark names "
+                        "(default: all families)")
     parser.add_argument("--src", type=Path, help="folder holding one sub-folder per benchmark (ROOT/<name>/)")
     parser.add_argument("--out", type=Path, help="output folder (<name>.parquet + manifest.json)")
     parser.add_argument("--path", action="append", default=[], metavar="NAME=DIR",
                         help="read benchmark NAME from DIR instead of ROOT/NAME (repeatable)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames per video (default {DEFAULT_FRAMES})")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                        help=f"frames per video (default {DEFAULT_FRAMES})")
     parser.add_argument("--min-pixels", type=int, default=None, help="image pixel floor (default: data_prep.vision)")
     parser.add_argument("--max-pixels", type=int, default=None, help="image pixel cap (default: data_prep.vision)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per benchmark (smoke runs)")
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"pixel range [{options.min_pixels}, {options.max_pixels}] is empty")
     names, unknown = resolve(args.suite.split(","))
     for token in unknown:
-        print(f"benchmarks: {token}: unknown benchmark or family (python -m data_prep.benchmarks --list)", file=sys.stderr)
+        print(f"benchmarks: {token}: unknown benchmark or family (python -m data_prep.benchmarks --list)",
+              file=sys.stderr)
     done = convert_many(names, args.src, args.out, options, paths=paths, log=lambda line: print(line, file=sys.stderr))
     skipped = len(names) - len(done) + len(unknown)
     print(f"benchmarks: {len(done)} converted, {skipped} skipped -> {args.out}", file=sys.stderr)

@@ -27,9 +27,10 @@ import io
 import json
 import re
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,9 +60,9 @@ class Clip:
     """A video (file) or a folder of frames, optionally cut to [start, end] seconds (``frame_fps``: of the folder)."""
 
     path: Path
-    start: Optional[float] = None
-    end: Optional[float] = None
-    frame_fps: Optional[float] = None
+    start: float | None = None
+    end: float | None = None
+    frame_fps: float | None = None
 
 
 @dataclass
@@ -79,10 +80,10 @@ class Item:
     answer: Any
     reward_type: str
     images: list = field(default_factory=list)
-    choices: Optional[list[str]] = None
-    tolerance: Optional[float] = None
+    choices: list[str] | None = None
+    tolerance: float | None = None
     category: str = ""
-    clip: Optional[Clip] = None
+    clip: Clip | None = None
 
 
 @dataclass
@@ -90,7 +91,7 @@ class ConvertOptions:
     min_pixels: int
     max_pixels: int
     frames: int = DEFAULT_FRAMES
-    limit: Optional[int] = None  # rows per benchmark (smoke runs); None: all
+    limit: int | None = None  # rows per benchmark (smoke runs); None: all
 
 
 def default_pixel_range() -> tuple[int, int]:
@@ -109,7 +110,7 @@ class Source:
     def __init__(self, name: str, root: Path):
         self.name = name
         self.root = Path(root)
-        self._index: Optional[dict[str, list[Path]]] = None
+        self._index: dict[str, list[Path]] | None = None
 
     def files(self, *patterns: str) -> list[Path]:
         """Files matching the first of ``patterns`` (globs below the root) that matches anything."""
@@ -291,15 +292,14 @@ def letter_of(gold, choices: Sequence[str], where: str, answer_is: str = "auto")
 _OPTIONS_HEADER_RE = re.compile(r"(?:^|\n|\s)(?:Options|Choices|Answer choices)\s*:\s*", re.IGNORECASE)
 
 
-def split_options(text: str) -> tuple[str, Optional[list[str]]]:
+def split_options(text: str) -> tuple[str, list[str] | None]:
     """(stem, options) of a question that writes its options inline ("Options: A: x, B: y" or lines "(A) x").
 
     Options are recognised as consecutive letter markers A, B, C, ... (at least two); the stem is what precedes
     the options (and their "Options:"/"Choices:" header). Returns (text, None) when no such run is found.
     """
-    header = None
-    for header in _OPTIONS_HEADER_RE.finditer(text):
-        pass
+    headers = list(_OPTIONS_HEADER_RE.finditer(text))
+    header = headers[-1] if headers else None  # the last header
     body_start = header.end() if header else 0
     body = text[body_start:]
     starts, ends = [], []

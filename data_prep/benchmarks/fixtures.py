@@ -16,8 +16,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -124,7 +124,8 @@ def _gpqa(root: Path, rows: int) -> list[str]:
         for i in range(rows):
             writer.writerow({"Question": f"Which particle is number {i}?", "Correct Answer": f"muon {i}",
                              "Incorrect Answer 1": f"pion {i}", "Incorrect Answer 2": f"kaon {i}",
-                             "Incorrect Answer 3": f"tau {i}", "Record ID": f"rec{i:04d}", "High-level domain": "Physics"})
+                             "Incorrect Answer 3": f"tau {i}", "Record ID": f"rec{i:04d}",
+                             "High-level domain": "Physics"})
     return [f"muon {i}" for i in range(rows)]
 
 
@@ -168,7 +169,8 @@ def _mathverse(root: Path, rows: int) -> list[str]:
         meta = {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"}
         if i % 2 == 0:
             records.append({"sample_index": str(i + 1), "problem_index": str(i), "problem_version": "Text Dominant",
-                            "question": f"Find angle {i}.\nChoices:\nA:{i + 30}°\nB:{i + 40}°\nC:{i + 50}°\nD:{i + 60}°",
+                            "question": f"Find angle {i}.\nChoices:\nA:{i + 30}°\nB:{i + 40}°\nC:{i + 50}°"
+                                        f"\nD:{i + 60}°",
                             "image": _hf_image(i), "answer": "B", "question_type": "multi-choice", "metadata": meta,
                             "query_wo": "", "query_cot": ""})
             expected.append(f"{i + 40}°")
@@ -276,7 +278,8 @@ def _charxiv(root: Path, rows: int) -> list[str]:
 
 def _ocrbench(root: Path, rows: int) -> list[str]:
     _parquet(root / "data/test-00000-of-00001.parquet",
-             [{"dataset": "IIIT5K", "question": "what is written in the image?", "question_type": "Regular Text Recognition",
+             [{"dataset": "IIIT5K", "question": "what is written in the image?",
+               "question_type": "Regular Text Recognition",
                "answer": [f"WORD{i}", f"word{i}!"], "image": _hf_image(i)} for i in range(rows)])
     return [f"WORD{i}" for i in range(rows)]
 
@@ -453,7 +456,8 @@ def build_fixtures(root: Path, names=None, rows: int = 2) -> dict[str, list[str]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.benchmarks.fixtures", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m data_prep.benchmarks.fixtures",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--rows", type=int, default=2)
     args = parser.parse_args(argv)

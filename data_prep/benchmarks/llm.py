@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from .common import Item, Source, clean_option, field_of, letter_of, strip_format_instructions
 

@@ -3,8 +3,8 @@ below the benchmark's folder); ``rows_of`` samples the frames. Expected layouts:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .common import (
     VIDEO_SUFFIXES,
@@ -80,7 +80,8 @@ def mvbench(source: Source) -> Iterator[Item]:
                      start=float(start) if start is not None else None, end=float(end) if end is not None else None,
                      frame_fps=frame_fps)
         qid = f"{task}-{number}"
-        yield Item(qid, str(field_of(record, "question")), letter_of(field_of(record, "answer"), candidates, qid, "text"),
+        yield Item(qid, str(field_of(record, "question")),
+                   letter_of(field_of(record, "answer"), candidates, qid, "text"),
                    "multiple_choice", choices=candidates, category=task, clip=clip)
 
 
@@ -108,7 +109,8 @@ def mlvu(source: Source) -> Iterator[Item]:
         candidates = [str(c) for c in as_list(record["candidates"])]
         video = str(field_of(record, "video"))
         qid = f"{task}-{number}"
-        yield Item(qid, str(field_of(record, "question")), letter_of(field_of(record, "answer"), candidates, qid, "text"),
+        yield Item(qid, str(field_of(record, "question")),
+                   letter_of(field_of(record, "answer"), candidates, qid, "text"),
                    "multiple_choice", choices=candidates, category=str(record.get("question_type") or task),
                    clip=_clip(source, f"video/{task}/{video}"))
 

@@ -23,9 +23,9 @@ import sys
 import time
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,7 @@ from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ra
 
 from . import images as imagelib
 from .inputs import InputError, InputFile, check_columns, discover, image_refs, load_image_bytes
-from .sources import SOURCE_SPECS, ParseOptions, Parsed, SourceSpec
+from .sources import SOURCE_SPECS, Parsed, ParseOptions, SourceSpec
 from .text import dedupe_text, question_with_placeholders, user_content
 from .tiers import TierEntry, TierTable, load_tier_table
 
@@ -84,9 +84,9 @@ class BuildError(RuntimeError):
 @dataclass
 class BuildOptions:
     out: Path
-    vero: Optional[str] = None
-    mmfinereason: Optional[str] = None
-    tier_table: Optional[Path] = None
+    vero: str | None = None
+    mmfinereason: str | None = None
+    tier_table: Path | None = None
     unknown_source_tier: str = "excluded"
     tier1_cap: int = 2800
     tier2_cap: int = 1400
@@ -105,8 +105,8 @@ class BuildOptions:
     dropped_id_sample: int = 20
     overwrite: bool = False
     workers: int = 1  # processes for the image work of pass 2 (1: in this process)
-    progress: Optional[bool] = None  # None: bars only on a terminal
-    cache_dir: Optional[str] = None
+    progress: bool | None = None  # None: bars only on a terminal
+    cache_dir: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ bookkeeping
@@ -172,14 +172,14 @@ def _hash64(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _progress(total: int, desc: str, enabled: Optional[bool]):
+def _progress(total: int, desc: str, enabled: bool | None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="row", disable=None if enabled is None else not enabled,
                 file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
 
-def _process_images(job) -> Optional[list[tuple[imagelib.Processed, float]]]:
+def _process_images(job) -> list[tuple[imagelib.Processed, float]] | None:
     """Stored forms of one row's images (``images.process``) with the CPU seconds each took, or None if one is
     missing or does not decode. A module-level function, so that worker processes can run it."""
     images, (min_pixels, max_pixels, jpeg_quality, png_level) = job
@@ -206,7 +206,7 @@ class ShardWriter:
         self.staging, self.stem = staging, stem
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.files: list[tuple[Path, int, int]] = []  # (path, rows, payload bytes)
-        self._writer: Optional[pq.ParquetWriter] = None
+        self._writer: pq.ParquetWriter | None = None
         self._buffer: list[dict] = []
         self._rows = self._bytes = 0
 
@@ -400,14 +400,14 @@ class Builder:
             self.subs[self.cand.sub[i]].after_dedupe += 1
         return keep
 
-    def _question_ids(self, kept: np.ndarray) -> list[Optional[str]]:
+    def _question_ids(self, kept: np.ndarray) -> list[str | None]:
         """Stable, unique ids "<prefix>/<id>" of the kept candidates (None for the others).
 
         Ids shared by several kept rows of one source all get "~<content hash>" appended: a property of each
         row, so the result does not depend on the input order. Two kept rows of one source never share both id
         and content hash (de-duplication removed such pairs), so the result is unique.
         """
-        ids: list[Optional[str]] = [None] * len(self.cand)
+        ids: list[str | None] = [None] * len(self.cand)
         prefixes = [spec.id_prefix for spec in self.sources]
         for i in kept.tolist():
             ids[i] = f"{prefixes[self.cand.source[i]]}/{self.cand.raw_id[i] or f'h{self.cand.key[i]:016x}'}"
@@ -422,7 +422,7 @@ class Builder:
             ids[i] = f"{ids[i]}~{self.cand.key[i]:016x}"
         return ids
 
-    def _draw(self, kept: np.ndarray, ids: list[Optional[str]]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    def _draw(self, kept: np.ndarray, ids: list[str | None]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Per canonical group: its kept candidates in draw order (Vero first, then ``sha1("cap", seed, id)``)."""
         names = sorted({s.entry.canonical for s in self.subs if s.entry.tier != "excluded"})
         group_index = {name: k for k, name in enumerate(names)}
@@ -446,7 +446,7 @@ class Builder:
 
     # ---------------------------------------------------------------- pass 2
 
-    def _pass2(self, ordered: dict[str, np.ndarray], caps: dict[str, int], ids: list[Optional[str]],
+    def _pass2(self, ordered: dict[str, np.ndarray], caps: dict[str, int], ids: list[str | None],
                staging: Path) -> None:
         position = {group: min(caps[group], len(members)) for group, members in ordered.items()}
         selected = [int(i) for group, members in ordered.items() for i in members[:position[group]]]
@@ -515,7 +515,7 @@ class Builder:
             table = None
             file.close()
 
-    def _write_rows(self, todo: list[int], split_of: dict[int, str], ids: list[Optional[str]], bar, pool
+    def _write_rows(self, todo: list[int], split_of: dict[int, str], ids: list[str | None], bar, pool
                     ) -> list[int]:
         """Process and write the rows ``todo``; returns those whose images failed to decode.
 
@@ -583,7 +583,7 @@ class Builder:
             old.unlink()
         shards = []
         total = len(train_files)
-        for k, (path, rows, payload) in enumerate(train_files):
+        for k, (path, rows, _) in enumerate(train_files):
             final = self.out / f"train-{k:05d}-of-{total:05d}.parquet"
             os.replace(path, final)
             shards.append({"file": final.name, "rows": rows, "bytes": final.stat().st_size})
@@ -601,7 +601,7 @@ class Builder:
         shutil.rmtree(staging, ignore_errors=True)
         return summary
 
-    def _summary(self, shards: list[dict], val_info: Optional[dict]) -> dict:
+    def _summary(self, shards: list[dict], val_info: dict | None) -> dict:
         opts = {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
                 for k, v in asdict(self.opts).items()}
         sub_rows = []

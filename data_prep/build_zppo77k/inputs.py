@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,11 +44,11 @@ class InputFile:
     path: Path
     root: Path  # the data set folder: relative image paths are resolved against it (then the file's folder)
     kind: str  # "parquet" | "arrow"
-    split: Optional[str]
+    split: str | None
     schema: pa.Schema
     chunks: list[tuple[int, int]]  # (first row, number of rows)
     num_rows: int
-    _arrow_table: Optional[pa.Table] = field(default=None, repr=False)
+    _arrow_table: pa.Table | None = field(default=None, repr=False)
 
     @property
     def display(self) -> str:
@@ -93,7 +93,7 @@ def _parquet(path: Path) -> pq.ParquetFile:
     return handle
 
 
-def _split_of(relative: Path) -> Optional[str]:
+def _split_of(relative: Path) -> str | None:
     parts = [p.lower() for p in relative.parts]
     for part in parts[:-1]:
         if part in SPLIT_NAMES:
@@ -108,7 +108,7 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _parquet_file(path: Path, root: Path, split: Optional[str]) -> InputFile:
+def _parquet_file(path: Path, root: Path, split: str | None) -> InputFile:
     try:
         handle = pq.ParquetFile(str(path))
         meta, schema = handle.metadata, handle.schema_arrow
@@ -124,7 +124,7 @@ def _parquet_file(path: Path, root: Path, split: Optional[str]) -> InputFile:
                      num_rows=meta.num_rows)
 
 
-def _arrow_file(path: Path, root: Path, split: Optional[str]) -> InputFile:
+def _arrow_file(path: Path, root: Path, split: str | None) -> InputFile:
     try:
         table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
     except Exception as exc:
@@ -134,7 +134,7 @@ def _arrow_file(path: Path, root: Path, split: Optional[str]) -> InputFile:
                      num_rows=table.num_rows)
 
 
-def _saved_dataset_files(folder: Path, root: Path, split_hint: Optional[str]) -> list[InputFile]:
+def _saved_dataset_files(folder: Path, root: Path, split_hint: str | None) -> list[InputFile]:
     """The arrow files of one ``save_to_disk`` folder (listed in its state.json)."""
     state = json.loads((folder / "state.json").read_text())
     split = state.get("_split") or split_hint
@@ -143,7 +143,7 @@ def _saved_dataset_files(folder: Path, root: Path, split_hint: Optional[str]) ->
     return [_arrow_file(folder / name, root, split.lower() if isinstance(split, str) else None) for name in names]
 
 
-def discover(source: str | Path, splits: Sequence[str] = ("train",), cache_dir: Optional[str] = None
+def discover(source: str | Path, splits: Sequence[str] = ("train",), cache_dir: str | None = None
              ) -> list[InputFile]:
     """The input files of one data set (see the module docstring), in a fixed order, filtered by split."""
     path = Path(source).expanduser()
@@ -183,7 +183,7 @@ def discover(source: str | Path, splits: Sequence[str] = ("train",), cache_dir: 
     return selected
 
 
-def _download(repo_id: str, cache_dir: Optional[str]) -> Path:
+def _download(repo_id: str, cache_dir: str | None) -> Path:
     """A local snapshot of a hub data set (parquet/arrow files and metadata only)."""
     try:
         from huggingface_hub import snapshot_download
@@ -234,7 +234,7 @@ def check_columns(file: InputFile, required: Sequence[Sequence[str]], required_f
 # ------------------------------------------------------------------------------------------------ images
 
 
-def image_refs(value) -> list[tuple[Optional[bytes], Optional[str]]]:
+def image_refs(value) -> list[tuple[bytes | None, str | None]]:
     """The images of one cell as (bytes, path) pairs.
 
     Accepts the ``datasets`` Image feature ({"bytes", "path"}), raw bytes, a path string, or a list of those
@@ -258,7 +258,7 @@ def image_refs(value) -> list[tuple[Optional[bytes], Optional[str]]]:
     return [(None, None)]
 
 
-def load_image_bytes(data: Optional[bytes], path: Optional[str], file: InputFile) -> Optional[bytes]:
+def load_image_bytes(data: bytes | None, path: str | None, file: InputFile) -> bytes | None:
     """The image's bytes: embedded bytes, else the file at ``path`` (absolute, or relative to the data set folder,
     then to the parquet file's folder). None when neither exists."""
     if data:

@@ -23,8 +23,9 @@ MMFineReason-SFT-586K rows: ``source`` (the sub-dataset), ``id``, ``original_que
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from recipe.zppo.reward.verifiers import ALIASES, REWARD_TYPES
 
@@ -40,8 +41,8 @@ class Parsed:
     question: str  # no placeholders, no format instructions
     answer: str
     reward_type: str
-    tolerance: Optional[float]
-    pass_rate: Optional[float]
+    tolerance: float | None
+    pass_rate: float | None
     ability: str
     format_rules: list[str] = field(default_factory=list)
 
@@ -55,7 +56,7 @@ class SourceSpec:
     required: tuple[tuple[str, ...], ...]  # alternatives per column; the first listed is the name used below
     required_fields: dict[str, tuple[str, ...]]
     optional: tuple[str, ...]
-    parse: Callable[[dict, "ParseOptions"], "Parsed | str"]
+    parse: Callable[[dict, ParseOptions], Parsed | str]
 
     def meta_columns(self, chosen: dict[str, str], schema_names) -> list[str]:
         """Every column the row checks read (not the image)."""
@@ -78,7 +79,7 @@ def _str_id(value: Any) -> str:
     return str(value).strip()
 
 
-def _as_float(value: Any) -> Optional[float]:
+def _as_float(value: Any) -> float | None:
     """A finite float from a number or a numeric string ("0.25", "5%"); None otherwise."""
     if value is None or isinstance(value, bool):
         return None
@@ -98,7 +99,7 @@ def _as_float(value: Any) -> Optional[float]:
     return number if math.isfinite(number) else None
 
 
-def _check_answer(value: Any, opts: ParseOptions) -> "str | tuple[str]":
+def _check_answer(value: Any, opts: ParseOptions) -> str | tuple[str]:
     """The stripped answer, or a 1-tuple with the drop reason."""
     if value is None:
         return ("answer_missing",)
@@ -140,7 +141,7 @@ def _vero_question(row: dict) -> str:
     return ""
 
 
-def parse_vero(row: dict, opts: ParseOptions) -> "Parsed | str":
+def parse_vero(row: dict, opts: ParseOptions) -> Parsed | str:
     extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
     reward_model = row.get("reward_model") if isinstance(row.get("reward_model"), dict) else {}
     reward_type = extra.get("reward_type")
@@ -170,7 +171,7 @@ def parse_vero(row: dict, opts: ParseOptions) -> "Parsed | str":
     )
 
 
-def parse_mmfinereason(row: dict, opts: ParseOptions) -> "Parsed | str":
+def parse_mmfinereason(row: dict, opts: ParseOptions) -> Parsed | str:
     pass_rate = _as_float(row.get("qwen3vl_4b_pass_rate"))
     if pass_rate is None:
         return "pass_rate_missing"

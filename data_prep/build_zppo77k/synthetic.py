@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,12 +87,12 @@ def jpeg(width: int, height: int, seed: int = 0, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def image_cell(data: Optional[bytes] = None, path: Optional[str] = None) -> dict:
+def image_cell(data: bytes | None = None, path: str | None = None) -> dict:
     return {"bytes": data, "path": path}
 
 
-def vero_row(id: str, data_source: str, question: str, answer, image: Optional[dict], reward_type: str = "numeric",
-             tolerance: Optional[float] = None, ability: str = "stem", system: bool = True,
+def vero_row(id: str, data_source: str, question: str, answer, image: dict | None, reward_type: str = "numeric",
+             tolerance: float | None = None, ability: str = "stem", system: bool = True,
              extra_question: bool = True) -> dict:
     """One Vero-600k row as published (system prompt, ``<image>`` in the user turn, answer in two places)."""
     user = "<image>\n" + question
@@ -107,8 +106,8 @@ def vero_row(id: str, data_source: str, question: str, answer, image: Optional[d
     }
 
 
-def mmfinereason_row(id: str, source: str, question: str, answer, image: Optional[dict],
-                     pass_rate: Optional[float] = 0.25) -> dict:
+def mmfinereason_row(id: str, source: str, question: str, answer, image: dict | None,
+                     pass_rate: float | None = 0.25) -> dict:
     """One MMFineReason-SFT-586K row as published."""
     return {
         "source": source, "id": id, "original_question": question, "original_answer": answer, "image": image,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
@@ -30,7 +30,7 @@ class FormatRule:
 
     name: str
     pattern: re.Pattern
-    replacement: Union[str, Callable[[re.Match], str]]
+    replacement: str | Callable[[re.Match], str]
     example: str  # an instance the unit tests check the rule against
 
 

@@ -28,7 +28,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -73,7 +72,7 @@ class TierTable:
         for source, entries in self.entries.items():
             self._exact[source] = {normalize_name(e.name): e for e in entries}
 
-    def lookup(self, source: str, name: Optional[str]) -> TierEntry:
+    def lookup(self, source: str, name: str | None) -> TierEntry:
         """The entry for sub-dataset ``name`` of ``source`` (a synthetic one for an unknown name)."""
         key = (source, "" if name is None else str(name))
         hit = self._cache.get(key)
@@ -94,7 +93,7 @@ class TierTable:
         return entry
 
 
-def load_tier_table(path: Optional[Path] = None, unknown_tier: str = "excluded") -> TierTable:
+def load_tier_table(path: Path | None = None, unknown_tier: str = "excluded") -> TierTable:
     """Read and validate a tier table; raises ``TierTableError`` naming the file and the bad entry."""
     path = Path(path) if path is not None else DEFAULT_TABLE
     if unknown_tier not in TIERS:

@@ -1,4 +1,6 @@
-"""Command line of ``python -m data_prep.teacher_responses`` (see the package docstring and docs/teacher_responses.md)."""
+"""Command line of ``python -m data_prep.teacher_responses``.
+
+See the package docstring and docs/teacher_responses.md."""
 
 from __future__ import annotations
 

@@ -107,7 +107,8 @@ class HFEngine:
         try:
             with torch.no_grad():
                 torch.manual_seed(request.seed)
-                out = self.model.generate(**inputs, max_new_tokens=max_new, num_return_sequences=1 if greedy else sampling.k,
+                out = self.model.generate(**inputs, max_new_tokens=max_new,
+                                          num_return_sequences=1 if greedy else sampling.k,
                                           pad_token_id=self.pad_id, eos_token_id=self.eos_ids, **options)
         except Exception as error:  # one question's failure (e.g. out of memory) never stops the run
             logger.warning("question %s: generation failed: %s", request.question_id, error)
@@ -184,7 +185,8 @@ class VLLMEngine:
             pairs = []
             for i in runnable:
                 try:
-                    pairs.append((i, self.llm.generate([self._prompt(requests[i])], [self._params(requests[i], sampling)],
+                    pairs.append((i, self.llm.generate([self._prompt(requests[i])],
+                                                       [self._params(requests[i], sampling)],
                                                        use_tqdm=False)[0]))
                 except Exception as one_error:
                     results[i] = Generation(f"generation_error:{type(one_error).__name__}", [])

@@ -45,7 +45,7 @@ class Prepared:
 def question_seed(seed: int, question_id: str) -> int:
     """A 31-bit seed that depends only on (run seed, question id): a question's responses do not depend on which
     shard or batch it is in, nor on the questions before it."""
-    digest = hashlib.sha256(f"{seed}\0{question_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\0{question_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
 
 

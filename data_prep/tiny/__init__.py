@@ -19,8 +19,8 @@ match is skipped, anything else is rebuilt.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ._common import build_once
 from .datasets import (

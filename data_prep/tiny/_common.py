@@ -13,8 +13,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Bump when a builder changes what it writes (the source hash in the manifest catches edits too).
 BUILDER_VERSION = 1

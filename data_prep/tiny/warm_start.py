@@ -33,7 +33,8 @@ def _load(model_dir: Path):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     config = AutoConfig.from_pretrained(model_dir)
-    auto_cls = AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModelForCausalLM
+    is_vision_language = getattr(config, "vision_config", None) is not None
+    auto_cls = AutoModelForImageTextToText if is_vision_language else AutoModelForCausalLM
     model = auto_cls.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
     return model, AutoTokenizer.from_pretrained(model_dir)
 
@@ -51,7 +52,8 @@ def warm_start(model_dir: Path, steps: int = 120, batch_size: int = 16, lr: floa
             prompt = tokenizer.apply_chat_template(
                 [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
             )
-            full = prompt + tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+            end = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+            full = prompt + tokenizer.encode(answer, add_special_tokens=False) + end
             sequences.append((full, len(prompt)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         pad = tokenizer.pad_token_id or 0

@@ -33,7 +33,8 @@ def max_weight_change(before: dict[str, torch.Tensor], after: dict[str, torch.Te
 
 
 def failure_context(result) -> str:
-    return f"exit {result.returncode}\n--- stdout tail ---\n{result.stdout[-4000:]}\n--- stderr tail ---\n{result.stderr[-6000:]}"
+    return (f"exit {result.returncode}\n--- stdout tail ---\n{result.stdout[-4000:]}\n"
+            f"--- stderr tail ---\n{result.stderr[-6000:]}")
 
 
 def cpu_run_args(model: Path, data: Path, run_dir: Path, *overrides: str) -> list[str]:

@@ -11,7 +11,8 @@ def parity_score(data_source, solution_str, ground_truth, extra_info=None, **kwa
 
 
 def fails_fresh_solves_replayed(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    """Every fresh question fails (so it is hard and enters the buffer); every replayed one is solved (so it graduates)."""
+    """Every fresh question fails (so it is hard and enters the buffer); every replayed one is solved (so it
+    graduates)."""
     score = 1.0 if (extra_info or {}).get("zppo_kind") == "replay" else 0.0
     return {"score": score, "acc": score}
 

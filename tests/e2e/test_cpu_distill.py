@@ -26,7 +26,15 @@ from safetensors.torch import load_file, save_file
 from recipe.zppo.baselines.distill import teacher_token_nll
 
 from ..conftest import run_main
-from .helpers import cpu_run_args, failure_context, load_weights, max_weight_change, read_metrics, step_metrics, train_steps
+from .helpers import (
+    cpu_run_args,
+    failure_context,
+    load_weights,
+    max_weight_change,
+    read_metrics,
+    step_metrics,
+    train_steps,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +60,8 @@ def teacher_model(tiny_assets, tmp_path_factory) -> Path:
     return teacher
 
 
-def _on_policy_run(method: str, tiny_assets, teacher_model, ray_cluster, tmp_path, *extra: str) -> tuple[Path, list[dict]]:
+def _on_policy_run(method: str, tiny_assets, teacher_model, ray_cluster, tmp_path,
+                   *extra: str) -> tuple[Path, list[dict]]:
     run_dir = tmp_path / "run"
     args = cpu_run_args(
         tiny_assets["text-model"], tiny_assets["text-data"], run_dir, f"method={method}",

@@ -53,7 +53,8 @@ def test_grpo_text_trains_and_resumes(tiny_assets, ray_cluster, tmp_path):
     assert (run_dir / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
 
     # Resume: a longer run from the same directory continues at step 3, not from scratch.
-    second = run_main(args + ["trainer.total_training_steps=3", "trainer.save_freq=1"], ray_address=ray_cluster, cwd=tmp_path)
+    second = run_main(args + ["trainer.total_training_steps=3", "trainer.save_freq=1"], ray_address=ray_cluster,
+                      cwd=tmp_path)
     assert second.returncode == 0, failure_context(second)
     launches = read_metrics(run_dir)
     assert len(launches) == 2

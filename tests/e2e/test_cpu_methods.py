@@ -25,7 +25,10 @@ SECOND_PHASE_KINDS = ("bcq", "ncq", "hint", "prefix", "extra")
 
 
 def _run(tiny_assets, ray_cluster, tmp_path, method: str, *overrides: str, vision: bool = False) -> list[dict]:
-    model, data = (tiny_assets["vl-model"], tiny_assets["vl-data"]) if vision else (tiny_assets["text-model"], tiny_assets["text-data"])
+    if vision:
+        model, data = tiny_assets["vl-model"], tiny_assets["vl-data"]
+    else:
+        model, data = tiny_assets["text-model"], tiny_assets["text-data"]
     run_dir = tmp_path / "run"
     args = cpu_run_args(model, data, run_dir, f"method={method}", "trainer.total_training_steps=2", *overrides)
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
@@ -60,7 +63,8 @@ def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str])
 def _check_loss_weighting(steps: list[dict], mode: str) -> None:
     """The loss weight of each prompt kind, as logged, against what the other metrics of the step imply."""
     for step in steps:
-        weights = {k.rsplit("/", 1)[1]: v for k, v in step.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k}
+        weights = {k.rsplit("/", 1)[1]: v for k, v in step.items()
+                   if k.startswith("zppo/loss_weight/") and "excluded" not in k}
         assert weights and all(0.0 <= w <= 1.0 for w in weights.values())
         if mode == "verl":
             assert sum(weights.values()) <= 1.0 + 1e-6  # flat groups' tokens take a share of the normaliser
@@ -89,17 +93,20 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
     # right, so the reweighting runs get a reward that fails fresh questions and passes about half of the other
     # answers: second-phase (and replayed) groups with a signal, and the buffer always admits.
     reward = [] if loss_weighting == "verl" else [
-        f"reward.custom_reward_function.path={TEST_REWARDS}", "reward.custom_reward_function.name=fresh_fail_rest_parity"]
+        f"reward.custom_reward_function.path={TEST_REWARDS}",
+        "reward.custom_reward_function.name=fresh_fail_rest_parity"]
     matched = []
     if method == "grpo_matched":  # a hand-made reference spend: 1200 generated tokens a step (phase 1 is <= 768)
         reference = tmp_path / "reference.jsonl"
-        reference.write_text("".join(json.dumps({"step": s, "data": {"training/global_step": s, "zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
+        reference.write_text("".join(json.dumps({"step": s, "data": {
+            "training/global_step": s, "zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
                                      for s in (1, 2)))
         matched = [f"zppo.matched.reference={reference}"]
     steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward,
                  *matched)
     if reward:  # the check below is about real reweighting: some kind had a signal
-        assert any(v > 0 for s in steps for k, v in s.items() if k.startswith("zppo/loss_weight/") and "excluded" not in k)
+        assert any(v > 0 for s in steps for k, v in s.items()
+                   if k.startswith("zppo/loss_weight/") and "excluded" not in k)
     _check_built_kinds_were_trained(steps, kinds)
     _check_loss_weighting(steps, loss_weighting)
     if method == "grpo_matched":
@@ -126,6 +133,7 @@ def test_prefix_responses_start_with_masked_teacher_tokens(tiny_assets, ray_clus
         assert step["zppo/prefix/intact_frac"] == 1.0
         # ...which are masked (none in the loss), while the student's continuation is trained.
         assert step["zppo/prefix/tokens_in_loss"] == 0
-        assert step["zppo/prefix/tokens_masked"] == pytest.approx(step["zppo/prefix_tokens_mean"] * step["zppo/prefix_built"] * N)
+        assert step["zppo/prefix/tokens_masked"] == pytest.approx(
+            step["zppo/prefix_tokens_mean"] * step["zppo/prefix_built"] * N)
         assert step["zppo/prefix/continuation_tokens"] > 0
         assert step["zppo/update/mini_batches"] == 2

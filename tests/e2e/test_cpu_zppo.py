@@ -97,7 +97,8 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
     # The compute totals continue from the checkpoint.
-    assert resumed[0]["zppo/compute/cum_rollouts"] == steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"]
+    assert resumed[0]["zppo/compute/cum_rollouts"] == (
+        steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"])
     for cohort in ("helped", "unhelped"):  # and so do the transfer records
         key = f"zppo/transfer/{cohort}/cum_completed"
         assert resumed[0][key] == steps[1][key] + resumed[0][f"zppo/transfer/{cohort}/completed"]
@@ -128,4 +129,5 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
     assert steps[1]["zppo/replayed_questions"] > 0
     assert steps[1]["zppo/replay_acc"] == 1.0
     assert steps[1]["zppo/graduated"] == steps[1]["zppo/replayed_questions"]
-    assert steps[1]["zppo/buffer_size"] == steps[0]["zppo/buffer_size"] - steps[1]["zppo/graduated"] + steps[1]["zppo/admitted"]
+    assert steps[1]["zppo/buffer_size"] == (
+        steps[0]["zppo/buffer_size"] - steps[1]["zppo/graduated"] + steps[1]["zppo/admitted"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,7 +36,7 @@ def test_closer_asks_for_think_block_and_box():
         ("", ("", "")),
     ],
 )
-def test_split_think(text, expected):
+def test_think_block_is_split_off_and_an_unclosed_one_leaves_no_answer(text, expected):
     assert split_think(text) == expected
 
 
@@ -61,7 +59,7 @@ def test_split_think(text, expected):
         ("\\boxed{" + "x" * (MAX_BOX_CHARS + 10) + "}", None),  # too long to be an answer
     ],
 )
-def test_extract_boxed(text, expected):
+def test_the_last_closed_nonempty_box_is_the_boxed_answer(text, expected):
     assert extract_boxed(text) == expected
 
 
@@ -75,7 +73,8 @@ def test_extract_boxed(text, expected):
         ("<think>maybe \\boxed{1}</think> final \\boxed{2}", "2", "boxed", "ok"),
         # a box only inside the think block is ignored
         ("<think>so \\boxed{1}</think>", None, "none", "empty_answer"),
-        ("<think>so \\boxed{1}</think>\nI have thought about it.\nIt was a hard question to answer well.", None, "none", "no_answer"),
+        ("<think>so \\boxed{1}</think>\nI have thought about it.\nIt was a hard question to answer well.", None,
+         "none", "no_answer"),
         # cut off inside the think block: no answer, whatever follows the box
         ("<think>so \\boxed{1} and", None, "none", "unclosed_think"),
         ("<think>a</think>\\boxed{2}<think>again", None, "none", "unclosed_think"),
@@ -102,7 +101,7 @@ def test_extract_boxed(text, expected):
         (None, None, "none", "empty_response"),
     ],
 )
-def test_extract_answer_table(response, answer, method, reason):
+def test_answer_comes_from_box_tag_marker_or_last_line_outside_the_think_block(response, answer, method, reason):
     got = extract_answer(response)
     assert (got.answer, got.method, got.reason) == (answer, method, reason)
     assert extract_final_answer(response) == answer
@@ -114,15 +113,14 @@ def test_non_string_inputs_do_not_raise():
     assert extract_answer(["not", "text"]).reason in {"ok", "no_answer"}
 
 
-def test_huge_outputs_are_cheap():
+def test_huge_and_unclosed_outputs_are_parsed_without_raising():
+    # How long these take is measured by benchmarks/bench_reward.py (goal: under 5 s), not asserted here.
     filler = "blah " * 400_000  # 2 MB
-    start = time.perf_counter()
     assert extract_answer("<think>" + filler + "</think>" + filler + "\\boxed{9}").answer == "9"
     assert extract_answer("<think>" + filler).reason == "unclosed_think"
     assert extract_answer(T + filler + "\\boxed{" + filler).answer is None  # an unclosed giant box
     assert extract_answer(T + "\\boxed{" * 200_000).answer is None  # many unclosed boxes
     assert extract_answer(T + "Answer: " * 100_000).reason in {"ok", "no_answer"}  # bounded, never raises
-    assert time.perf_counter() - start < 5.0
 
 
 @settings(max_examples=200, deadline=None)
@@ -135,7 +133,8 @@ def test_extraction_never_raises(text):
 @settings(max_examples=200, deadline=None)
 @given(
     reasoning=st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=200),
-    answer=st.text(alphabet=st.characters(blacklist_characters="{}\\<>\n\r", blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    answer=st.text(alphabet=st.characters(blacklist_characters="{}\\<>\n\r", blacklist_categories=("Cs",)),
+                   min_size=1, max_size=40),
 )
 def test_boxed_answer_round_trips(reasoning, answer):
     if not answer.strip():

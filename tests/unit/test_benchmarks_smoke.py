@@ -30,7 +30,7 @@ def _goal_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("PASS ", "MISS ", "SKIP "))]
 
 
-def test_bench_host_smoke(tiny_assets, tmp_path):
+def test_bench_host_reduced_run_reports_every_goal_on_identical_work(tiny_assets, tmp_path):
     out = tmp_path / "host.json"
     result = _run("bench_host.py", "--smoke", "--tokenizer", str(tiny_assets["text-model"]), "--cpu", "-1",
                   "--out", str(out))
@@ -50,7 +50,7 @@ def test_bench_host_smoke(tiny_assets, tmp_path):
     assert all(goal["passed"] in (True, False) for goal in report["goals"])
 
 
-def test_bench_rollout_smoke_hf(tiny_assets, tmp_path):
+def test_bench_rollout_reduced_run_generates_every_requested_token(tiny_assets, tmp_path):
     out = tmp_path / "rollout.json"
     tiny_dir = tiny_assets["text-model"].parents[1]
     result = _run("bench_rollout.py", "--smoke", "--engines", "hf", "--threads", "1", "--tiny-dir", str(tiny_dir),
@@ -99,3 +99,24 @@ def test_goal_lines_say_pass_or_miss(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("PASS fast enough") and lines[1].startswith("MISS too slow") and lines[1].endswith("why")
     assert lines[2].startswith("SKIP not measured")
+
+
+def test_bench_teacher_client_answers_every_question_and_reports_both_goals(tmp_path):
+    out = tmp_path / "teacher_client.json"
+    result = _run("bench_teacher_client.py", "--delay-s", "0.05", "--questions", "4", "--out", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    concurrent = next(row for row in report["rows"] if row["name"].startswith("4 questions"))
+    assert concurrent["answered"] == 4 and concurrent["peak_concurrent"] >= 2
+    closed = next(row for row in report["rows"] if row["name"].startswith("closed port"))
+    assert "connection failed" in closed["error"] and "3 attempts" in closed["error"]
+    assert len(_goal_lines(result.stdout)) == len(report["goals"]) == 2
+
+
+def test_bench_reward_bounds_measure_the_judge_down_path():
+    result = _run("bench_reward.py", "--only", "bounds", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _goal_lines(result.stdout)
+    assert len(lines) == 3
+    # the judge-down figure is of refused calls and an open circuit, not of some other failure
+    assert "judge_connection_error, judge_connection_error, judge_circuit_open, judge_circuit_open" in lines[2]

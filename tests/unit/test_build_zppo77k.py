@@ -22,11 +22,20 @@ from data_prep.build_zppo77k import BuildError, BuildOptions, build
 from data_prep.build_zppo77k.builder import RULE_NAMES, _hash64
 from data_prep.build_zppo77k.cli import main as cli_main
 from data_prep.build_zppo77k.synthetic import (
-    MMFINEREASON_SCHEMA, VERO_SCHEMA, image_cell, jpeg, mmfinereason_row, png, vero_row, write_parquet, write_vero)
+    MMFINEREASON_SCHEMA,
+    VERO_SCHEMA,
+    image_cell,
+    jpeg,
+    mmfinereason_row,
+    png,
+    vero_row,
+    write_parquet,
+    write_vero,
+)
 from data_prep.build_zppo77k.text import FORMAT_RULES, clean_question, infer_reward_type, strip_format_instructions
 from data_prep.build_zppo77k.tiers import TierTableError, load_tier_table
-from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, resized_hw
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
 REPO = Path(__file__).resolve().parents[2]
 MC_SUFFIX = "\nA. cat\nB. dog\nC. bird\nD. fish\nAnswer with the option's letter from the given choices directly."
@@ -188,7 +197,7 @@ def test_vero_wins_duplicates_and_shared_caps(fx):
     assert fx["summary"]["dropped"]["duplicate_of_vero"]["sample_ids"] == ["mmfr/ma1"]
 
 
-def test_unknown_source_tier_option(fx, tmp_path):
+def test_unknown_source_tier_option_admits_unlisted_sub_datasets(fx, tmp_path):
     summary = build(_opts(fx, tmp_path / "out", unknown_source_tier="tier2"))
     assert summary["dropped"]["excluded_source"]["count"] == EXPECTED_DROPS["excluded_source"] - 2
     by_name = {(s["source"], s["sub_dataset"]): s for s in summary["sub_datasets"]}
@@ -222,8 +231,9 @@ def test_prompts_end_with_the_closer_once_and_carry_the_verifier_fields(fx):
 
 
 def test_images_are_resized_into_the_pixel_range_and_kept_when_in_range(fx):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     rows = {row["extra_info"]["question_id"]: row for row in _rows(fx["out"])}
     for row in rows.values():
@@ -394,7 +404,7 @@ def test_format_stripping_examples():
     ("\\frac{3}{4}", "", "math"), ("2\\sqrt{3}", "", "math"), ("x^2+1", "", "math"), ("$\\pi$", "", "math"),
     ("a cat", "", "string_match"), ("Yes", "", "string_match"),
 ])
-def test_infer_reward_type(answer, question, expected):
+def test_reward_type_is_inferred_from_the_answer_and_question(answer, question, expected):
     assert infer_reward_type(answer, question) == expected
 
 
@@ -409,7 +419,7 @@ def test_resized_hw_stays_in_range_and_keeps_the_aspect_ratio(h, w):
         assert (nh, nw) == (h, w)
 
 
-def test_tier_table_validation(tmp_path):
+def test_tier_table_maps_sub_datasets_and_rejects_malformed_tables(tmp_path):
     table = load_tier_table()
     assert table.lookup("vero", "stem-ai2d_merged").canonical == "ai2d"
     assert table.lookup("mmfinereason", "WeMath2-Pro").canonical == table.lookup("vero", "wemath20_standard").canonical
@@ -430,7 +440,7 @@ def test_tier_table_validation(tmp_path):
             load_tier_table(path)
 
 
-def test_benchmark_smoke(tmp_path):
+def test_builder_benchmark_reduced_run_reports_rows_and_memory(tmp_path):
     out_json = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_build_zppo77k.py"), "--smoke",
                            "--workdir", str(tmp_path / "work"), "--json", str(out_json)],

@@ -13,10 +13,10 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from recipe.zppo.baselines.distill import (
+    NoSFTExamples,
     SFTBuildStats,
     chat_length_counter,
     compose_sft_config,
-    NoSFTExamples,
     prepare_on_policy_distill,
     reward_scorer,
     run_off_policy_distill,
@@ -136,9 +136,9 @@ def test_sft_file_holds_every_correct_teacher_response(tiny_text, tmp_path):
 
 
 def test_verl_sft_dataset_trains_on_exactly_the_teacher_tokens(tiny_text, tmp_path):
-    """The file is in verl's SFT layout: its loss mask covers the teacher response (and the turn's end), not the prompt."""
+    """The file is in verl's SFT layout: its loss mask covers the teacher response (and the turn's end), not the
+    prompt."""
     from transformers import AutoTokenizer
-
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     out = tmp_path / "train.parquet"
@@ -215,9 +215,11 @@ def test_sft_config_takes_the_recipe_settings(tmp_path):
     assert (sft.engine.strategy, sft.engine.dtype) == ("fsdp2", "float32")
     assert sft.model.override_config.attn_implementation == "sdpa"
     assert sft.optim.lr == config.actor_rollout_ref.actor.optim.lr
-    assert (sft.data.train_files, sft.data.train_batch_size, sft.data.use_dynamic_bsz) == ("/sft/train.parquet", 8, False)
+    assert (sft.data.train_files, sft.data.train_batch_size, sft.data.use_dynamic_bsz) == (
+        "/sft/train.parquet", 8, False)
     assert sft.data.max_length == config.data.max_prompt_length + config.data.max_response_length
-    assert (sft.trainer.total_training_steps, sft.trainer.device, sft.trainer.default_local_dir) == (3, "cpu", str(tmp_path))
+    assert (sft.trainer.total_training_steps, sft.trainer.device, sft.trainer.default_local_dir) == (
+        3, "cpu", str(tmp_path))
     assert "hf_model" in sft.checkpoint.save_contents  # the trained model is readable by transformers
 
     from verl.utils.config import omega_conf_to_dataclass
@@ -227,7 +229,8 @@ def test_sft_config_takes_the_recipe_settings(tmp_path):
 
 
 def test_off_policy_distill_refuses_the_replay_buffer(tmp_path):
-    config = _compose("method=off_policy_distill", "preset=cpu", "zppo.enable=true", f"trainer.default_local_dir={tmp_path}")
+    config = _compose("method=off_policy_distill", "preset=cpu", "zppo.enable=true",
+                      f"trainer.default_local_dir={tmp_path}")
     with pytest.raises(ConfigError, match="no prompt replay buffer"):
         run_off_policy_distill(config)
     assert not any(tmp_path.iterdir())  # refused before anything was written
@@ -238,7 +241,8 @@ def test_on_policy_distill_needs_a_teacher(method):
     config = _compose(f"method={method}", "preset=cpu")
     with pytest.raises(ConfigError, match="distillation.teacher_models.teacher_model.model_path is not set"):
         prepare_on_policy_distill(config)
-    config = _compose(f"method={method}", "preset=cpu", "distillation.teacher_models.teacher_model.model_path=/no/such/dir")
+    config = _compose(f"method={method}", "preset=cpu",
+                      "distillation.teacher_models.teacher_model.model_path=/no/such/dir")
     with pytest.raises(ConfigError, match="teacher_model.model_path=/no/such/dir: no such model folder"):
         prepare_on_policy_distill(config)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from recipe.zppo.eval.evaluate import actor_dir_of, build_overrides, compute_score_with_ids, prepare_model, select_benchmarks
+from recipe.zppo.eval.evaluate import (
+    actor_dir_of,
+    build_overrides,
+    compute_score_with_ids,
+    prepare_model,
+    select_benchmarks,
+)
 
 
 def _checkpoint(run_dir, step=3):
@@ -34,10 +40,10 @@ def test_a_hf_folder_is_evaluated_as_is_and_anything_else_is_refused(tmp_path):
 
 
 def test_missing_files_and_unknown_names_are_marked(tmp_path):
-    from data_prep.benchmarks.common import ROW_SCHEMA
-
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from data_prep.benchmarks.common import ROW_SCHEMA
 
     pq.write_table(pa.Table.from_pylist([], schema=ROW_SCHEMA), str(tmp_path / "mmstar.parquet"))
     lines = []

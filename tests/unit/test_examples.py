@@ -62,7 +62,8 @@ def test_zppo_scripts_compose(script, teacher_url):
     _check_accepted(config)
     assert config.zppo_method.name == "zppo" and config.algorithm.adv_estimator == "zppo"
     assert config.trainer.n_gpus_per_node == 8 and config.actor_rollout_ref.rollout.name == "vllm"
-    assert list(config.data.train_files) == ["/data/zppo77k/train-*.parquet"] or config.data.train_files == "/data/zppo77k/train-*.parquet"
+    train_files = config.data.train_files
+    assert list(train_files) == ["/data/zppo77k/train-*.parquet"] or train_files == "/data/zppo77k/train-*.parquet"
     assert config.zppo.teacher.online.enable == bool(teacher_url)
     if teacher_url:
         assert config.zppo.teacher.online.url == teacher_url

@@ -1,4 +1,5 @@
-"""The ``hf`` rollout server, driven directly (no Ray): sampled-token log-probs, batching, weight sync, prompt log-probs."""
+"""The ``hf`` rollout server, driven directly (no Ray): sampled-token log-probs, batching, weight sync, prompt
+log-probs."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _prompts(server, n: int) -> list[list[int]]:
 def _generate_all(server, prompts, params):
     async def go():
         return await asyncio.gather(
-            *[server.generate(prompt_ids=p, sampling_params=dict(params), request_id=str(i)) for i, p in enumerate(prompts)]
+            *[server.generate(prompt_ids=p, sampling_params=dict(params), request_id=str(i))
+              for i, p in enumerate(prompts)]
         )
 
     return asyncio.run(go())
@@ -129,8 +131,10 @@ def test_max_tokens_is_respected_per_request(server):
 
     async def go():
         return await asyncio.gather(
-            server.generate(prompt_ids=prompts[0], sampling_params={"temperature": 1.0, "max_tokens": 2, "ignore_eos": True}, request_id="a"),
-            server.generate(prompt_ids=prompts[1], sampling_params={"temperature": 1.0, "max_tokens": 6, "ignore_eos": True}, request_id="b"),
+            server.generate(prompt_ids=prompts[0],
+                            sampling_params={"temperature": 1.0, "max_tokens": 2, "ignore_eos": True}, request_id="a"),
+            server.generate(prompt_ids=prompts[1],
+                            sampling_params={"temperature": 1.0, "max_tokens": 6, "ignore_eos": True}, request_id="b"),
         )
 
     short, long = asyncio.run(go())
@@ -147,7 +151,8 @@ def test_image_prompts_are_scored_with_multimodal_positions(tiny_assets):
     from verl.workers.config import HFModelConfig, RolloutConfig
 
     vl_server = HFRolloutServer(
-        config=RolloutConfig(name="hf", dtype="float32", prompt_length=256, response_length=12, tensor_model_parallel_size=1),
+        config=RolloutConfig(name="hf", dtype="float32", prompt_length=256, response_length=12,
+                             tensor_model_parallel_size=1),
         model_config=HFModelConfig(path=str(tiny_assets["vl-model"]), override_config={"attn_implementation": "sdpa"}),
     )
     processor = vl_server.processor
@@ -156,7 +161,8 @@ def test_image_prompts_are_scored_with_multimodal_positions(tiny_assets):
     for _, row in rows.iterrows():
         pictures = [Image.open(io.BytesIO(x["bytes"])).convert("RGB") for x in row["images"]]
         text = row["prompt"][0]["content"].replace("<image>", "")
-        messages = [{"role": "user", "content": [{"type": "image", "image": p} for p in pictures] + [{"type": "text", "text": text}]}]
+        content = [{"type": "image", "image": p} for p in pictures] + [{"type": "text", "text": text}]
+        messages = [{"role": "user", "content": content}]
         resized, _ = process_vision_info(messages, image_patch_size=16)  # what verl's agent loop does
         chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         processed = processor(text=[chat], images=resized, return_tensors="pt")

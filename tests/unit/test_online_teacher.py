@@ -4,6 +4,7 @@ the tiny text model, and against small fake servers for every failure path. Ever
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import socket
 import threading
@@ -14,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.teacher.client import (
     IMAGE_OMITTED,
     OnlineTeacher,
@@ -26,6 +26,8 @@ from recipe.zppo.teacher.client import (
     join_reasoning,
     to_openai_messages,
 )
+
+from ..conftest import start_teacher_server, stop_process
 
 CLOSER = "Think step by step inside <think></think> tags, then give the final answer inside \\boxed{}."
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # magic bytes are all the client looks at
@@ -107,9 +109,7 @@ def test_real_server_responses_cache_and_concurrency(real_server):
     client = teacher(url, model=model, num_responses=2, max_tokens=12, timeout_s=30, max_concurrency=4)
     asked = [question(f"q{i}", f"What is {i} + {i}?") for i in range(6)]
     before = get_json(url + "/stats")["requests"]
-    started = time.monotonic()
     results = client.responses(asked)
-    assert time.monotonic() - started < 30
     assert [r.question_id for r in results] == [f"q{i}" for i in range(6)]
     for result in results:
         assert result.error is None and not result.cached
@@ -244,14 +244,13 @@ def test_reasoning_content_is_joined_back(fake):
     assert join_reasoning(in_answer) == "<think>use <think> tags</think>\\boxed{1}"
 
 
-def test_closed_port_gives_an_error_fast():
+def test_closed_port_is_a_connection_error_after_every_attempt():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = teacher(f"http://127.0.0.1:{port}", max_retries=2, timeout_s=5)
-    started = time.monotonic()
+    # That this fails at once (no timeout waited) is measured by benchmarks/bench_teacher_client.py.
     [result] = client.responses([question("q")])
-    assert time.monotonic() - started < 3  # refused at once; backoff 0.25 s + 0.5 s
     assert result.texts == [] and "connection failed" in result.error and "3 attempts" in result.error
     assert client.stats()["failures"] == 1 and client.stats()["requests"] == 3
 
@@ -327,7 +326,7 @@ def test_500_then_200_is_retried(fake):
     assert len(server.bodies) == 2 and client.stats()["retries"] == 1 and client.stats()["failures"] == 0
 
 
-def test_malformed_reply_and_4xx(fake):
+def test_malformed_reply_is_retried_and_a_4xx_is_not(fake):
     bad = fake(lambda i, body: (200, b"<html>not json</html>"))
     client = teacher(bad.url, max_retries=1)
     [result] = client.responses([question("q")])
@@ -365,9 +364,8 @@ def test_server_ignoring_n_is_topped_up(fake):
 def test_requests_run_concurrently(fake):
     server = fake(ok_reply, delay_s=0.4)
     client = teacher(server.url, num_responses=1, max_concurrency=8)
-    started = time.monotonic()
     results = client.responses([question(f"q{i}") for i in range(8)])
-    assert time.monotonic() - started < 1.6  # sequential would be 3.2 s
+    # The server saw concurrent requests; the time saved is measured by benchmarks/bench_teacher_client.py.
     assert all(r.error is None for r in results) and server.max_active >= 4
 
     bounded = teacher(server.url, num_responses=1, max_concurrency=2)
@@ -424,7 +422,7 @@ def test_images_become_data_urls_or_notes():
     assert converted[0]["role"] == "user" and set(converted[0]) == {"role", "content"} and (sent, dropped) == (1, 0)
 
 
-def test_url_forms():
+def test_any_base_url_form_becomes_the_chat_completions_endpoint():
     assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
@@ -433,13 +431,13 @@ def test_url_forms():
 # ------------------------------------------------------------------------------------------------ config
 
 
-def test_config_defaults_and_from_dict():
+def test_config_from_dict_fills_the_defaults_and_is_frozen():
     cfg = OnlineTeacherConfig.from_dict({"url": "http://localhost:8000", "model": "teacher"})
     assert (cfg.num_responses, cfg.max_tokens, cfg.temperature, cfg.timeout_s, cfg.max_retries,
             cfg.max_concurrency, cfg.cache_size, cfg.enable, cfg.api_key_env) == (2, 1024, 1.0, 60, 2, 8, 100_000,
                                                                                  False, None)
     assert OnlineTeacherConfig.from_dict({"enable": False, "url": None}).url == ""
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.num_responses = 3  # frozen
     omegaconf = pytest.importorskip("omegaconf")
     d = omegaconf.OmegaConf.create({"url": "http://h:1", "model": "m", "enable": True, "timeout_s": 1.5})
@@ -466,5 +464,5 @@ def test_config_enabled_needs_url_and_model(missing):
         OnlineTeacherConfig.from_dict(d)
 
 
-def test_result_type():
+def test_a_bare_result_has_no_texts_no_error_and_is_not_cached():
     assert TeacherResult("q") == TeacherResult("q", [], None, False)

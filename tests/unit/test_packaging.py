@@ -13,7 +13,8 @@ from ..conftest import REPO_ROOT
 
 
 def test_recipe_imports_from_outside_the_repository(tmp_path):
-    code = "import recipe.zppo.main_zppo as m, verl_patches.plugin as p, data_prep.tiny as t; print(m.__file__); print(p.__file__); print(t.__file__)"
+    code = ("import recipe.zppo.main_zppo as m, verl_patches.plugin as p, data_prep.tiny as t; "
+            "print(m.__file__); print(p.__file__); print(t.__file__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     for line in result.stdout.strip().splitlines()[-3:]:

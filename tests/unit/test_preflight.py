@@ -31,7 +31,8 @@ def test_valid_config_passes(tiny_assets):
     "change, message",
     [
         (dict(model="/nonexistent/model"), "actor_rollout_ref.model.path=/nonexistent/model: no such model folder"),
-        (dict(train="/nonexistent/train.parquet"), "data.train_files: data file /nonexistent/train.parquet does not exist"),
+        (dict(train="/nonexistent/train.parquet"),
+         "data.train_files: data file /nonexistent/train.parquet does not exist"),
         (dict(device="cpu", rollout="vllm"), "trainer.device=cpu but actor_rollout_ref.rollout.name=vllm needs a GPU"),
         (dict(device="cuda", rollout="hf"), "rollout.name=hf is the CPU-only engine but trainer.device=cuda"),
     ],
@@ -49,7 +50,8 @@ def test_missing_column_names_file_and_column(tiny_assets, tmp_path):
     frame = pd.read_parquet(tiny_assets["text-data"] / "train.parquet").drop(columns=["reward_model"])
     broken = tmp_path / "no_reward_model.parquet"
     frame.to_parquet(broken)
-    with pytest.raises(ConfigError, match=r"data.val_files: .*no_reward_model.parquet lacks required column\(s\) \['reward_model'\]"):
+    expected = r"data.val_files: .*no_reward_model.parquet lacks required column\(s\) \['reward_model'\]"
+    with pytest.raises(ConfigError, match=expected):
         check_config(_config(tiny_assets["text-model"], tiny_assets["text-data"] / "train.parquet", broken))
 
 
@@ -74,8 +76,10 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path):
     "override, message",
     [
         ("trainer.v1.trainer_mode=colocate_async", "ZPPO runs only with trainer_mode=zppo"),
-        ("algorithm.filter_groups.enable=true", "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups"),
-        ("trainer.v1.sampler.sync_refill_failed_groups=true", "would refill failed BCQ/NCQ groups with fresh questions"),
+        ("algorithm.filter_groups.enable=true",
+         "algorithm.filter_groups (dynamic sampling) discards the zero-advantage groups"),
+        ("trainer.v1.sampler.sync_refill_failed_groups=true",
+         "would refill failed BCQ/NCQ groups with fresh questions"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n must be >= 2"),
         ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5: must be in [0, 1]"),
         ("zppo.reformulation.ncq_max_candidates=0", "zppo.reformulation.ncq_max_candidates must be >= 1"),
@@ -126,7 +130,8 @@ def _without_teacher_responses(source, target):
     """A copy of a tiny data file whose extra_info has no teacher fields."""
     frame = pd.read_parquet(source)
     frame["extra_info"] = [
-        {k: v for k, v in info.items() if k not in ("teacher_responses", "teacher_correct")} for info in frame["extra_info"]
+        {k: v for k, v in info.items() if k not in ("teacher_responses", "teacher_correct")}
+        for info in frame["extra_info"]
     ]
     frame.to_parquet(target)
     return target
@@ -152,7 +157,8 @@ def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_p
     check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": online}}}))
     check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
     # And data with offline teacher responses passes.
-    check_config(OmegaConf.merge(_config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))
+    check_config(OmegaConf.merge(
+        _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))
 
 
 def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):
@@ -162,7 +168,8 @@ def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):
         (tmp_path / name).write_text("x")
     shards = [str(tmp_path / f"train-0000{i}-of-00002.parquet") for i in (0, 1)]
     assert expand_data_files(str(tmp_path)) == shards
-    assert expand_data_files([str(tmp_path / "train-*.parquet"), "/elsewhere/val.parquet"]) == [*shards, "/elsewhere/val.parquet"]
+    assert expand_data_files([str(tmp_path / "train-*.parquet"), "/elsewhere/val.parquet"]) == [
+        *shards, "/elsewhere/val.parquet"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="holds no \\*.parquet files"):

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import start_teacher_server, stop_process
 from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
+
+from ..conftest import start_teacher_server, stop_process
 
 SERVED = "tiny-judge"
 MAX_TOKENS = 16  # the judge's request max_tokens (server cap 32): a few ms of generation per call
@@ -70,7 +71,8 @@ class LiveServer:
 def server(tiny_assets, tmp_path_factory):
     """``python -m recipe.zppo.teacher_server`` with the tiny text model on a free loopback port."""
     log = tmp_path_factory.mktemp("judge_server") / "server.log"
-    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED, "--max-tokens", "32")
+    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED,
+                                     "--max-tokens", "32")
     live = LiveServer(proc, url, log)
     try:
         yield live
@@ -170,17 +172,16 @@ def test_hung_server_times_out_boundedly(server):
     assert delta(before, server.stats())["requests"] == 2
 
 
-def test_server_down_fails_fast_then_opens_the_circuit(server):
+def test_server_down_is_a_connection_error_then_the_circuit_opens(server):
     """Last test: stops the module's server."""
     kw = judge_kwargs(server, judge_timeout_s=5, judge_max_retries=0, judge_fail_threshold=2, judge_cooldown_s=60)
     server.stop()
     port = int(server.url.rsplit(":", 1)[1])
     with socket.socket() as probe:  # nothing listens there any more
         assert probe.connect_ex(("127.0.0.1", port)) != 0
-    start = time.perf_counter()
     reasons = [compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)["reason"] for _ in range(3)]
+    # That a refused connection fails at once (no timeout waited) is measured by benchmarks/bench_reward.py.
     assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open"]
-    assert time.perf_counter() - start < 3.0
     down = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
     assert (down["route"], down["score"]) == ("judge_unavailable", 0.0)
     assert compute_score("src", "<think>x</think> \\boxed{dog}", "dog", EXTRA, **kw)["route"] == "parser"

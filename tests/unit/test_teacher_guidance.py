@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 
 from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+from recipe.zppo.algo.reformulation import (
+    NO_TEACHER_CANDIDATE,
+    SKIPPED_FOR_LENGTH,
+    HardQuestion,
+    Response,
+    Tokenization,
+)
 from recipe.zppo.baselines.prefix_agent_loop import splice_prefix
-from recipe.zppo.algo.reformulation import NO_TEACHER_CANDIDATE, SKIPPED_FOR_LENGTH, HardQuestion, Response, Tokenization
 from recipe.zppo.baselines.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
 
 # One token per character: lengths can be checked exactly.
-CHARS = Tokenization(decode=lambda ids: "".join(map(chr, ids)), count_text_tokens=len, encode=lambda t: [ord(c) for c in t])
+CHARS = Tokenization(decode=lambda ids: "".join(map(chr, ids)), count_text_tokens=len,
+                     encode=lambda t: [ord(c) for c in t])
 
 TEACHER = "<think>add the tens then the ones</think>\\boxed{42}"
 WRONG_TEACHER = "<think>guess</think>\\boxed{41}"
@@ -68,7 +75,8 @@ def test_questions_without_a_usable_correct_teacher_response_are_counted_not_bui
                         (PREFIX, lambda: build_prefixes(questions, 0, CHARS, 64, GuidanceConfig(mode=PREFIX)))):
         result = build()
         assert [p.question_id for p in result.prompts] == ["ok"]
-        assert [s.question_id for s in result.skipped if s.reason == NO_TEACHER_CANDIDATE] == ["no-teacher", "only-wrong", "cut-off"]
+        skipped = [s.question_id for s in result.skipped if s.reason == NO_TEACHER_CANDIDATE]
+        assert skipped == ["no-teacher", "only-wrong", "cut-off"]
         assert result.metrics()[f"zppo/{mode}_built"] == 1.0
 
 

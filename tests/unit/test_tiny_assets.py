@@ -104,7 +104,7 @@ def test_manifest_skips_and_rebuilds(tmp_path, capsys):
     assert "built" in capsys.readouterr().out and pq.read_table(out / "val.parquet").num_rows == 4
 
 
-def test_cli(tmp_path):
+def test_cli_builds_only_the_named_artefact_and_rejects_unknown_names(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "data_prep.tiny", "--out", str(tmp_path), "--only", "text-data", "--seed", "3"]
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -368,7 +368,7 @@ def test_verl_patched_qwen3_5_matches_hf(assets):
 
 
 @pytest.mark.parametrize("kind", ["text-data", "vl-data"])
-def test_dataset_rows(assets, kind):
+def test_dataset_rows_follow_the_trainer_schema_with_unique_question_ids(assets, kind):
     has_images = kind == "vl-data"
     qids = set()
     for split, n_expected in (("train", 320 if kind == "text-data" else 200), ("val", 32)):

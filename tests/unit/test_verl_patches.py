@@ -23,7 +23,8 @@ def _run_python(code: str, env_overrides: dict[str, str | None], tmp_path) -> di
         else:
             env[key] = value
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
