@@ -21,8 +21,8 @@ it from the entropy and KL-loss terms and from the per-token metrics (say so whe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 MODES = ("verl", "exclude_zero_adv", "per_kind")
 

@@ -136,7 +136,7 @@ class Tokenization:
     decodes_suffixes: bool = False
 
     @classmethod
-    def for_tokenizer(cls, tokenizer) -> "Tokenization":
+    def for_tokenizer(cls, tokenizer) -> Tokenization:
         """From a Hugging Face tokenizer: its own ``decode`` (special tokens kept) and ``encode`` (none added)."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
         try:

@@ -26,9 +26,9 @@ after the step) so the tracking error is visible.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class MatchingConfig:
     """``zppo.matched.*`` (defaults and checks here; composed by config/schema.py)."""
 
     enable: bool = False
-    reference: Optional[str] = None  # a ZPPO run folder or metrics JSONL file
+    reference: str | None = None  # a ZPPO run folder or metrics JSONL file
     max_extra_groups_per_hard: int = 4
 
     def __post_init__(self):
@@ -65,7 +65,7 @@ class ReferenceCurve:
         self.source = source
 
     @classmethod
-    def from_run(cls, path: str | Path) -> "ReferenceCurve":
+    def from_run(cls, path: str | Path) -> ReferenceCurve:
         """Read ``path``: a run folder (its ``metrics/*.jsonl``, later launches replace repeated steps) or a file."""
         from ..eval.report import read_training_metrics
 

@@ -39,9 +39,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -132,7 +133,7 @@ class SFTBuildStats:
     over_length_examples: int = 0  # prompt + response longer than the SFT length budget
     responses_over_cap: int = 0  # correct responses beyond max_responses_per_question
 
-    def add(self, other: "SFTBuildStats") -> None:
+    def add(self, other: SFTBuildStats) -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
 
@@ -164,10 +165,10 @@ def sft_examples_of_row(
     where: str,
     prompt_key: str = "prompt",
     image_key: str = SFT_IMAGES_KEY,
-    max_responses_per_question: Optional[int] = None,
-    score: Optional[Scorer] = None,
-    example_length: Optional[Callable[[list[dict]], int]] = None,
-    max_length: Optional[int] = None,
+    max_responses_per_question: int | None = None,
+    score: Scorer | None = None,
+    example_length: Callable[[list[dict]], int] | None = None,
+    max_length: int | None = None,
 ) -> tuple[list[dict], SFTBuildStats]:
     """The SFT examples of one RL row (``where`` names the row in errors), and what was skipped.
 
@@ -255,10 +256,10 @@ def write_sft_parquet(
     *,
     prompt_key: str = "prompt",
     image_key: str = SFT_IMAGES_KEY,
-    max_responses_per_question: Optional[int] = None,
-    score: Optional[Scorer] = None,
-    example_length: Optional[Callable[[list[dict]], int]] = None,
-    max_length: Optional[int] = None,
+    max_responses_per_question: int | None = None,
+    score: Scorer | None = None,
+    example_length: Callable[[list[dict]], int] | None = None,
+    max_length: int | None = None,
 ) -> SFTBuildStats:
     """Build the SFT file of ``data_files`` (RL parquet files, a directory or a glob) at ``out_path``.
 
@@ -344,7 +345,7 @@ def _as_container(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def sft_overrides(config: DictConfig, train_file: str, val_file: Optional[str]) -> dict:
+def sft_overrides(config: DictConfig, train_file: str, val_file: str | None) -> dict:
     """The settings of verl's SFT config (``sft_trainer_engine.yaml``) that come from the recipe config.
 
     What is taken from where: ``model`` = ``actor_rollout_ref.model``; ``engine`` = the actor's FSDP config with the
@@ -497,7 +498,6 @@ def _run_sft_from_file(overrides_path: str) -> None:
     CPU side plus the device's backend, both gloo), which torch rejects; a CPU run gets plain gloo.
     """
     import torch.distributed
-
     from verl.trainer.sft_trainer import SFTTrainer
     from verl.utils.device import auto_set_device
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
@@ -517,7 +517,7 @@ def _run_sft_from_file(overrides_path: str) -> None:
 # evaluation: NLL of the teacher tokens
 
 
-def teacher_token_nll(model_dir: str | Path, sft_file: str | Path, max_rows: Optional[int] = None, max_length: int = 4096) -> dict:
+def teacher_token_nll(model_dir: str | Path, sft_file: str | Path, max_rows: int | None = None, max_length: int = 4096) -> dict:
     """Mean per-token NLL of the assistant (teacher) tokens of ``sft_file`` under the model in ``model_dir``.
 
     The tokens and the loss mask are those of verl's ``MultiTurnSFTDataset``, i.e. exactly what the SFT trainer
@@ -526,7 +526,6 @@ def teacher_token_nll(model_dir: str | Path, sft_file: str | Path, max_rows: Opt
     import torch
     from tqdm import tqdm
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
-
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     model_dir = str(model_dir)
@@ -568,7 +567,7 @@ def teacher_token_nll(model_dir: str | Path, sft_file: str | Path, max_rows: Opt
 # command line
 
 
-def _main(argv: Optional[Iterable[str]] = None) -> None:
+def _main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.distill", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-sft", help="RL parquet -> verl SFT parquet (correct teacher responses)")

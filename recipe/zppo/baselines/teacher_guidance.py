@@ -21,10 +21,12 @@ prompt fits ``max_prompt_length`` (the processor's final check is exact), a pref
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
+from ..algo.answer_format import ANSWER_CLOSER
 from ..algo.reformulation import (
+    _CONTROL_TOKENS,
     NO_TEACHER_CANDIDATE,
     NO_WRONG_CANDIDATE,
     SKIPPED_FOR_LENGTH,
@@ -32,14 +34,12 @@ from ..algo.reformulation import (
     ReformulatedPrompt,
     SkippedReformulation,
     Tokenization,
-    _CONTROL_TOKENS,
     _question_part,
     _question_rng,
     _user_turn,
     clean_candidate_text,
     has_final_answer_default,
 )
-from ..algo.answer_format import ANSWER_CLOSER
 
 HINT = "hint"
 PREFIX = "prefix"

@@ -40,8 +40,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 REWARD_FN_NAME = "compute_score_with_ids"
 RESULTS_FILE = "results.json"
@@ -159,7 +159,7 @@ def family_averages(benchmarks: dict[str, dict], metric: str = "acc") -> dict[st
     return families
 
 
-def verl_core_metrics(metrics_file: Optional[Path]) -> dict[str, float]:
+def verl_core_metrics(metrics_file: Path | None) -> dict[str, float]:
     """verl's ``val-core/<benchmark>/acc/mean@N`` of the run, in percent, by benchmark."""
     if metrics_file is None or not metrics_file.exists():
         return {}
@@ -181,7 +181,7 @@ def _is_hf_folder(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
-def actor_dir_of(path: Path) -> Optional[Path]:
+def actor_dir_of(path: Path) -> Path | None:
     """The FSDP actor folder of a verl checkpoint given as a run folder, a global_step_N folder or the actor folder."""
     latest = path / "latest_checkpointed_iteration.txt"
     if latest.is_file():
@@ -321,7 +321,7 @@ def run_trainer(overrides: list[str], log_path: Path) -> int:
         return process.wait()
 
 
-def _newest(paths: Iterable[Path], since: float) -> Optional[Path]:
+def _newest(paths: Iterable[Path], since: float) -> Path | None:
     fresh = [p for p in paths if p.stat().st_mtime >= since - 1]
     return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
 
@@ -367,7 +367,7 @@ def collect(out: Path, entries: dict[str, dict], started: float, log) -> dict[st
     return {"generations": str(dumps) if dumps else None, "metrics_file": str(metrics_file) if metrics_file else None}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.eval", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face model folder or verl checkpoint")

@@ -29,7 +29,8 @@ those of ``recipe.zppo.reward.compute_score`` (0/1 ``acc``), so harness numbers 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 
@@ -43,7 +44,7 @@ def with_closer(question: str) -> str:
     return question.rstrip() + POST_PROMPT
 
 
-def format_question(question: str, choices: Optional[Sequence[Any]] = None) -> str:
+def format_question(question: str, choices: Sequence[Any] | None = None) -> str:
     """Question text with lettered options ("A. ...") when given, and the closer."""
     text = str(question).strip()
     if choices:
@@ -51,17 +52,17 @@ def format_question(question: str, choices: Optional[Sequence[Any]] = None) -> s
     return with_closer(text)
 
 
-def make_doc_to_text(question_field: str = "question", choices_field: Optional[str] = None) -> Callable:
+def make_doc_to_text(question_field: str = "question", choices_field: str | None = None) -> Callable:
     """A ``doc_to_text(doc, lmms_eval_specific_kwargs=None)`` reading the question (and options) from a doc."""
 
-    def doc_to_text(doc: dict, lmms_eval_specific_kwargs: Optional[dict] = None) -> str:
+    def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
         choices = doc.get(choices_field) if choices_field else None
         return format_question(doc[question_field], list(choices) if choices is not None else None)
 
     return doc_to_text
 
 
-def score_response(response: str, gold: Any, reward_type: Optional[str] = None, extra_info: Optional[dict] = None,
+def score_response(response: str, gold: Any, reward_type: str | None = None, extra_info: dict | None = None,
                    data_source: str = "harness") -> dict:
     """``recipe.zppo.reward.compute_score`` of one response (dict with score, acc, route, pred, ...)."""
     from recipe.zppo.reward import compute_score
@@ -72,8 +73,8 @@ def score_response(response: str, gold: Any, reward_type: Optional[str] = None, 
     return compute_score(data_source, response, gold, info)
 
 
-def make_process_results(answer_field: str = "answer", reward_type: Optional[str] = None,
-                         choices_field: Optional[str] = None, tolerance: Optional[float] = None,
+def make_process_results(answer_field: str = "answer", reward_type: str | None = None,
+                         choices_field: str | None = None, tolerance: float | None = None,
                          answer_is_index: bool = False, metric: str = METRIC) -> Callable:
     """A ``process_results(doc, results) -> {metric: 0.0 | 1.0}`` scoring the first generation of a doc.
 

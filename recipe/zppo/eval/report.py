@@ -45,7 +45,6 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 FAMILY_ORDER = ("llm", "vlm", "video")
 FAMILY_TITLES = {"llm": "LLM", "vlm": "VLM", "video": "Video"}
@@ -84,7 +83,7 @@ _LINE_STYLES = ["-", "--", ":", "-."]
 class Run:
     name: str
     path: Path
-    results: Optional[dict] = None  # results.json of its evaluation
+    results: dict | None = None  # results.json of its evaluation
     steps: list[tuple[int, dict]] = field(default_factory=list)  # (step, metrics) of its training
 
 
@@ -95,7 +94,7 @@ def log(line: str) -> None:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def find_results(path: Path) -> Optional[Path]:
+def find_results(path: Path) -> Path | None:
     """The evaluation results of a folder: results.json in it, or the newest one up to two levels below."""
     if path.is_file():
         return path
@@ -109,7 +108,7 @@ def find_results(path: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def _number(value) -> Optional[float]:
+def _number(value) -> float | None:
     """A logged value as a float, or None when absent / NaN (verl's file logger writes NaN as null)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -154,7 +153,7 @@ def read_training_metrics(run_dir: Path) -> list[tuple[int, dict]]:
     return steps
 
 
-def load_run(path: Path, name: Optional[str] = None) -> Run:
+def load_run(path: Path, name: str | None = None) -> Run:
     path = path.expanduser()
     results_path = find_results(path) if path.exists() else None
     results = json.loads(results_path.read_text()) if results_path else None
@@ -172,7 +171,7 @@ def load_run(path: Path, name: Optional[str] = None) -> Run:
 # ------------------------------------------------------------------------------------------------ table
 
 
-def benchmark_scores(results: Optional[dict], metric: str) -> dict[str, float]:
+def benchmark_scores(results: dict | None, metric: str) -> dict[str, float]:
     if not results:
         return {}
     return {name: entry[metric] for name, entry in results.get("benchmarks", {}).items()
@@ -235,7 +234,7 @@ def build_table(baseline: Run, runs: list[Run], metric: str = "acc") -> dict:
     return table
 
 
-def _fmt(value: Optional[float], delta: Optional[float] = None, show_delta: bool = False) -> str:
+def _fmt(value: float | None, delta: float | None = None, show_delta: bool = False) -> str:
     if value is None:
         return "–"
     text = f"{value:.1f}"
@@ -244,7 +243,7 @@ def _fmt(value: Optional[float], delta: Optional[float] = None, show_delta: bool
     return text
 
 
-def markdown(table: dict, runs: list[Run], notes: list[str], title: Optional[str] = None) -> str:
+def markdown(table: dict, runs: list[Run], notes: list[str], title: str | None = None) -> str:
     columns = table["columns"]
     header = ["Benchmark", f"{columns[0]} (base)", *columns[1:]]
     heading = f"Evaluation ({table['metric']}, percent; deltas vs {columns[0]} in points)"
@@ -277,7 +276,7 @@ def markdown(table: dict, runs: list[Run], notes: list[str], title: Optional[str
 # ------------------------------------------------------------------------------------------------ training tables
 
 
-def _final(run: Run, key: str) -> Optional[float]:
+def _final(run: Run, key: str) -> float | None:
     """The value of ``key`` at the last step that logged it."""
     for _, data in reversed(run.steps):
         value = _number(data.get(key))
@@ -305,7 +304,7 @@ def training_row(run: Run, cut_step: int) -> dict:
     }
 
 
-def build_training(runs: list[Run], token_budget: Optional[float] = None) -> dict:
+def build_training(runs: list[Run], token_budget: float | None = None) -> dict:
     """The training tables: every run cut at the same generated-token spend, and every run cut at the same step.
 
     BUDGET is ``token_budget`` or the smallest final cumulative generated-token count among the runs that log it;
@@ -415,8 +414,8 @@ def _pyplot():
     return plt
 
 
-def plot_dynamics(runs: list[Run], x_axis: str, path: Path, title: Optional[str] = None,
-                  token_budget: Optional[float] = None) -> tuple[bool, list[str]]:
+def plot_dynamics(runs: list[Run], x_axis: str, path: Path, title: str | None = None,
+                  token_budget: float | None = None) -> tuple[bool, list[str]]:
     """The dynamics panels of every run with metrics against ``x_axis``. Returns (written, names of the runs left
     out because they lack ``x_axis``): a run is never drawn against another axis than the others."""
     plt = _pyplot()
@@ -517,9 +516,9 @@ def plot_benchmark_deltas(table: dict, path: Path) -> bool:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def make_report(run_paths: list[Path], baseline_path: Optional[Path], out: Path, names: Optional[list[str]] = None,
-                x_axis: Optional[str] = None, metric: str = "acc", title: Optional[str] = None,
-                token_budget: Optional[float] = None) -> dict:
+def make_report(run_paths: list[Path], baseline_path: Path | None, out: Path, names: list[str] | None = None,
+                x_axis: str | None = None, metric: str = "acc", title: str | None = None,
+                token_budget: float | None = None) -> dict:
     """Write the report files into ``out``; returns report.json's content (the evaluation table's numbers at the
     top level, the training tables under ``training``)."""
     if token_budget is not None and not token_budget > 0:
@@ -578,7 +577,7 @@ def make_report(run_paths: list[Path], baseline_path: Optional[Path], out: Path,
     return report
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training and/or evaluation folders, one per method")
     parser.add_argument("--baseline", default=None, type=Path,

@@ -266,7 +266,7 @@ class JudgeClient:
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"judge_http_{exc.code}") from exc
             raise _Fatal(f"judge_http_{exc.code}") from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise _Retryable("judge_timeout") from exc
         except urllib.error.URLError as exc:
             reason = getattr(exc, "reason", None)

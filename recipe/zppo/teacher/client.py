@@ -63,7 +63,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any
 
 CONFIG_PREFIX = "zppo.teacher.online"
 IMAGE_OMITTED = "[image omitted]"
@@ -104,7 +104,7 @@ class OnlineTeacherConfig:
 
     url: str = ""
     model: str = ""
-    api_key_env: Optional[str] = None
+    api_key_env: str | None = None
     num_responses: int = 2
     max_tokens: int = 1024
     temperature: float = 1.0
