@@ -480,8 +480,9 @@ def main(argv=None) -> int:
     report.notes.append("goals are checked on the process's CPU time (single-threaded work: its wall time on an "
                         "idle core); wall-clock columns include other processes' turns on a shared machine")
     return report.finish([("section", "section"), ("name", "what"), ("median_s", "median"), ("cpu_median_s", "cpu"),
-                        ("min_s", "min"), ("cpu_min_s", "cpu min"), ("p99_s", "p99"), ("cpu_p99_s", "cpu p99"), ("max_s", "max"),
-                        ("calls", "calls"), ("ratio", "ratio"), ("identical", "same"), ("bytes", "bytes")], args.out)
+                        ("min_s", "min"), ("cpu_min_s", "cpu min"), ("p99_s", "p99"), ("cpu_p99_s", "cpu p99"),
+                        ("max_s", "max"), ("calls", "calls"), ("ratio", "ratio"), ("identical", "same"),
+                        ("bytes", "bytes")], args.out)
 
 
 if __name__ == "__main__":

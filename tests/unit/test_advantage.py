@@ -229,7 +229,10 @@ def test_token_broadcast_and_masked_tokens_exactly_zero():
         ({}, AdvantageOptions()),
         ({"zppo": {"norm": "group"}}, AdvantageOptions(norm="group")),
         ({"zppo": {"norm": "none", "epsilon": 0.01}}, AdvantageOptions(norm="none", epsilon=0.01)),
-        (OmegaConf.create({"adv_estimator": "zppo", "zppo": {"norm": "batch_all"}}), AdvantageOptions(norm="batch_all")),
+        (
+            OmegaConf.create({"adv_estimator": "zppo", "zppo": {"norm": "batch_all"}}),
+            AdvantageOptions(norm="batch_all"),
+        ),
         (OmegaConf.create({"adv_estimator": "zppo", "zppo": {"std_of": "reward"}}), AdvantageOptions(std_of="reward")),
         (OmegaConf.create({"gamma": 1.0}), AdvantageOptions()),
     ],

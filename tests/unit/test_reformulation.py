@@ -195,7 +195,9 @@ def test_draws_do_not_depend_on_batch_order():
     forward = reformulate(qs, 9, tokenization(tok), 4000, config)
     backward = reformulate(qs[::-1], 9, tokenization(tok), 4000, config)
     key = lambda p: (p.question_id, p.kind)  # noqa: E731
-    assert sorted((key(p), p.messages) for p in forward.prompts) == sorted((key(p), p.messages) for p in backward.prompts)
+    assert sorted((key(p), p.messages) for p in forward.prompts) == sorted(
+        (key(p), p.messages) for p in backward.prompts
+    )
 
 
 def test_no_text_hints_which_candidate_is_correct():
@@ -245,7 +247,9 @@ def test_truncation_keeps_head_final_answer_and_marker():
     long_wrong = "<think>Start of the reasoning. " + "step " * 2000 + "</think> Final: \\boxed{7}"
     q = make_question("q", "What is 3+4?", tok, [(long_wrong, False)], [(TEACHER, True)])
     config = ReformulationConfig()
-    result = reformulate([q], 0, tokenization(tok), 1500, config, measure_prompt=lambda p: processed_length(p.messages, tok))
+    result = reformulate(
+        [q], 0, tokenization(tok), 1500, config, measure_prompt=lambda p: processed_length(p.messages, tok)
+    )
     assert {p.kind for p in result.prompts} == {BCQ, NCQ}
     for p in result.prompts:
         content = user_content(p)
@@ -266,7 +270,9 @@ def test_multi_image_question_keeps_every_placeholder_in_place():
     for p in reformulate([q], 0, tokenization(tok), 4000).prompts:
         content = user_content(p)
         assert content.startswith(question)
-        assert [m.start() for m in re.finditer("<image>", content)] == [m.start() for m in re.finditer("<image>", question)]
+        assert [m.start() for m in re.finditer("<image>", content)] == [
+            m.start() for m in re.finditer("<image>", question)
+        ]
 
 
 def test_ncq_only_when_teacher_has_no_correct_response():
@@ -295,7 +301,11 @@ def test_ncq_contents_and_statement():
     assert DEFAULT_NCQ_INSTRUCTION in content and config.ncq_statement in content
     assert clean_candidate_text(WRONG) in content and clean_candidate_text(WRONG_2) in content
     assert clean_candidate_text(RIGHT_STUDENT) not in content  # only wrong responses
-    assert content.index(DEFAULT_NCQ_INSTRUCTION) < content.index(clean_candidate_text(WRONG)) < content.index(config.ncq_statement)
+    assert (
+        content.index(DEFAULT_NCQ_INSTRUCTION)
+        < content.index(clean_candidate_text(WRONG))
+        < content.index(config.ncq_statement)
+    )
     assert ncq.num_candidates == 2 and ncq.student_indices == (0, 1) and ncq.correct_position is None
 
 
@@ -366,7 +376,10 @@ def test_ncq_subset_is_seeded():
     for step in range(30):
         ncq = by_kind(reformulate([q], step, tokenization(tok), 4000, config), NCQ)
         assert ncq.num_candidates == 3 and len(set(ncq.student_indices)) == 3
-        assert ncq.student_indices == by_kind(reformulate([q], step, tokenization(tok), 4000, config), NCQ).student_indices
+        assert (
+            ncq.student_indices
+            == by_kind(reformulate([q], step, tokenization(tok), 4000, config), NCQ).student_indices
+        )
         for i in ncq.student_indices:
             assert f"try {i}" in user_content(ncq)
         subsets.add(ncq.student_indices)

@@ -227,9 +227,8 @@ def extract_answer(response) -> Extraction:
     for match in reversed(list(_MARKER_RE.finditer(tail))):
         fragment = _cap(match.group(1))
         for _ in range(20):  # "answer is 3, so the final answer: 5" -> the last marker on the line
-            inner = None
-            for inner in _MARKER_RE.finditer(fragment):
-                pass
+            markers = list(_MARKER_RE.finditer(fragment))
+            inner = markers[-1] if markers else None
             if inner is None or not inner.group(1).strip():
                 break
             fragment = inner.group(1)

@@ -240,7 +240,9 @@ class ReformulationResult:
             prompt.measured_length = int(length)
             if length > self.max_prompt_length:
                 rejected.append(prompt)
-                self.skipped.append(SkippedReformulation(prompt.question_id, prompt.kind, SKIPPED_FOR_LENGTH, int(length)))
+                self.skipped.append(
+                    SkippedReformulation(prompt.question_id, prompt.kind, SKIPPED_FOR_LENGTH, int(length))
+                )
             else:
                 kept.append(prompt)
         self.prompts = kept

@@ -73,7 +73,9 @@ class ReferenceCurve:
         if not (path.is_file() or any((path / "metrics").glob("*.jsonl"))):
             raise FileNotFoundError(f"zppo.matched.reference={path}: no metrics/*.jsonl there (a run folder or a file)")
         steps = read_training_metrics(path)
-        return cls({step: float(data[CUM_GENERATED]) for step, data in steps if CUM_GENERATED in data}, source=str(path))
+        return cls(
+            {step: float(data[CUM_GENERATED]) for step, data in steps if CUM_GENERATED in data}, source=str(path)
+        )
 
     def at(self, step: int) -> float:
         """Cumulative generated tokens of the reference after ``step``: linear between logged steps (and from 0 tokens

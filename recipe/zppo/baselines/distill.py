@@ -363,12 +363,17 @@ def sft_overrides(config: DictConfig, train_file: str, val_file: str | None) -> 
         "model": _as_container(config.actor_rollout_ref.model),
         "engine": engine,
         "optim": _as_container(actor.optim),
-        "checkpoint": {"save_contents": save_contents, "load_contents": list(checkpoint.get("load_contents") or save_contents)},
+        "checkpoint": {
+            "save_contents": save_contents,
+            "load_contents": list(checkpoint.get("load_contents") or save_contents),
+        },
         "data": {
             "train_files": train_file,
             "val_files": val_file,
             "train_batch_size": int(settings.get("train_batch_size") or config.data.train_batch_size),
-            "micro_batch_size_per_gpu": int(settings.get("micro_batch_size_per_gpu") or actor.ppo_micro_batch_size_per_gpu or 1),
+            "micro_batch_size_per_gpu": int(
+                settings.get("micro_batch_size_per_gpu") or actor.ppo_micro_batch_size_per_gpu or 1
+            ),
             "max_length": sft_max_length(config),
             "truncation": "right",  # examples over max_length were dropped (text tokens); this only cuts image tokens
             "num_workers": int(config.data.get("dataloader_num_workers", 0)),
@@ -439,7 +444,9 @@ def run_off_policy_distill(config: DictConfig) -> None:
     from verl.utils import hf_tokenizer
 
     model = config.actor_rollout_ref.model
-    tokenizer = hf_tokenizer(model.get("tokenizer_path") or model.path, trust_remote_code=model.get("trust_remote_code", False))
+    tokenizer = hf_tokenizer(
+        model.get("tokenizer_path") or model.path, trust_remote_code=model.get("trust_remote_code", False)
+    )
     build = dict(
         prompt_key=str(config.data.get("prompt_key", "prompt")),
         image_key=str(config.data.get("image_key", SFT_IMAGES_KEY)),
@@ -492,7 +499,8 @@ def run_off_policy_distill(config: DictConfig) -> None:
 
 
 def _run_sft_from_file(overrides_path: str) -> None:
-    """Under torchrun: verl's SFT trainer on verl's SFT config + the overrides written by :func:`run_off_policy_distill`.
+    """Under torchrun: verl's SFT trainer on verl's SFT config + the overrides written by
+    :func:`run_off_policy_distill`.
 
     What verl's ``run_sft`` does, except the process group on a CPU: verl asks for "cpu:gloo,cpu:gloo" there (its
     CPU side plus the device's backend, both gloo), which torch rejects; a CPU run gets plain gloo.
@@ -517,7 +525,9 @@ def _run_sft_from_file(overrides_path: str) -> None:
 # evaluation: NLL of the teacher tokens
 
 
-def teacher_token_nll(model_dir: str | Path, sft_file: str | Path, max_rows: int | None = None, max_length: int = 4096) -> dict:
+def teacher_token_nll(
+    model_dir: str | Path, sft_file: str | Path, max_rows: int | None = None, max_length: int = 4096
+) -> dict:
     """Mean per-token NLL of the assistant (teacher) tokens of ``sft_file`` under the model in ``model_dir``.
 
     The tokens and the loss mask are those of verl's ``MultiTurnSFTDataset``, i.e. exactly what the SFT trainer

@@ -163,7 +163,9 @@ def build_hints(
         keep = min(wanted, budget)
         if keep < min(config.min_hint_tokens, wanted):
             result.skipped.append(
-                SkippedReformulation(question.question_id, HINT, SKIPPED_FOR_LENGTH, question.prompt_length + glue_tokens + wanted)
+                SkippedReformulation(
+                    question.question_id, HINT, SKIPPED_FOR_LENGTH, question.prompt_length + glue_tokens + wanted
+                )
             )
             continue
         hint = clean_candidate_text(tokens.decode(ids[:keep]))
@@ -215,7 +217,9 @@ def build_prefixes(
             result.skipped.append(SkippedReformulation(question.question_id, PREFIX, NO_TEACHER_CANDIDATE))
             continue
         if limit < 1:
-            result.skipped.append(SkippedReformulation(question.question_id, PREFIX, SKIPPED_FOR_LENGTH, max_response_length))
+            result.skipped.append(
+                SkippedReformulation(question.question_id, PREFIX, SKIPPED_FOR_LENGTH, max_response_length)
+            )
             continue
         rng = _question_rng(config.seed, step, question.question_id, purpose=_PURPOSE_PREFIX)
         index = usable[int(rng.integers(len(usable)))]

@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "suite": tokens,
         "metric": "acc",
-        "config": {"n": args.n, "temperature": temperature, "top_p": args.top_p, "do_sample": args.n > 1 or temperature > 0,
-                   "overrides": overrides},
+        "config": {"n": args.n, "temperature": temperature, "top_p": args.top_p,
+                   "do_sample": args.n > 1 or temperature > 0, "overrides": overrides},
         "benchmarks": entries,
         "unknown": unknown,
     }

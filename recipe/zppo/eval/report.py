@@ -73,8 +73,8 @@ DYNAMICS_PANELS = [
     ("cumulative graduated questions", [(CUM_GRADUATED, "graduated")], False),
     ("cumulative generated tokens (x = step)", [(TOKENS_KEY, "tokens")], True),
     # transfer.py: plain-prompt accuracy of hard questions at their next replay, by whether they got BCQ/NCQ help.
-    ("transfer: plain-prompt acc. at next replay (cum.)", [("zppo/transfer/helped/cum_acc_after", "helped"),
-                                                           ("zppo/transfer/unhelped/cum_acc_after", "unhelped")], False),
+    ("transfer: plain-prompt acc. at next replay (cum.)",
+     [("zppo/transfer/helped/cum_acc_after", "helped"), ("zppo/transfer/unhelped/cum_acc_after", "unhelped")], False),
 ]
 _LINE_STYLES = ["-", "--", ":", "-."]
 

@@ -7,14 +7,14 @@ Two facts shape this module:
 - a signal cannot interrupt work done inside C code: sympy evaluating ``9^{9^{9^{9}}}`` computes a huge
   integer and never returns to the interpreter, so no in-process timer can stop it.
 
-So every comparison runs in a small pool of worker processes (``ZPPO_MATH_VERIFY_WORKERS``, default 2,
-started on first use: ``python -c`` with this process's ``sys.path``, JSON lines over pipes). A worker applies a ``SIGALRM`` timer in its own main thread (cheap stop
-for Python-level slowness); the caller waits at most ``timeout + 1`` seconds for the answer and otherwise
-KILLS that worker (a fresh one replaces it on demand) and reports a timeout. Inputs longer than
-``MAX_MV_CHARS`` never reach sympy. The time limit is ``timeout_s`` or ``ZPPO_MATH_VERIFY_TIMEOUT_S``
-(default 3 s). If worker processes cannot be started at all, comparisons run inline under the signal timer
-when called from the main thread (inputs that look like exponent towers or huge powers are refused) and
-are reported "unavailable" otherwise.
+So every comparison runs in a small pool of worker processes (``ZPPO_MATH_VERIFY_WORKERS``, default 2, started
+on first use: ``python -c`` with this process's ``sys.path``, JSON lines over pipes). A worker applies a
+``SIGALRM`` timer in its own main thread (cheap stop for Python-level slowness); the caller waits at most
+``timeout + 1`` seconds for the answer and otherwise KILLS that worker (a fresh one replaces it on demand) and
+reports a timeout. Inputs longer than ``MAX_MV_CHARS`` never reach sympy. The time limit is ``timeout_s`` or
+``ZPPO_MATH_VERIFY_TIMEOUT_S`` (default 3 s). If worker processes cannot be started at all, comparisons run
+inline under the signal timer when called from the main thread (inputs that look like exponent towers or huge
+powers are refused) and are reported "unavailable" otherwise.
 """
 
 from __future__ import annotations
@@ -278,7 +278,9 @@ class _Pool:
         try:
             result = worker.call((gold, pred, rel_tol, timeout_s), timeout_s + 1.0)
         except _Timeout:
-            logger.info("zppo reward: math-verify worker killed after %.1fs on %r vs %r", timeout_s, gold[:80], pred[:80])
+            logger.info(
+                "zppo reward: math-verify worker killed after %.1fs on %r vs %r", timeout_s, gold[:80], pred[:80]
+            )
             self._discard(worker)
             return None, TIMEOUT
         except Exception as exc:
@@ -322,7 +324,9 @@ def shutdown() -> None:
         pool.close()
 
 
-def math_equal(gold: str, pred: str, rel_tol: float | None = None, timeout_s: float | None = None) -> tuple[bool | None, str]:
+def math_equal(
+    gold: str, pred: str, rel_tol: float | None = None, timeout_s: float | None = None
+) -> tuple[bool | None, str]:
     """Compare two answers with math-verify (gold first: its rules are not symmetric).
 
     Returns (True, "equal"), (False, "not_equal"), or (None, why) with why in "unparsed" (either side is not

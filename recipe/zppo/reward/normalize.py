@@ -51,9 +51,14 @@ _DASHES = {
 }
 _DASH_TABLE = str.maketrans(_DASHES)
 _SUPERSCRIPT_RE = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b\u207a]+")
-_SUPERSCRIPT_TABLE = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a", "0123456789-+")
+_SUPERSCRIPT_TABLE = str.maketrans(
+    "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a", "0123456789-+"
+)
 _VULGAR = {}
-for _ch in "\u00bc\u00bd\u00be\u2150\u2151\u2152\u2153\u2154\u2155\u2156\u2157\u2158\u2159\u215a\u215b\u215c\u215d\u215e":
+for _ch in (
+    "\u00bc\u00bd\u00be\u2150\u2151\u2152\u2153\u2154\u2155"
+    "\u2156\u2157\u2158\u2159\u215a\u215b\u215c\u215d\u215e"
+):
     _VULGAR[_ch] = " " + unicodedata.normalize("NFKC", _ch).replace("\u2044", "/")
 _VULGAR_TABLE = str.maketrans(_VULGAR)
 

@@ -211,7 +211,9 @@ _LETTER_ONLY_RE = re.compile(
     r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:)]?$",
     re.IGNORECASE,
 )
-_LETTER_LEAD_RE = re.compile(r"^(?:(?:option|choice)\s*)?(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])\s*[.):：])\s*(.*)$", re.IGNORECASE)
+_LETTER_LEAD_RE = re.compile(
+    r"^(?:(?:option|choice)\s*)?(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])\s*[.):：])\s*(.*)$", re.IGNORECASE
+)
 _STANDALONE_LETTER_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])")
 
 
