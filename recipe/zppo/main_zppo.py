@@ -73,7 +73,7 @@ def _absolute_local_paths(config: DictConfig) -> None:
 
 def _apply_zppo_switch(config: DictConfig) -> None:
     """``zppo.enable=false`` is plain GRPO: the "zppo" estimator gives way to verl's "grpo"."""
-    if not config.get("zppo", {}).get("enable", True) and config.algorithm.adv_estimator == "zppo":
+    if not config.zppo.enable and config.algorithm.adv_estimator == "zppo":
         with open_dict(config):
             config.algorithm.adv_estimator = "grpo"
         print("zppo: zppo.enable=false, using verl's GRPO advantage (algorithm.adv_estimator=grpo)")

@@ -117,16 +117,13 @@ def expand_data_files(files) -> list[str]:
     return expanded_files
 
 
-def teacher_required_by(config: DictConfig) -> str | None:
-    """The setting that makes this run useless without teacher responses, or None."""
-    zppo = config.get("zppo") or {}
-    if not zppo.get("enable", True):
+def teacher_required_by(zppo) -> str | None:
+    """The setting that makes this run useless without teacher responses, or None (``zppo``: a ZPPOConfig)."""
+    if not zppo.enable:
         return None
-    mode = (zppo.get("guidance") or {}).get("mode", "none")
-    if mode != "none":
-        return f"zppo.guidance.mode={mode}"
-    reformulation = zppo.get("reformulation") or {}
-    if reformulation.get("build_bcq", True) and not reformulation.get("build_ncq", True):
+    if zppo.guidance.mode != "none":
+        return f"zppo.guidance.mode={zppo.guidance.mode}"
+    if zppo.reformulation.build_bcq and not zppo.reformulation.build_ncq:
         return "zppo.reformulation.build_bcq=true with build_ncq=false (BCQ only)"
     return None
 
@@ -142,11 +139,10 @@ def _has_teacher_column(path: str) -> bool:
     return pa.types.is_struct(extra) and extra.get_field_index("teacher_responses") >= 0
 
 
-def check_teacher_source(config: DictConfig) -> None:
+def check_teacher_source(config: DictConfig, zppo) -> None:
     """A method that needs a teacher (hint, prefix, BCQ only) gets one: offline responses or the online teacher."""
-    reason = teacher_required_by(config)
-    online = ((config.get("zppo") or {}).get("teacher") or {}).get("online") or {}
-    if reason is None or online.get("enable", False):
+    reason = teacher_required_by(zppo)
+    if reason is None or zppo.teacher.online.enable:
         return
     for path in expand_data_files(config.data.train_files):
         if path.endswith(".parquet") and os.path.exists(os.path.expanduser(path)) and not _has_teacher_column(path):
@@ -211,7 +207,7 @@ def check_zppo_trainer_settings(config: DictConfig) -> None:
         raise ConfigError("actor_rollout_ref.rollout.n must be >= 2: accuracy per question needs several rollouts")
 
 
-def check_zppo_config(config: DictConfig) -> None:
+def check_zppo_config(config: DictConfig):
     """Build ZPPO's typed config (every value checked, errors name the key) and check what it depends on."""
     from ..config.schema import ZPPOConfigError, load_advantage_options, load_zppo_config
 
@@ -236,14 +232,15 @@ def check_zppo_config(config: DictConfig) -> None:
             ReferenceCurve.from_run(zppo.matched.reference)
         except (ValueError, FileNotFoundError) as error:
             raise ConfigError(f"zppo.matched.reference: {error}") from None
+    return zppo
 
 
 def check_config(config: DictConfig) -> None:
-    check_zppo_config(config)
+    zppo = check_zppo_config(config)
     check_verl_values(config)
     check_device(config)
     check_model_path("actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     columns = required_columns(config)
     check_data_files("data.train_files", config.data.train_files, columns)
     check_data_files("data.val_files", config.data.val_files, columns)
-    check_teacher_source(config)
+    check_teacher_source(config, zppo)
