@@ -120,6 +120,17 @@ def test_bad_values_are_one_line_errors_naming_the_key(tiny_assets, key, value, 
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_loss_weighting_needs_verls_token_mean(tiny_assets):
+    data = tiny_assets["text-data"]
+    config = _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet")
+    OmegaConf.update(config, "zppo.update.loss_weighting", "per_kind")  # (DictConfig has an update method)
+    config.actor_rollout_ref.actor.loss_agg_mode = "seq-mean-token-mean"
+    with pytest.raises(ConfigError, match="needs actor_rollout_ref.actor.loss_agg_mode=token-mean"):
+        check_config(config)
+    config.actor_rollout_ref.actor.loss_agg_mode = "token-mean"
+    check_config(config)
+
+
 def test_unknown_zppo_key_is_refused_when_composing():
     with initialize_config_module("recipe.zppo.config", version_base=None):
         with pytest.raises(Exception, match="capacityy"):

@@ -216,6 +216,12 @@ def check_zppo_config(config: DictConfig):
         load_advantage_options(config)
     except ZPPOConfigError as error:
         raise ConfigError(str(error)) from None
+    agg = config.actor_rollout_ref.actor.get("loss_agg_mode", "token-mean")
+    if zppo.update.loss_weighting != "verl" and agg != "token-mean":
+        raise ConfigError(
+            f"zppo.update.loss_weighting={zppo.update.loss_weighting} reweights verl's token-mean: it needs "
+            f"actor_rollout_ref.actor.loss_agg_mode=token-mean (got {agg})"
+        )
     trainer_mode = config.trainer.v1.trainer_mode
     if zppo.enable and trainer_mode != "zppo":
         raise ConfigError(
