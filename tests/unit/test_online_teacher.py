@@ -4,7 +4,6 @@ the tiny text model, and against small fake servers for every failure path. Ever
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import socket
 import threading
@@ -431,14 +430,12 @@ def test_any_base_url_form_becomes_the_chat_completions_endpoint():
 # ------------------------------------------------------------------------------------------------ config
 
 
-def test_config_from_dict_fills_the_defaults_and_is_frozen():
+def test_config_from_dict_fills_the_defaults():
     cfg = OnlineTeacherConfig.from_dict({"url": "http://localhost:8000", "model": "teacher"})
     assert (cfg.num_responses, cfg.max_tokens, cfg.temperature, cfg.timeout_s, cfg.max_retries,
             cfg.max_concurrency, cfg.cache_size, cfg.enable, cfg.api_key_env) == (2, 1024, 1.0, 60, 2, 8, 100_000,
                                                                                  False, None)
     assert OnlineTeacherConfig.from_dict({"enable": False, "url": None}).url == ""
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.num_responses = 3  # frozen
     omegaconf = pytest.importorskip("omegaconf")
     d = omegaconf.OmegaConf.create({"url": "http://h:1", "model": "m", "enable": True, "timeout_s": 1.5})
     assert OnlineTeacherConfig.from_dict(d).timeout_s == 1.5
