@@ -44,8 +44,8 @@ BUILDER_VERSION = 1
 
 RULES: tuple[tuple[str, str], ...] = (
     ("excluded_source", "the sub-dataset's tier is 'excluded' (tier table; --unknown-source-tier for unknown ones)"),
-    ("pass_rate_missing", "MMFineReason row without a numeric qwen3vl_4b_pass_rate"),
-    ("pass_rate_above_max", "MMFineReason qwen3vl_4b_pass_rate above --max-pass-rate"),
+    ("pass_rate_missing", "MMFineReason row without a pass rate in [0, 1] (pass_rate or qwen3vl_4b_pass_rate)"),
+    ("pass_rate_above_max", "MMFineReason pass rate above --max-pass-rate"),
     ("unsupported_reward_type", "Vero reward_type the project's verifiers cannot score (grounding, clicking, ...)"),
     ("answer_missing", "gold answer null or empty"),
     ("answer_not_string", "gold answer is not a string"),
@@ -107,6 +107,7 @@ class BuildOptions:
     workers: int = 1  # processes for the image work of pass 2 (1: in this process)
     progress: bool | None = None  # None: bars only on a terminal
     cache_dir: str | None = None
+    strict: bool = False  # fail (before writing anything) when a sub-dataset is not in the tier table
 
 
 # ------------------------------------------------------------------------------------------------ bookkeeping
@@ -272,7 +273,8 @@ class Builder:
         self.columns: list[list[dict[str, str]]] = []  # per source, per file: chosen column names
         self.input_paths: list[str] = []
         self.subs: list[SubStats] = []
-        self._sub_index: dict[tuple[str, str], int] = {}
+        self._sub_index: dict[tuple[str, str], int] = {}  # (source, name in the data) -> SubStats index
+        self._stats_index: dict[tuple[str, str], int] = {}  # (source, name counted under) -> SubStats index
         self.cand = Candidates()
         self.format_rules: Counter = Counter()
         self.image_actions: Counter = Counter()
@@ -280,6 +282,7 @@ class Builder:
         self.image_cpu: Counter = Counter()  # CPU seconds of image work per action (measured where it ran)
         self.reward_types: Counter = Counter()
         self.timing: dict[str, float] = {}
+        self.routed: Counter = Counter()  # (source, data_source, entry name) -> rows routed by id prefix
 
     # ---------------------------------------------------------------- inputs
 
@@ -302,12 +305,22 @@ class Builder:
             self.columns.append(chosen)
             self.input_paths.append(str(path))
 
-    def _sub(self, spec: SourceSpec, name: str) -> int:
-        key = (spec.key, name)
-        index = self._sub_index.get(key)
+    def _sub(self, spec: SourceSpec, name: str, row_id: str) -> int:
+        """The SubStats index of a row of sub-dataset ``name``; a Vero ``data_source`` missing from the tier
+        table is routed per row by ``row_id`` (``TierTable.resolve``), so only names in the table are cached."""
+        index = self._sub_index.get((spec.key, name))
+        if index is not None:
+            return index
+        used, entry, routed = self.table.resolve(spec.key, name, row_id)
+        if routed:
+            self.routed[(spec.key, name, used)] += 1
+        key = (spec.key, used)
+        index = self._stats_index.get(key)
         if index is None:
-            index = self._sub_index[key] = len(self.subs)
-            self.subs.append(SubStats(spec.key, name, self.table.lookup(spec.key, name)))
+            index = self._stats_index[key] = len(self.subs)
+            self.subs.append(SubStats(spec.key, used, entry))
+        if entry.known and not routed:
+            self._sub_index[(spec.key, name)] = index
         return index
 
     # ---------------------------------------------------------------- pass 1
@@ -324,24 +337,25 @@ class Builder:
         chosen = self.columns[si][fi]
         meta_cols = spec.meta_columns(chosen, file.schema.names)
         image_col = chosen["image"]
-        subset_col = chosen[spec.subset_column]
         for ci in range(len(file.chunks)):
-            table = file.read_chunk(ci, meta_cols)
-            cols = {name: table.column(name).to_pylist() for name in meta_cols}
+            table = file.read_chunk(ci, [column for _, column in meta_cols])
+            cols = {key: table.column(column).to_pylist() for key, column in meta_cols}
             survivors = []
-            subsets, row_ids = cols[subset_col], cols[chosen["id"]]
+            subsets = cols[spec.subset_column]
             for r in range(table.num_rows):
-                sub = self._sub(spec, "" if subsets[r] is None else str(subsets[r]))
+                row = {key: values[r] for key, values in cols.items()}
+                raw_id = spec.raw_id(row)
+                sub = self._sub(spec, "" if subsets[r] is None else str(subsets[r]), raw_id)
                 stats = self.subs[sub]
                 stats.rows_in += 1
                 if stats.entry.tier == "excluded":
-                    self.drops.add("excluded_source", spec.key, f"{spec.id_prefix}/{row_ids[r]}")
+                    self.drops.add("excluded_source", spec.key, f"{spec.id_prefix}/{raw_id}")
                     continue
-                row = {name: cols[name][r] for name in meta_cols}
                 parsed = spec.parse(row, self.parse_opts)
                 if isinstance(parsed, str):
-                    self.drops.add(parsed, spec.key, f"{spec.id_prefix}/{row_ids[r]}")
+                    self.drops.add(parsed, spec.key, f"{spec.id_prefix}/{raw_id}")
                     continue
+                parsed.sub_dataset = stats.sub_dataset
                 survivors.append((r, sub, parsed))
             if survivors:
                 images = file.read_chunk(ci, [image_col]).column(0)
@@ -496,7 +510,7 @@ class Builder:
         for (si, fi) in sorted(by_file):
             spec, file, chosen = self.sources[si], self.files[si][fi], self.columns[si][fi]
             meta_cols = spec.meta_columns(chosen, file.schema.names)
-            columns = meta_cols + [chosen["image"]]
+            columns = [column for _, column in meta_cols] + [chosen["image"]]
             starts = [start for start, _ in file.chunks]
             current_chunk, table = None, None
             for i in sorted(by_file[(si, fi)], key=lambda i: self.cand.row[i]):
@@ -505,10 +519,11 @@ class Builder:
                 if ci != current_chunk:
                     table, current_chunk = file.read_chunk(ci, columns), ci
                 local = row_index - file.chunks[ci][0]
-                row = {name: table.column(name)[local].as_py() for name in meta_cols}
+                row = {key: table.column(column)[local].as_py() for key, column in meta_cols}
                 parsed = spec.parse(row, self.parse_opts)
                 if isinstance(parsed, str):
                     raise BuildError(f"{file.path}: row {row_index} changed between the two passes ({parsed})")
+                parsed.sub_dataset = self.subs[self.cand.sub[i]].sub_dataset
                 cell = table.column(chosen["image"])[local].as_py()
                 images = [load_image_bytes(data, path, file) for data, path in image_refs(cell)]
                 yield i, spec, parsed, images
@@ -639,6 +654,10 @@ class Builder:
             "sub_datasets": sub_rows,
             "groups": {name: {**g, "members": sorted(g["members"])} for name, g in sorted(groups.items())},
             "unknown_sources": sorted(f"{s.source}/{s.sub_dataset}" for s in self.subs if not s.entry.known),
+            "unknown_source_rows": self.unknown_rows(),
+            "routed_by_id": {f"{src}/{name}": {used: n for (s2, n2, used), n in sorted(self.routed.items())
+                                               if (s2, n2) == (src, name)}
+                             for src, name in sorted({(k[0], k[1]) for k in self.routed})},
             "question_id_collisions": getattr(self, "id_collisions", 0),
             "format_rules_applied": dict(sorted(self.format_rules.items())),
             "reward_types": dict(sorted(self.reward_types.items())),
@@ -650,6 +669,11 @@ class Builder:
             "timing_s": self.timing,
         }
 
+    def unknown_rows(self) -> dict[str, int]:
+        """Rows per sub-dataset missing from the tier table ("source/name" -> rows), most rows first."""
+        rows = Counter({f"{s.source}/{s.sub_dataset}": s.rows_in for s in self.subs if not s.entry.known})
+        return dict(sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])))
+
     def run(self) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         self._discover()
@@ -658,6 +682,13 @@ class Builder:
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted build: never part of an output
         staging.mkdir()
         self._pass1()
+        unknown = self.unknown_rows()
+        if self.opts.strict and unknown:
+            shutil.rmtree(staging, ignore_errors=True)
+            listed = ", ".join(f"{name} ({n} rows)" for name, n in unknown.items())
+            raise BuildError(f"--strict: {len(unknown)} sub-dataset(s) not in the tier table {self.table.path}: "
+                             f"{listed}; add them to the table (or drop --strict to give them "
+                             f"--unknown-source-tier {self.table.unknown_tier})")
         t1, c1 = time.perf_counter(), time.process_time()
         kept = np.flatnonzero(self._dedupe())
         ids = self._question_ids(kept)
@@ -708,4 +739,18 @@ def format_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"written: {out['train']} train rows in {len(summary['shards'])} shard(s)"
                  + (f", {out['val']} val rows" if summary.get("val") else ""))
+    routed = summary.get("routed_by_id") or {}
+    if routed:
+        lines.append("")
+        lines.append("routed by id prefix (a shared data_source):")
+        for name, targets in routed.items():
+            lines.append(f"  {name}: " + ", ".join(f"{t} {n}" for t, n in targets.items()))
+    unknown = summary.get("unknown_source_rows") or {}
+    if unknown:
+        tier = summary["options"]["unknown_source_tier"]
+        lines.append("")
+        lines.append(f"UNKNOWN SOURCES: {len(unknown)} sub-dataset(s) not in the tier table, given tier '{tier}' "
+                     "(--unknown-source-tier; --strict makes this an error):")
+        for name, n in unknown.items():
+            lines.append(f"  {name:<50} {n:>9} rows")
     return "\n".join(lines)
