@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep.row_schema import extra_info_type, row_schema
-from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio
+from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio, resized_hw
 
 from . import images as imagelib
 from .inputs import InputError, InputFile, check_columns, discover, image_refs, load_image_bytes
@@ -55,6 +55,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("image_undecodable", "image format not recognised from its header"),
     ("image_too_small", "an image side shorter than --min-image-side pixels"),
     ("image_aspect_ratio", f"long side more than {MAX_ASPECT_RATIO}x the short side (the processor refuses it)"),
+    ("prompt_too_long", "prompt (templated text + image tokens + closer) over --max-prompt-tokens with --processor"),
     ("duplicate_within_source", "same normalised question and image bytes as an earlier row of the same source"),
     ("duplicate_of_vero", "same normalised question and image bytes as a Vero row (Vero wins)"),
     ("over_cap", "not drawn by the seeded sample of its (canonical) sub-dataset's tier cap"),
@@ -73,6 +74,7 @@ OUTPUT_SCHEMA = row_schema(
         ("group", pa.string()),
         ("tier", pa.string()),
         ("original_id", pa.string()),
+        ("prompt_tokens", pa.int64()),
     ),
     images=True,
 )
@@ -108,6 +110,8 @@ class BuildOptions:
     progress: bool | None = None  # None: bars only on a terminal
     cache_dir: str | None = None
     strict: bool = False  # fail (before writing anything) when a sub-dataset is not in the tier table
+    processor: str | None = None  # the student's processor folder: prompts are counted and held to the budget
+    max_prompt_tokens: int = 4096  # the paper's plain-rollout prompt budget (App. D.1)
 
 
 # ------------------------------------------------------------------------------------------------ bookkeeping
@@ -154,9 +158,11 @@ class Candidates:
         self.row = array("q")
         self.sub = array("i")  # index into the SubStats list
         self.key = array("Q")  # 64 bits of SHA-1(normalised question, image hashes)
+        self.tokens = array("i")  # prompt tokens with --processor (-1 without)
         self.raw_id: list[str] = []
 
-    def add(self, source: int, file: int, row: int, sub: int, key: int, raw_id: str) -> None:
+    def add(self, source: int, file: int, row: int, sub: int, key: int, raw_id: str, tokens: int = -1) -> None:
+        self.tokens.append(tokens)
         self.source.append(source)
         self.file.append(file)
         self.row.append(row)
@@ -267,6 +273,14 @@ class Builder:
         self.table: TierTable = load_tier_table(opts.tier_table, opts.unknown_source_tier)
         self.parse_opts = ParseOptions(max_answer_chars=opts.max_answer_chars, max_pass_rate=opts.max_pass_rate)
         self.caps = {"tier1": opts.tier1_cap, "tier2": opts.tier2_cap}
+        self.counter = None
+        if opts.processor is not None:
+            from .tokens import PromptCounter, TokenCounterError
+
+            try:
+                self.counter = PromptCounter(opts.processor)
+            except TokenCounterError as exc:
+                raise BuildError(str(exc)) from exc
         self.drops = Drops(opts.dropped_id_sample)
         self.sources: list[SourceSpec] = []
         self.files: list[list[InputFile]] = []
@@ -283,6 +297,7 @@ class Builder:
         self.reward_types: Counter = Counter()
         self.timing: dict[str, float] = {}
         self.routed: Counter = Counter()  # (source, data_source, entry name) -> rows routed by id prefix
+        self.written_tokens: list[int] = []
 
     # ---------------------------------------------------------------- inputs
 
@@ -369,7 +384,7 @@ class Builder:
         if not refs:
             self.drops.add("image_missing", spec.key, display)
             return
-        digests = []
+        digests, sizes = [], []
         for data, path in refs:
             data = load_image_bytes(data, path, file)
             if data is None:
@@ -387,9 +402,16 @@ class Builder:
                 self.drops.add("image_aspect_ratio", spec.key, display)
                 return
             digests.append(hashlib.sha1(data).digest())
+            sizes.append(resized_hw(info.height, info.width, self.opts.min_pixels, self.opts.max_pixels))
+        tokens = -1
+        if self.counter is not None:
+            tokens = self.counter.count(parsed.question, sizes)
+            if tokens > self.opts.max_prompt_tokens:
+                self.drops.add("prompt_too_long", spec.key, display)
+                return
         content = hashlib.sha1(dedupe_text(parsed.question).encode("utf-8") + b"\x00" + b"".join(digests)).digest()
         self.subs[sub].after_filters += 1
-        self.cand.add(si, fi, row_index, sub, int.from_bytes(content[:8], "big"), parsed.raw_id)
+        self.cand.add(si, fi, row_index, sub, int.from_bytes(content[:8], "big"), parsed.raw_id, tokens)
 
     # ---------------------------------------------------------------- de-duplication, ids, caps
 
@@ -581,6 +603,7 @@ class Builder:
                 "reward_type": parsed.reward_type, "tolerance": parsed.tolerance, "pass_rate": parsed.pass_rate,
                 "source": spec.key, "sub_dataset": parsed.sub_dataset, "group": entry.canonical,
                 "tier": entry.tier, "original_id": parsed.raw_id,
+                "prompt_tokens": self.cand.tokens[i] if self.counter is not None else None,
             },
             "images": [{"bytes": s.data} for s in stored],
         }
@@ -588,6 +611,8 @@ class Builder:
         (self.val_writer if split == "val" else self.train_writer).write(row, payload)
         self.format_rules.update(parsed.format_rules)
         self.reward_types[parsed.reward_type] += 1
+        if self.counter is not None:
+            self.written_tokens.append(self.cand.tokens[i])
 
     # ---------------------------------------------------------------- finish
 
@@ -659,6 +684,7 @@ class Builder:
                                                if (s2, n2) == (src, name)}
                              for src, name in sorted({(k[0], k[1]) for k in self.routed})},
             "question_id_collisions": getattr(self, "id_collisions", 0),
+            "prompt_tokens": self._token_summary(),
             "format_rules_applied": dict(sorted(self.format_rules.items())),
             "reward_types": dict(sorted(self.reward_types.items())),
             "images": {"actions": dict(sorted(self.image_actions.items())),
@@ -668,6 +694,14 @@ class Builder:
             "val": val_info,
             "timing_s": self.timing,
         }
+
+    def _token_summary(self) -> dict:
+        """The prompt budget: processor, limit, and the lengths of the rows written (None without --processor)."""
+        if self.counter is None:
+            return {"processor": None, "max_prompt_tokens": self.opts.max_prompt_tokens, "checked": False}
+        lengths = np.array(self.written_tokens or [0], dtype=np.int64)
+        return {"processor": self.counter.path, "max_prompt_tokens": self.opts.max_prompt_tokens, "checked": True,
+                "written_max": int(lengths.max()), "written_mean": round(float(lengths.mean()), 1)}
 
     def unknown_rows(self) -> dict[str, int]:
         """Rows per sub-dataset missing from the tier table ("source/name" -> rows), most rows first."""

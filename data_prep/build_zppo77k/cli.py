@@ -39,6 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unknown-source-tier", choices=TIERS, default="excluded",
                    help="tier of a sub-dataset missing from the tier table (default: excluded); every such "
                         "sub-dataset is printed with its row count at the end")
+    p.add_argument("--processor", default=None,
+                   help="the student's processor (a folder with its tokenizer, chat template and image processor): "
+                        "every prompt is counted (templated text + image tokens + closer) and rows over "
+                        "--max-prompt-tokens are dropped (rule prompt_too_long). Without it nothing is counted.")
+    p.add_argument("--max-prompt-tokens", type=int, default=4096,
+                   help="prompt budget of a plain rollout, tokens (default 4096, the paper's App. D.1)")
     p.add_argument("--strict", action="store_true",
                    help="fail, before writing anything, if any sub-dataset is missing from the tier table")
     p.add_argument("--tier1-cap", type=int, default=2800, help="rows per tier-1 sub-dataset (default 2800)")
@@ -87,7 +93,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), jpeg_quality=args.jpeg_quality,
         png_compress_level=args.png_compress_level, dropped_id_sample=args.dropped_id_sample,
         overwrite=args.overwrite, progress=args.progress, cache_dir=args.cache_dir, workers=args.workers,
-        strict=args.strict)
+        strict=args.strict, processor=args.processor, max_prompt_tokens=args.max_prompt_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,5 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_zppo77k: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(summary))
+    if not summary["prompt_tokens"]["checked"]:
+        print(f"warning: prompt lengths NOT checked (no --processor); training may cut prompts over "
+              f"{args.max_prompt_tokens} tokens", file=sys.stderr)
     print(f"summary: {args.out / 'summary.json'}")
     return 0
