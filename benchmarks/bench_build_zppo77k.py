@@ -68,8 +68,7 @@ def run(rows: int, workdir: Path, smoke: bool, processor: str | None = None) -> 
     out = workdir / "out"
     cmd = [sys.executable, "-m", "data_prep.build_zppo77k", "--vero", str(inputs / "vero"), "--mmfinereason",
            str(inputs / "mmfinereason"), "--out", str(out), "--overwrite", "--no-progress", "--val-rows", "100"]
-    if processor:
-        cmd += ["--processor", processor]
+    cmd += ["--processor", processor or "none"]
     t0 = time.perf_counter()
     usage = _run_child(cmd, workdir / "build.log")
     wall_s = time.perf_counter() - t0

@@ -17,6 +17,9 @@ VERO_HUB_ID = "zlab-princeton/Vero-600k"
 MMFINEREASON_HUB_ID = "OpenDataArena/MMFineReason-SFT-586K-Qwen3-VL-235B-Thinking"
 
 
+STUDENT_PROCESSOR = "Qwen/Qwen3.5-0.8B"  # the paper's smallest student (Tab. 8)
+
+
 def _input(value: str | None) -> str | None:
     return None if value is None or value.strip().lower() in ("", "none") else value
 
@@ -39,10 +42,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unknown-source-tier", choices=TIERS, default="excluded",
                    help="tier of a sub-dataset missing from the tier table (default: excluded); every such "
                         "sub-dataset is printed with its row count at the end")
-    p.add_argument("--processor", default=None,
-                   help="the student's processor (a folder with its tokenizer, chat template and image processor): "
-                        "every prompt is counted (templated text + image tokens + closer) and rows over "
-                        "--max-prompt-tokens are dropped (rule prompt_too_long). Without it nothing is counted.")
+    p.add_argument("--processor", default=STUDENT_PROCESSOR,
+                   help="the student's processor (hub id or a folder with its tokenizer, chat template and image "
+                        "processor): every prompt is counted (templated text + image tokens + closer) and rows "
+                        "over --max-prompt-tokens are dropped (rule prompt_too_long). Default: the paper's "
+                        f"{STUDENT_PROCESSOR} (ours: the Qwen3.5 students share one processor; pass your "
+                        "student's); 'none' counts nothing (training may then cut a prompt)")
     p.add_argument("--max-prompt-tokens", type=int, default=4096,
                    help="prompt budget of a plain rollout, tokens (default 4096, the paper's App. D.1)")
     p.add_argument("--strict", action="store_true",
@@ -93,7 +98,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), jpeg_quality=args.jpeg_quality,
         png_compress_level=args.png_compress_level, dropped_id_sample=args.dropped_id_sample,
         overwrite=args.overwrite, progress=args.progress, cache_dir=args.cache_dir, workers=args.workers,
-        strict=args.strict, processor=args.processor, max_prompt_tokens=args.max_prompt_tokens)
+        strict=args.strict, processor=_input(args.processor), max_prompt_tokens=args.max_prompt_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_table(summary))
     if not summary["prompt_tokens"]["checked"]:
-        print(f"warning: prompt lengths NOT checked (no --processor); training may cut prompts over "
+        print(f"warning: prompt lengths NOT checked (--processor none); training may cut prompts over "
               f"{args.max_prompt_tokens} tokens", file=sys.stderr)
     print(f"summary: {args.out / 'summary.json'}")
     return 0

@@ -325,7 +325,8 @@ def test_missing_column_is_a_clear_error_naming_file_and_column(fx, tmp_path, ca
     row = vero_row("x", "geo170k", "Q?", "1", image_cell(fx["img"]["p1"]))
     row["reward_model"] = {"style": "rule"}
     write_parquet([row], schema, nested / "train.parquet")
-    code = cli_main(["--vero", str(nested), "--mmfinereason", "none", "--out", str(tmp_path / "o2"), "--no-progress"])
+    code = cli_main(["--vero", str(nested), "--mmfinereason", "none", "--out", str(tmp_path / "o2"), "--no-progress",
+                     "--processor", "none"])
     assert code == 2 and "missing column 'reward_model.ground_truth'" in capsys.readouterr().err
     assert not (tmp_path / "o2" / "summary.json").exists()
 
@@ -545,14 +546,22 @@ def test_real_layouts_keep_rows_per_source_and_tier(fx, tmp_path):
     assert summary["unknown_source_rows"] == {"vero/counting_grounding_search": 1}
 
 
+def test_cli_counts_prompts_with_the_papers_student_processor_by_default():
+    from data_prep.build_zppo77k.cli import STUDENT_PROCESSOR, options_from, parser
+
+    args = parser().parse_args(["--out", "o"])
+    assert args.processor == STUDENT_PROCESSOR == "Qwen/Qwen3.5-0.8B" and args.max_prompt_tokens == 4096
+    assert options_from(parser().parse_args(["--out", "o", "--processor", "none"])).processor is None
+
+
 def test_unknown_sources_are_printed_and_strict_fails_before_writing(fx, tmp_path, capsys):
     code = cli_main(["--vero", str(fx["vero"]), "--mmfinereason", str(fx["mmfr"]), "--out", str(tmp_path / "o"),
-                     "--no-progress"])
+                     "--no-progress", "--processor", "none"])
     printed = capsys.readouterr().out
     assert code == 0 and "UNKNOWN SOURCES: 2 sub-dataset(s)" in printed
     assert any(line.split() == ["vero/mystery_set", "1", "rows"] for line in printed.splitlines())
     code = cli_main(["--vero", str(fx["vero"]), "--mmfinereason", str(fx["mmfr"]), "--out", str(tmp_path / "s"),
-                     "--no-progress", "--strict"])
+                     "--no-progress", "--strict", "--processor", "none"])
     err = capsys.readouterr().err
     assert code == 2 and "--strict" in err and "mmfinereason/SomeNewSource (1 rows)" in err
     assert not list((tmp_path / "s").glob("*.parquet")) and not (tmp_path / "s" / "summary.json").exists()
