@@ -1,6 +1,6 @@
 """Throughput and peak memory of the ZPPO-77K builder on a synthetic input with real images.
 
-    python benchmarks/bench_build_zppo77k.py [--rows 20000] [--workdir DIR] [--json PATH] [--smoke]
+    python benchmarks/bench_build_zppo77k.py [--rows 20000] [--workdir DIR] [--json PATH] [--smoke] [--processor DIR]
 
 Writes a synthetic Vero-600k + MMFineReason-SFT-586K pair (``data_prep.build_zppo77k.synthetic``: 55% / 45% of
 the rows, several sub-datasets each, PNG and JPEG images from 90x200 to 2200x1700 pixels, a few duplicates and
@@ -12,6 +12,9 @@ input rows per second (whole build, wall clock; first pass, per CPU second), out
 time per output row x 77K. CPU time, because wall time on a shared host also measures the other tenants. For
 another image mix, weigh the per-image costs by its shares. Prints a table and writes the numbers as JSON.
 
+``--processor DIR``: passed to the builder, so every candidate prompt is also counted with that processor (the
+real build's prompt budget: one tokenization of the templated prompt per candidate row; with the tiny processor of
+``data_prep.tiny`` this measures that path, a real tokenizer and template may cost somewhat more per row).
 ``--smoke``: 120 rows with small images, for a unit test that the benchmark runs (numbers meaningless).
 """
 
@@ -52,7 +55,7 @@ def _run_child(cmd: list[str], log: Path):
     return usage
 
 
-def run(rows: int, workdir: Path, smoke: bool) -> dict:
+def run(rows: int, workdir: Path, smoke: bool, processor: str | None = None) -> dict:
     # The inputs are made in a child process and this process imports nothing heavy: a child's peak RSS as
     # the kernel reports it includes the RSS its parent had when it started it.
     inputs = workdir / "inputs"
@@ -65,6 +68,7 @@ def run(rows: int, workdir: Path, smoke: bool) -> dict:
     out = workdir / "out"
     cmd = [sys.executable, "-m", "data_prep.build_zppo77k", "--vero", str(inputs / "vero"), "--mmfinereason",
            str(inputs / "mmfinereason"), "--out", str(out), "--overwrite", "--no-progress", "--val-rows", "100"]
+    cmd += ["--processor", processor or "none"]
     t0 = time.perf_counter()
     usage = _run_child(cmd, workdir / "build.log")
     wall_s = time.perf_counter() - t0
@@ -84,6 +88,7 @@ def run(rows: int, workdir: Path, smoke: bool) -> dict:
     return {
         "rows_in": rows_in,
         "rows_out": rows_out,
+        "processor": processor,
         "input_mb": round(input_bytes / 2**20, 1),
         "output_mb": round(output_bytes / 2**20, 1),
         "make_inputs_s": round(make_s, 1),
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None, help="where inputs and output go (default: a temp dir)")
     p.add_argument("--json", type=Path, default=REPO / "outputs" / "bench_build_zppo77k.json",
                    help="write the numbers here (default: outputs/bench_build_zppo77k.json)")
+    p.add_argument("--processor", default=None, help="the student's processor folder, passed to the builder")
     p.add_argument("--make-inputs", type=Path, default=None, help=argparse.SUPPRESS)  # internal: the input child
     args = p.parse_args(argv)
     rows = 120 if args.smoke else args.rows
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_zppo77k_") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        result = run(rows, workdir, args.smoke)
+        result = run(rows, workdir, args.smoke, args.processor)
         result["smoke"] = args.smoke
         print_table(result)
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep.row_schema import extra_info_type, row_schema
-from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio
+from data_prep.vision import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_PIXELS, aspect_ratio, resized_hw
 
 from . import images as imagelib
 from .inputs import InputError, InputFile, check_columns, discover, image_refs, load_image_bytes
@@ -44,8 +44,8 @@ BUILDER_VERSION = 1
 
 RULES: tuple[tuple[str, str], ...] = (
     ("excluded_source", "the sub-dataset's tier is 'excluded' (tier table; --unknown-source-tier for unknown ones)"),
-    ("pass_rate_missing", "MMFineReason row without a numeric qwen3vl_4b_pass_rate"),
-    ("pass_rate_above_max", "MMFineReason qwen3vl_4b_pass_rate above --max-pass-rate"),
+    ("pass_rate_missing", "MMFineReason row without a pass rate in [0, 1] (pass_rate or qwen3vl_4b_pass_rate)"),
+    ("pass_rate_above_max", "MMFineReason pass rate above --max-pass-rate"),
     ("unsupported_reward_type", "Vero reward_type the project's verifiers cannot score (grounding, clicking, ...)"),
     ("answer_missing", "gold answer null or empty"),
     ("answer_not_string", "gold answer is not a string"),
@@ -55,6 +55,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("image_undecodable", "image format not recognised from its header"),
     ("image_too_small", "an image side shorter than --min-image-side pixels"),
     ("image_aspect_ratio", f"long side more than {MAX_ASPECT_RATIO}x the short side (the processor refuses it)"),
+    ("prompt_too_long", "prompt (templated text + image tokens + closer) over --max-prompt-tokens with --processor"),
     ("duplicate_within_source", "same normalised question and image bytes as an earlier row of the same source"),
     ("duplicate_of_vero", "same normalised question and image bytes as a Vero row (Vero wins)"),
     ("over_cap", "not drawn by the seeded sample of its (canonical) sub-dataset's tier cap"),
@@ -73,6 +74,7 @@ OUTPUT_SCHEMA = row_schema(
         ("group", pa.string()),
         ("tier", pa.string()),
         ("original_id", pa.string()),
+        ("prompt_tokens", pa.int64()),
     ),
     images=True,
 )
@@ -107,6 +109,9 @@ class BuildOptions:
     workers: int = 1  # processes for the image work of pass 2 (1: in this process)
     progress: bool | None = None  # None: bars only on a terminal
     cache_dir: str | None = None
+    strict: bool = False  # fail (before writing anything) when a sub-dataset is not in the tier table
+    processor: str | None = None  # the student's processor folder: prompts are counted and held to the budget
+    max_prompt_tokens: int = 4096  # the paper's plain-rollout prompt budget (App. D.1)
 
 
 # ------------------------------------------------------------------------------------------------ bookkeeping
@@ -153,9 +158,11 @@ class Candidates:
         self.row = array("q")
         self.sub = array("i")  # index into the SubStats list
         self.key = array("Q")  # 64 bits of SHA-1(normalised question, image hashes)
+        self.tokens = array("i")  # prompt tokens with --processor (-1 without)
         self.raw_id: list[str] = []
 
-    def add(self, source: int, file: int, row: int, sub: int, key: int, raw_id: str) -> None:
+    def add(self, source: int, file: int, row: int, sub: int, key: int, raw_id: str, tokens: int = -1) -> None:
+        self.tokens.append(tokens)
         self.source.append(source)
         self.file.append(file)
         self.row.append(row)
@@ -266,13 +273,22 @@ class Builder:
         self.table: TierTable = load_tier_table(opts.tier_table, opts.unknown_source_tier)
         self.parse_opts = ParseOptions(max_answer_chars=opts.max_answer_chars, max_pass_rate=opts.max_pass_rate)
         self.caps = {"tier1": opts.tier1_cap, "tier2": opts.tier2_cap}
+        self.counter = None
+        if opts.processor is not None:
+            from .tokens import PromptCounter, TokenCounterError
+
+            try:
+                self.counter = PromptCounter(opts.processor)
+            except TokenCounterError as exc:
+                raise BuildError(str(exc)) from exc
         self.drops = Drops(opts.dropped_id_sample)
         self.sources: list[SourceSpec] = []
         self.files: list[list[InputFile]] = []
         self.columns: list[list[dict[str, str]]] = []  # per source, per file: chosen column names
         self.input_paths: list[str] = []
         self.subs: list[SubStats] = []
-        self._sub_index: dict[tuple[str, str], int] = {}
+        self._sub_index: dict[tuple[str, str], int] = {}  # (source, name in the data) -> SubStats index
+        self._stats_index: dict[tuple[str, str], int] = {}  # (source, name counted under) -> SubStats index
         self.cand = Candidates()
         self.format_rules: Counter = Counter()
         self.image_actions: Counter = Counter()
@@ -280,6 +296,8 @@ class Builder:
         self.image_cpu: Counter = Counter()  # CPU seconds of image work per action (measured where it ran)
         self.reward_types: Counter = Counter()
         self.timing: dict[str, float] = {}
+        self.routed: Counter = Counter()  # (source, data_source, entry name) -> rows routed by id prefix
+        self.written_tokens: list[int] = []
 
     # ---------------------------------------------------------------- inputs
 
@@ -302,12 +320,22 @@ class Builder:
             self.columns.append(chosen)
             self.input_paths.append(str(path))
 
-    def _sub(self, spec: SourceSpec, name: str) -> int:
-        key = (spec.key, name)
-        index = self._sub_index.get(key)
+    def _sub(self, spec: SourceSpec, name: str, row_id: str) -> int:
+        """The SubStats index of a row of sub-dataset ``name``; a Vero ``data_source`` missing from the tier
+        table is routed per row by ``row_id`` (``TierTable.resolve``), so only names in the table are cached."""
+        index = self._sub_index.get((spec.key, name))
+        if index is not None:
+            return index
+        used, entry, routed = self.table.resolve(spec.key, name, row_id)
+        if routed:
+            self.routed[(spec.key, name, used)] += 1
+        key = (spec.key, used)
+        index = self._stats_index.get(key)
         if index is None:
-            index = self._sub_index[key] = len(self.subs)
-            self.subs.append(SubStats(spec.key, name, self.table.lookup(spec.key, name)))
+            index = self._stats_index[key] = len(self.subs)
+            self.subs.append(SubStats(spec.key, used, entry))
+        if entry.known and not routed:
+            self._sub_index[(spec.key, name)] = index
         return index
 
     # ---------------------------------------------------------------- pass 1
@@ -324,24 +352,25 @@ class Builder:
         chosen = self.columns[si][fi]
         meta_cols = spec.meta_columns(chosen, file.schema.names)
         image_col = chosen["image"]
-        subset_col = chosen[spec.subset_column]
         for ci in range(len(file.chunks)):
-            table = file.read_chunk(ci, meta_cols)
-            cols = {name: table.column(name).to_pylist() for name in meta_cols}
+            table = file.read_chunk(ci, [column for _, column in meta_cols])
+            cols = {key: table.column(column).to_pylist() for key, column in meta_cols}
             survivors = []
-            subsets, row_ids = cols[subset_col], cols[chosen["id"]]
+            subsets = cols[spec.subset_column]
             for r in range(table.num_rows):
-                sub = self._sub(spec, "" if subsets[r] is None else str(subsets[r]))
+                row = {key: values[r] for key, values in cols.items()}
+                raw_id = spec.raw_id(row)
+                sub = self._sub(spec, "" if subsets[r] is None else str(subsets[r]), raw_id)
                 stats = self.subs[sub]
                 stats.rows_in += 1
                 if stats.entry.tier == "excluded":
-                    self.drops.add("excluded_source", spec.key, f"{spec.id_prefix}/{row_ids[r]}")
+                    self.drops.add("excluded_source", spec.key, f"{spec.id_prefix}/{raw_id}")
                     continue
-                row = {name: cols[name][r] for name in meta_cols}
                 parsed = spec.parse(row, self.parse_opts)
                 if isinstance(parsed, str):
-                    self.drops.add(parsed, spec.key, f"{spec.id_prefix}/{row_ids[r]}")
+                    self.drops.add(parsed, spec.key, f"{spec.id_prefix}/{raw_id}")
                     continue
+                parsed.sub_dataset = stats.sub_dataset
                 survivors.append((r, sub, parsed))
             if survivors:
                 images = file.read_chunk(ci, [image_col]).column(0)
@@ -355,7 +384,7 @@ class Builder:
         if not refs:
             self.drops.add("image_missing", spec.key, display)
             return
-        digests = []
+        digests, sizes = [], []
         for data, path in refs:
             data = load_image_bytes(data, path, file)
             if data is None:
@@ -373,9 +402,16 @@ class Builder:
                 self.drops.add("image_aspect_ratio", spec.key, display)
                 return
             digests.append(hashlib.sha1(data).digest())
+            sizes.append(resized_hw(info.height, info.width, self.opts.min_pixels, self.opts.max_pixels))
+        tokens = -1
+        if self.counter is not None:
+            tokens = self.counter.count(parsed.question, sizes)
+            if tokens > self.opts.max_prompt_tokens:
+                self.drops.add("prompt_too_long", spec.key, display)
+                return
         content = hashlib.sha1(dedupe_text(parsed.question).encode("utf-8") + b"\x00" + b"".join(digests)).digest()
         self.subs[sub].after_filters += 1
-        self.cand.add(si, fi, row_index, sub, int.from_bytes(content[:8], "big"), parsed.raw_id)
+        self.cand.add(si, fi, row_index, sub, int.from_bytes(content[:8], "big"), parsed.raw_id, tokens)
 
     # ---------------------------------------------------------------- de-duplication, ids, caps
 
@@ -496,7 +532,7 @@ class Builder:
         for (si, fi) in sorted(by_file):
             spec, file, chosen = self.sources[si], self.files[si][fi], self.columns[si][fi]
             meta_cols = spec.meta_columns(chosen, file.schema.names)
-            columns = meta_cols + [chosen["image"]]
+            columns = [column for _, column in meta_cols] + [chosen["image"]]
             starts = [start for start, _ in file.chunks]
             current_chunk, table = None, None
             for i in sorted(by_file[(si, fi)], key=lambda i: self.cand.row[i]):
@@ -505,10 +541,11 @@ class Builder:
                 if ci != current_chunk:
                     table, current_chunk = file.read_chunk(ci, columns), ci
                 local = row_index - file.chunks[ci][0]
-                row = {name: table.column(name)[local].as_py() for name in meta_cols}
+                row = {key: table.column(column)[local].as_py() for key, column in meta_cols}
                 parsed = spec.parse(row, self.parse_opts)
                 if isinstance(parsed, str):
                     raise BuildError(f"{file.path}: row {row_index} changed between the two passes ({parsed})")
+                parsed.sub_dataset = self.subs[self.cand.sub[i]].sub_dataset
                 cell = table.column(chosen["image"])[local].as_py()
                 images = [load_image_bytes(data, path, file) for data, path in image_refs(cell)]
                 yield i, spec, parsed, images
@@ -566,6 +603,7 @@ class Builder:
                 "reward_type": parsed.reward_type, "tolerance": parsed.tolerance, "pass_rate": parsed.pass_rate,
                 "source": spec.key, "sub_dataset": parsed.sub_dataset, "group": entry.canonical,
                 "tier": entry.tier, "original_id": parsed.raw_id,
+                "prompt_tokens": self.cand.tokens[i] if self.counter is not None else None,
             },
             "images": [{"bytes": s.data} for s in stored],
         }
@@ -573,6 +611,8 @@ class Builder:
         (self.val_writer if split == "val" else self.train_writer).write(row, payload)
         self.format_rules.update(parsed.format_rules)
         self.reward_types[parsed.reward_type] += 1
+        if self.counter is not None:
+            self.written_tokens.append(self.cand.tokens[i])
 
     # ---------------------------------------------------------------- finish
 
@@ -639,7 +679,12 @@ class Builder:
             "sub_datasets": sub_rows,
             "groups": {name: {**g, "members": sorted(g["members"])} for name, g in sorted(groups.items())},
             "unknown_sources": sorted(f"{s.source}/{s.sub_dataset}" for s in self.subs if not s.entry.known),
+            "unknown_source_rows": self.unknown_rows(),
+            "routed_by_id": {f"{src}/{name}": {used: n for (s2, n2, used), n in sorted(self.routed.items())
+                                               if (s2, n2) == (src, name)}
+                             for src, name in sorted({(k[0], k[1]) for k in self.routed})},
             "question_id_collisions": getattr(self, "id_collisions", 0),
+            "prompt_tokens": self._token_summary(),
             "format_rules_applied": dict(sorted(self.format_rules.items())),
             "reward_types": dict(sorted(self.reward_types.items())),
             "images": {"actions": dict(sorted(self.image_actions.items())),
@@ -650,6 +695,19 @@ class Builder:
             "timing_s": self.timing,
         }
 
+    def _token_summary(self) -> dict:
+        """The prompt budget: processor, limit, and the lengths of the rows written (None without --processor)."""
+        if self.counter is None:
+            return {"processor": None, "max_prompt_tokens": self.opts.max_prompt_tokens, "checked": False}
+        lengths = np.array(self.written_tokens or [0], dtype=np.int64)
+        return {"processor": self.counter.path, "max_prompt_tokens": self.opts.max_prompt_tokens, "checked": True,
+                "written_max": int(lengths.max()), "written_mean": round(float(lengths.mean()), 1)}
+
+    def unknown_rows(self) -> dict[str, int]:
+        """Rows per sub-dataset missing from the tier table ("source/name" -> rows), most rows first."""
+        rows = Counter({f"{s.source}/{s.sub_dataset}": s.rows_in for s in self.subs if not s.entry.known})
+        return dict(sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])))
+
     def run(self) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         self._discover()
@@ -658,6 +716,13 @@ class Builder:
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted build: never part of an output
         staging.mkdir()
         self._pass1()
+        unknown = self.unknown_rows()
+        if self.opts.strict and unknown:
+            shutil.rmtree(staging, ignore_errors=True)
+            listed = ", ".join(f"{name} ({n} rows)" for name, n in unknown.items())
+            raise BuildError(f"--strict: {len(unknown)} sub-dataset(s) not in the tier table {self.table.path}: "
+                             f"{listed}; add them to the table (or drop --strict to give them "
+                             f"--unknown-source-tier {self.table.unknown_tier})")
         t1, c1 = time.perf_counter(), time.process_time()
         kept = np.flatnonzero(self._dedupe())
         ids = self._question_ids(kept)
@@ -708,4 +773,18 @@ def format_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"written: {out['train']} train rows in {len(summary['shards'])} shard(s)"
                  + (f", {out['val']} val rows" if summary.get("val") else ""))
+    routed = summary.get("routed_by_id") or {}
+    if routed:
+        lines.append("")
+        lines.append("routed by id prefix (a shared data_source):")
+        for name, targets in routed.items():
+            lines.append(f"  {name}: " + ", ".join(f"{t} {n}" for t, n in targets.items()))
+    unknown = summary.get("unknown_source_rows") or {}
+    if unknown:
+        tier = summary["options"]["unknown_source_tier"]
+        lines.append("")
+        lines.append(f"UNKNOWN SOURCES: {len(unknown)} sub-dataset(s) not in the tier table, given tier '{tier}' "
+                     "(--unknown-source-tier; --strict makes this an error):")
+        for name, n in unknown.items():
+            lines.append(f"  {name:<50} {n:>9} rows")
     return "\n".join(lines)

@@ -12,6 +12,17 @@ from .builder import BuildError, BuildOptions, build, format_table
 from .inputs import InputError
 from .tiers import DEFAULT_TABLE, TIERS, TierTableError
 
+# The two data sets as the ZPPO paper names them (App. B.1, footnotes 1 and 2).
+VERO_HUB_ID = "zlab-princeton/Vero-600k"
+MMFINEREASON_HUB_ID = "OpenDataArena/MMFineReason-SFT-586K-Qwen3-VL-235B-Thinking"
+
+
+STUDENT_PROCESSOR = "Qwen/Qwen3.5-0.8B"  # the paper's smallest student (Tab. 8)
+
+
+def _input(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in ("", "none") else value
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -19,18 +30,33 @@ def parser() -> argparse.ArgumentParser:
         description="Build ZPPO-77K (verl RL parquet shards with embedded images) from local copies of "
                     "Vero-600k and MMFineReason-SFT-586K. Rules, in order: row filters, cross-source "
                     "de-duplication (Vero wins), seeded caps per sub-dataset tier. See docs/data.md.")
-    p.add_argument("--vero", help="Vero-600k: parquet file/folder (any nesting), datasets.save_to_disk folder, "
-                                  "or hub id")
-    p.add_argument("--mmfinereason", help="MMFineReason-SFT-586K: same forms as --vero")
+    p.add_argument("--vero", default=VERO_HUB_ID,
+                   help="Vero-600k: parquet file/folder (any nesting), datasets.save_to_disk folder, or hub id "
+                        f"(default: the paper's {VERO_HUB_ID}); 'none' to leave it out")
+    p.add_argument("--mmfinereason", default=MMFINEREASON_HUB_ID,
+                   help=f"MMFineReason-SFT-586K: same forms as --vero (default: the paper's {MMFINEREASON_HUB_ID}); "
+                        "'none' to leave it out")
     p.add_argument("--out", required=True, type=Path, help="output folder (shards, val.parquet, summary.json)")
     p.add_argument("--tier-table", type=Path, default=None,
                    help=f"tier table YAML (default: {DEFAULT_TABLE.name} in the package)")
     p.add_argument("--unknown-source-tier", choices=TIERS, default="excluded",
-                   help="tier of a sub-dataset missing from the tier table (default: excluded)")
+                   help="tier of a sub-dataset missing from the tier table (default: excluded); every such "
+                        "sub-dataset is printed with its row count at the end")
+    p.add_argument("--processor", default=STUDENT_PROCESSOR,
+                   help="the student's processor (hub id or a folder with its tokenizer, chat template and image "
+                        "processor): every prompt is counted (templated text + image tokens + closer) and rows "
+                        "over --max-prompt-tokens are dropped (rule prompt_too_long). Default: the paper's "
+                        f"{STUDENT_PROCESSOR} (ours: the Qwen3.5 students share one processor; pass your "
+                        "student's); 'none' counts nothing (training may then cut a prompt)")
+    p.add_argument("--max-prompt-tokens", type=int, default=4096,
+                   help="prompt budget of a plain rollout, tokens (default 4096, the paper's App. D.1)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail, before writing anything, if any sub-dataset is missing from the tier table")
     p.add_argument("--tier1-cap", type=int, default=2800, help="rows per tier-1 sub-dataset (default 2800)")
     p.add_argument("--tier2-cap", type=int, default=1400, help="rows per tier-2 sub-dataset (default 1400)")
     p.add_argument("--max-pass-rate", type=float, default=0.5,
-                   help="drop MMFineReason rows whose qwen3vl_4b_pass_rate is above this (default 0.5)")
+                   help="drop MMFineReason rows whose pass rate (pass_rate or qwen3vl_4b_pass_rate) is above this "
+                        "(default 0.5)")
     p.add_argument("--max-answer-chars", type=int, default=512, help="longest gold answer kept (default 512)")
     p.add_argument("--min-image-side", type=int, default=100, help="shortest image side kept, pixels (default 100)")
     p.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
@@ -64,14 +90,15 @@ def parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
-        out=args.out, vero=args.vero, mmfinereason=args.mmfinereason, tier_table=args.tier_table,
+        out=args.out, vero=_input(args.vero), mmfinereason=_input(args.mmfinereason), tier_table=args.tier_table,
         unknown_source_tier=args.unknown_source_tier, tier1_cap=args.tier1_cap, tier2_cap=args.tier2_cap,
         max_pass_rate=args.max_pass_rate, max_answer_chars=args.max_answer_chars,
         min_image_side=args.min_image_side, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
         seed=args.seed, val_rows=args.val_rows, shard_rows=args.shard_rows, max_shard_mb=args.max_shard_mb,
         splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), jpeg_quality=args.jpeg_quality,
         png_compress_level=args.png_compress_level, dropped_id_sample=args.dropped_id_sample,
-        overwrite=args.overwrite, progress=args.progress, cache_dir=args.cache_dir, workers=args.workers)
+        overwrite=args.overwrite, progress=args.progress, cache_dir=args.cache_dir, workers=args.workers,
+        strict=args.strict, processor=_input(args.processor), max_prompt_tokens=args.max_prompt_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,5 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_zppo77k: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(summary))
+    if not summary["prompt_tokens"]["checked"]:
+        print(f"warning: prompt lengths NOT checked (--processor none); training may cut prompts over "
+              f"{args.max_prompt_tokens} tokens", file=sys.stderr)
     print(f"summary: {args.out / 'summary.json'}")
     return 0

@@ -1,8 +1,13 @@
 """The two published schemas, read into one form (``Parsed``), with the row-level text checks.
 
-Vero-600k rows: ``id``, ``image`` (image feature), ``prompt`` (chat messages, system prompt included),
-``data_source`` (the sub-dataset), ``ability``, ``reward_model`` {``style``, ``ground_truth``}, ``extra_info``
-{``answer``, ``question``, ``domain``, ``index``, ``reward_type``, ``tolerance``}.
+Vero-600k rows: ``image`` (image feature), ``prompt`` (chat messages, system prompt included), ``data_source``
+(the sub-dataset), ``ability``, ``reward_model`` {``style``, ``ground_truth``}, ``extra_info`` {``answer``,
+``question``, ``domain``, ``index``, ``reward_type``, ``tolerance``, ``id``}, and usually ``id``.
+
+- id: the top-level ``id`` when the column exists and the value is not null, else ``extra_info.id`` (what Vero's
+  own ``scripts/download_and_format_vero_600k.py`` does; derived copies have no top-level ``id``); ints are fine;
+- sub-dataset: ``data_source``; where several sets share one ``data_source`` (Vero's counting / grounding /
+  search sets), the tier table routes the row by its id prefix (``TierTable.resolve``), like Vero's loader;
 
 - question: ``extra_info.question``, else the text of the last user message; Vero's system prompt is NOT kept
   (it prescribes Vero's own answer format; every ZPPO prompt has one user turn ending with the project's closer);
@@ -12,12 +17,19 @@ Vero-600k rows: ``id``, ``image`` (image feature), ``prompt`` (chat messages, sy
   the row); a missing type is inferred like MMFineReason's.
 
 MMFineReason-SFT-586K rows: ``source`` (the sub-dataset), ``id``, ``original_question``, ``original_answer``,
-``image``, ``question``, ``answer``, ``qwen3vl_235b_instruct_caption``, ``qwen3vl_235b_thinking_response``,
-``qwen3vl_4b_pass_rate``, ``is_consistent``, ``consistency_analysis``.
+``image``, ``question``, ``answer``, ``qwen3vl_235b_instruct_caption``, ``qwen3vl_235b_thinking_response``, the
+Qwen3-VL-4B pass rate, ``is_consistent``, ``consistency_analysis``.
 
 - question / gold answer: ``question`` / ``answer`` (the data set's cleaned, English versions);
 - reward type: inferred from the answer (``text.infer_reward_type``), no tolerance;
-- ``qwen3vl_4b_pass_rate`` must be a number in the row and at most ``--max-pass-rate``.
+- pass rate: the column ``pass_rate`` (as the ZPPO paper, App. B.1, and the published rows name it) or
+  ``qwen3vl_4b_pass_rate`` (as the authors' card names it); one name is resolved per file
+  (``PASS_RATE_COLUMNS``) and read under the key ``pass_rate``. The values are fractions of 4 rollouts
+  (the published rows hold 0, .25, .5 and .75); a row must carry a number in [0, 1], at most
+  ``--max-pass-rate``.
+
+Rows are handed to ``parse`` keyed by the FIRST name of each column's alternatives (``SourceSpec.required``),
+whatever the file calls it.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from recipe.zppo.reward.verifiers import ALIASES, REWARD_TYPES
 from .text import clean_question, infer_reward_type
 
 SUPPORTED_REWARD_TYPES = frozenset(REWARD_TYPES) | frozenset(ALIASES)
+# MMFineReason's pass-rate column: the paper's / the rows' name first, the authors' card's name second.
+PASS_RATE_COLUMNS = ("pass_rate", "qwen3vl_4b_pass_rate")
 
 
 @dataclass
@@ -57,11 +71,13 @@ class SourceSpec:
     required_fields: dict[str, tuple[str, ...]]
     optional: tuple[str, ...]
     parse: Callable[[dict, ParseOptions], Parsed | str]
+    raw_id: Callable[[dict], str]
 
-    def meta_columns(self, chosen: dict[str, str], schema_names) -> list[str]:
-        """Every column the row checks read (not the image)."""
-        cols = [chosen[alts[0]] for alts in self.required if alts[0] not in ("image",)]
-        cols += [c for c in self.optional if c in schema_names]
+    def meta_columns(self, chosen: dict[str, str], schema_names) -> list[tuple[str, str]]:
+        """(key in the row handed to ``parse``, column in the file) of every column the row checks read (not
+        the image)."""
+        cols = [(alts[0], chosen[alts[0]]) for alts in self.required if alts[0] not in ("image",)]
+        cols += [(c, c) for c in self.optional if c in schema_names]
         return cols
 
 
@@ -97,6 +113,19 @@ def _as_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def vero_raw_id(row: dict) -> str:
+    """Vero's id: the top-level ``id``, else ``extra_info.id`` (as Vero's own formatting script reads it)."""
+    value = row.get("id")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        extra = row.get("extra_info")
+        value = extra.get("id") if isinstance(extra, dict) else None
+    return _str_id(value)
+
+
+def mmfinereason_raw_id(row: dict) -> str:
+    return _str_id(row.get("id"))
 
 
 def _check_answer(value: Any, opts: ParseOptions) -> str | tuple[str]:
@@ -159,7 +188,7 @@ def parse_vero(row: dict, opts: ParseOptions) -> Parsed | str:
         return "question_empty"
     ability = row.get("ability")
     return Parsed(
-        raw_id=_str_id(row.get("id")),
+        raw_id=vero_raw_id(row),
         sub_dataset=_str_id(row.get("data_source")),
         question=question,
         answer=answer,
@@ -172,8 +201,8 @@ def parse_vero(row: dict, opts: ParseOptions) -> Parsed | str:
 
 
 def parse_mmfinereason(row: dict, opts: ParseOptions) -> Parsed | str:
-    pass_rate = _as_float(row.get("qwen3vl_4b_pass_rate"))
-    if pass_rate is None:
+    pass_rate = _as_float(row.get("pass_rate"))
+    if pass_rate is None or not 0.0 <= pass_rate <= 1.0:
         return "pass_rate_missing"
     if pass_rate > opts.max_pass_rate:
         return "pass_rate_above_max"
@@ -185,7 +214,7 @@ def parse_mmfinereason(row: dict, opts: ParseOptions) -> Parsed | str:
     if not question:
         return "question_empty"
     return Parsed(
-        raw_id=_str_id(row.get("id")),
+        raw_id=mmfinereason_raw_id(row),
         sub_dataset=_str_id(row.get("source")),
         question=question,
         answer=answer,
@@ -202,10 +231,11 @@ VERO = SourceSpec(
     id_prefix="vero",
     priority=0,
     subset_column="data_source",
-    required=(("id",), ("image", "images"), ("prompt",), ("data_source",), ("reward_model",), ("extra_info",)),
+    required=(("image", "images"), ("prompt",), ("data_source",), ("reward_model",), ("extra_info",)),
     required_fields={"reward_model": ("ground_truth",)},
-    optional=("ability",),
+    optional=("id", "ability"),
     parse=parse_vero,
+    raw_id=vero_raw_id,
 )
 
 MMFINEREASON = SourceSpec(
@@ -213,10 +243,11 @@ MMFINEREASON = SourceSpec(
     id_prefix="mmfr",
     priority=1,
     subset_column="source",
-    required=(("source",), ("id",), ("image", "images"), ("question",), ("answer",), ("qwen3vl_4b_pass_rate",)),
+    required=(("source",), ("id",), ("image", "images"), ("question",), ("answer",), PASS_RATE_COLUMNS),
     required_fields={},
     optional=(),
     parse=parse_mmfinereason,
+    raw_id=mmfinereason_raw_id,
 )
 
 SOURCE_SPECS = {spec.key: spec for spec in (VERO, MMFINEREASON)}

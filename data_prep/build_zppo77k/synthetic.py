@@ -24,24 +24,34 @@ VERO_SCHEMA = pa.schema([
     ("data_source", pa.string()),
     ("ability", pa.string()),
     ("reward_model", pa.struct([("ground_truth", pa.string()), ("style", pa.string())])),
-    ("extra_info", pa.struct([("answer", pa.string()), ("domain", pa.string()), ("index", pa.int64()),
-                              ("question", pa.string()), ("reward_type", pa.string()),
+    ("extra_info", pa.struct([("answer", pa.string()), ("domain", pa.string()), ("id", pa.string()),
+                              ("index", pa.int64()), ("question", pa.string()), ("reward_type", pa.string()),
                               ("tolerance", pa.float64())])),
 ])
-MMFINEREASON_SCHEMA = pa.schema([
-    ("source", pa.string()),
-    ("id", pa.string()),
-    ("original_question", pa.string()),
-    ("original_answer", pa.string()),
-    ("image", IMAGE_T),
-    ("question", pa.string()),
-    ("answer", pa.string()),
-    ("qwen3vl_235b_instruct_caption", pa.string()),
-    ("qwen3vl_235b_thinking_response", pa.string()),
-    ("qwen3vl_4b_pass_rate", pa.float64()),
-    ("is_consistent", pa.bool_()),
-    ("consistency_analysis", pa.string()),
-])
+# A derived copy of Vero (what Vero's own formatting script writes): no top-level id, the id in extra_info.
+VERO_NO_ID_SCHEMA = pa.schema([f for f in VERO_SCHEMA if f.name != "id"])
+
+
+def mmfinereason_schema(pass_rate_column: str = "pass_rate", id_type: pa.DataType | None = None) -> pa.Schema:
+    """MMFineReason's columns; the pass rate as the rows name it (``pass_rate``) or as the authors' card does
+    (``qwen3vl_4b_pass_rate``); ids as strings or ints."""
+    return pa.schema([
+        ("source", pa.string()),
+        ("id", id_type or pa.string()),
+        ("original_question", pa.string()),
+        ("original_answer", pa.string()),
+        ("image", IMAGE_T),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("qwen3vl_235b_instruct_caption", pa.string()),
+        ("qwen3vl_235b_thinking_response", pa.string()),
+        (pass_rate_column, pa.float64()),
+        ("is_consistent", pa.bool_()),
+        ("consistency_analysis", pa.string()),
+    ])
+
+
+MMFINEREASON_SCHEMA = mmfinereason_schema()
 VERO_SYSTEM_PROMPT = ("You are a helpful assistant. Think step by step, then give the final answer in "
                       "<answer>\\boxed{}</answer>.")
 
@@ -91,29 +101,31 @@ def image_cell(data: bytes | None = None, path: str | None = None) -> dict:
     return {"bytes": data, "path": path}
 
 
-def vero_row(id: str, data_source: str, question: str, answer, image: dict | None, reward_type: str = "numeric",
+def vero_row(id, data_source: str, question: str, answer, image: dict | None, reward_type: str = "numeric",
              tolerance: float | None = None, ability: str = "stem", system: bool = True,
              extra_question: bool = True) -> dict:
-    """One Vero-600k row as published (system prompt, ``<image>`` in the user turn, answer in two places)."""
+    """One Vero-600k row as published (system prompt, ``<image>`` in the user turn, answer in two places, the id
+    at the top and in ``extra_info``); ``id`` may be None (then only ``extra_info.id`` is meaningful)."""
     user = "<image>\n" + question
     prompt = ([{"role": "system", "content": VERO_SYSTEM_PROMPT}] if system else []) + [
         {"role": "user", "content": user}]
     return {
         "id": id, "image": image, "prompt": prompt, "data_source": data_source, "ability": ability,
         "reward_model": {"ground_truth": answer, "style": "rule"},
-        "extra_info": {"answer": answer, "domain": ability, "index": 0, "question": user if extra_question else None,
+        "extra_info": {"answer": answer, "domain": ability, "id": None if id is None else str(id), "index": 0,
+                       "question": user if extra_question else None,
                        "reward_type": reward_type, "tolerance": tolerance},
     }
 
 
-def mmfinereason_row(id: str, source: str, question: str, answer, image: dict | None,
-                     pass_rate: float | None = 0.25) -> dict:
-    """One MMFineReason-SFT-586K row as published."""
+def mmfinereason_row(id, source: str, question: str, answer, image: dict | None,
+                     pass_rate: float | None = 0.25, pass_rate_column: str = "pass_rate") -> dict:
+    """One MMFineReason-SFT-586K row as published (``answer`` may be None: the published rows hold nulls)."""
     return {
         "source": source, "id": id, "original_question": question, "original_answer": answer, "image": image,
         "question": question, "answer": answer, "qwen3vl_235b_instruct_caption": "A figure.",
         "qwen3vl_235b_thinking_response": "<think>...</think> \\boxed{" + str(answer) + "}",
-        "qwen3vl_4b_pass_rate": pass_rate, "is_consistent": True, "consistency_analysis": "consistent",
+        pass_rate_column: pass_rate, "is_consistent": True, "consistency_analysis": "consistent",
     }
 
 
@@ -138,7 +150,8 @@ def write_mmfinereason(rows: list[dict], path: Path, row_group_rows: int = 100) 
 VERO_BENCH_SUBSETS = [("ai2d_merged", "multiple_choice"), ("chartqa_difficulty", "numeric"), ("geo170k", "numeric"),
                       ("tallyqa", "counting"), ("gqa", "string_match"), ("refcocog", "grounding"),
                       ("vizwiz", "string_match")]
-MMFR_BENCH_SOURCES = ["MMR1", "Geometry3K", "AI2D", "ScienceQA", "VisualSphinx", "SomeNewSource"]
+MMFR_BENCH_SOURCES = ["MMR1", "FineVision-geometry3k(mathv360k)", "FineVision-ai2d_merged", "FineVision-scienceqa",
+                      "VisualSphinx", "mmopenr1-8k", "SomeNewSource"]
 
 
 def synthetic_inputs(root: Path, n_rows: int, seed: int = 0, image_pool: int = 64, small_images: bool = False,
@@ -184,7 +197,7 @@ def synthetic_inputs(root: Path, n_rows: int, seed: int = 0, image_pool: int = 6
             q = f"Problem {i}: find the length of segment {rng.randint(0, 10**6)} in the diagram."
             answer = str(rng.randint(0, 99))
             img = pool[(i * 7) % image_pool]
-        pass_rate = [0.0, 0.125, 0.25, 0.5, 0.625, 0.875, 1.0][i % 7]
+        pass_rate = [0.0, 0.25, 0.5, 0.75][i % 4]
         if i % 100 == 29:
             img = b"not an image"
         mmfr_rows.append(mmfinereason_row(f"m{i}", source, q, answer, image_cell(img), pass_rate=pass_rate))

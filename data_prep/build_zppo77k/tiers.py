@@ -9,6 +9,7 @@ The table is a YAML file (default: ``tier_table.yaml`` beside this module; ``--t
         canonical: ai2d              # optional: entries with the same canonical name share one cap
         tier: tier1                  # tier1 | tier2 | excluded
         why: "..."                   # required: the reasoning behind the choice
+        id_prefix: ["tallyqa"]       # optional (vero): rows of a shared data_source whose id starts so
     mmfinereason:                    # MMFineReason sources (the ``source`` column)
       - ...
 
@@ -17,6 +18,13 @@ letters and digits turned into one ``_``), so "CoSyn-400k/Chart" matches ``cosyn
 up exactly first, then against the ``match`` patterns in file order (the first match wins). A name found
 nowhere is an unknown source: it gets the tier chosen by ``--unknown-source-tier`` (default ``excluded``) and
 is listed in the summary so that the table can be completed.
+
+Vero only: a ``data_source`` that names a task category before the set (``stem-ai2d_merged``, as the ZPPO paper
+spells it) is looked up again without the category (``VERO_DOMAINS``). Vero's counting / grounding / search sets
+may share one ``data_source``; Vero's own loader (``infer_task_type`` in ``vero-rl/verl/utils/dataset/
+rl_dataset.py``) tells them apart by the first ``_``-separated word of the row's id. ``TierTable.resolve`` does
+the same for a Vero row whose ``data_source`` is not in the table: the row goes to the entry whose ``id_prefix``
+the id starts with (the whole id, or the prefix followed by ``_``), and is counted under that entry's name.
 
 A canonical group's cap is applied to all its members together, Vero rows first (see the builder).
 """
@@ -32,6 +40,9 @@ from pathlib import Path
 import yaml
 
 TIERS = ("tier1", "tier2", "excluded")
+# Vero-600k's six task categories (its docs/DATA.md and training config), as they may prefix a data_source.
+VERO_DOMAINS = ("chart_ocr", "stem", "spatial_action", "knowledge_recognition", "counting_grounding_search",
+                "grounding_counting_search", "visual_alignment", "captioning_instruction_following")
 SOURCES = ("vero", "mmfinereason")
 DEFAULT_TABLE = Path(__file__).with_name("tier_table.yaml")
 
@@ -56,6 +67,7 @@ class TierEntry:
     why: str
     known: bool = True
     patterns: tuple[str, ...] = ()
+    id_prefixes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,12 +97,42 @@ class TierTable:
                 if any(fnmatch.fnmatchcase(norm, p) for p in candidate.patterns):
                     entry = candidate
                     break
+        if entry is None and source == "vero":
+            for domain in VERO_DOMAINS:
+                if norm.startswith(domain + "_"):
+                    inner = self.lookup(source, norm[len(domain) + 1:])
+                    if inner.known:
+                        entry = inner
+                    break
         if entry is None:
             entry = TierEntry(source=source, name=key[1], tier=self.unknown_tier,
                               canonical=f"{source}/{norm or 'unnamed'}",
                               why=f"not in the tier table (--unknown-source-tier {self.unknown_tier})", known=False)
         self._cache[key] = entry
         return entry
+
+    def resolve(self, source: str, name: str | None, row_id: str) -> tuple[str, TierEntry, bool]:
+        """(sub-dataset name to count the row under, its entry, routed by id?) for one row.
+
+        A name in the table is used as it is. A Vero name not in the table (a shared ``data_source``) is routed
+        by the row's id prefix when an entry claims it; otherwise it stays an unknown source.
+        """
+        name = "" if name is None else str(name)
+        entry = self.lookup(source, name)
+        if entry.known or not row_id:
+            return name, entry, False
+        routed = self._by_id_prefix(source, row_id)
+        if routed is None:
+            return name, entry, False
+        return routed.name, routed, True
+
+    def _by_id_prefix(self, source: str, row_id: str) -> TierEntry | None:
+        norm = normalize_name(row_id)
+        for candidate in self.entries.get(source, []):
+            for prefix in candidate.id_prefixes:
+                if norm == prefix or norm.startswith(prefix + "_"):
+                    return candidate
+        return None
 
 
 def load_tier_table(path: Path | None = None, unknown_tier: str = "excluded") -> TierTable:
@@ -124,7 +166,7 @@ def load_tier_table(path: Path | None = None, unknown_tier: str = "excluded") ->
                 raise TierTableError(f"{where}: each entry needs at least 'name', 'tier' and 'why'")
             name = str(item["name"])
             where += f" ({name})"
-            unknown_keys = sorted(set(item) - {"name", "tier", "why", "canonical", "match"})
+            unknown_keys = sorted(set(item) - {"name", "tier", "why", "canonical", "match", "id_prefix"})
             if unknown_keys:
                 raise TierTableError(f"{where}: unknown key(s) {unknown_keys}")
             tier = item.get("tier")
@@ -142,6 +184,11 @@ def load_tier_table(path: Path | None = None, unknown_tier: str = "excluded") ->
                 patterns = [patterns]
             if not isinstance(patterns, list):
                 raise TierTableError(f"{where}: 'match' must be a list of glob patterns")
+            id_prefixes = item.get("id_prefix") or []
+            if isinstance(id_prefixes, str):
+                id_prefixes = [id_prefixes]
+            if not isinstance(id_prefixes, list):
+                raise TierTableError(f"{where}: 'id_prefix' must be a list of id prefixes")
             canonical = normalize_name(item["canonical"]) if item.get("canonical") else f"{source}/{norm}"
             if tier != "excluded":
                 prior = group_tier.get(canonical)
@@ -150,7 +197,8 @@ def load_tier_table(path: Path | None = None, unknown_tier: str = "excluded") ->
                                          f"{prior[1]}; members of a group share one cap, so one tier")
                 group_tier.setdefault(canonical, (tier, where))
             out.append(TierEntry(source=source, name=name, tier=tier, canonical=canonical, why=why.strip(),
-                                 patterns=tuple(normalize_name(p) for p in patterns)))
+                                 patterns=tuple(normalize_name(p) for p in patterns),
+                                 id_prefixes=tuple(normalize_name(p) for p in id_prefixes)))
         entries[source] = out
     return TierTable(version=str(data["version"]), path=path, sha256=hashlib.sha256(raw_bytes).hexdigest(),
                      unknown_tier=unknown_tier, entries=entries)

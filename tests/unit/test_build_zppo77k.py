@@ -22,11 +22,12 @@ from data_prep.build_zppo77k import BuildError, BuildOptions, build
 from data_prep.build_zppo77k.builder import RULE_NAMES, _hash64
 from data_prep.build_zppo77k.cli import main as cli_main
 from data_prep.build_zppo77k.synthetic import (
-    MMFINEREASON_SCHEMA,
+    VERO_NO_ID_SCHEMA,
     VERO_SCHEMA,
     image_cell,
     jpeg,
     mmfinereason_row,
+    mmfinereason_schema,
     png,
     vero_row,
     write_parquet,
@@ -46,7 +47,7 @@ EXPECTED_DROPS = {
     "excluded_source": 4, "pass_rate_missing": 1, "pass_rate_above_max": 1, "unsupported_reward_type": 1,
     "answer_missing": 2, "answer_not_string": 1, "answer_too_long": 1, "question_empty": 1, "image_missing": 1,
     "image_undecodable": 1, "image_too_small": 1, "image_aspect_ratio": 1, "duplicate_within_source": 2,
-    "duplicate_of_vero": 1, "over_cap": 4, "image_decode_failed": 1,
+    "duplicate_of_vero": 1, "over_cap": 4, "image_decode_failed": 1, "prompt_too_long": 0,
 }
 # Expected output rows per (source, sub-dataset).
 EXPECTED_OUT = {("vero", "ai2d_merged"): 4, ("vero", "geo170k"): 3, ("vero", "tallyqa"): 2,
@@ -106,6 +107,7 @@ def _fixture(root: Path) -> tuple[Path, Path, dict[str, bytes]]:
     row["extra_info"]["answer"] = "7"
     write_parquet([row], int_gold, vero / "odd" / "train.parquet")  # answer_not_string
 
+    card = "qwen3vl_4b_pass_rate"  # this copy names the pass rate as the authors' card does
     mm = [
         # duplicate_of_vero: a2's question without the stripped format instruction, other case and spacing
         mmfinereason_row("ma1", "AI2D", "WHICH animal is  shown in picture 2?\nA. cat\nB. dog\nC. bird\nD. fish",
@@ -125,7 +127,9 @@ def _fixture(root: Path) -> tuple[Path, Path, dict[str, bytes]]:
     import datasets
 
     mmfr = root / "mmfinereason"
-    datasets.Dataset(pa.Table.from_pylist(mm, schema=MMFINEREASON_SCHEMA)).save_to_disk(str(mmfr))
+    for row in mm:
+        row[card] = row.pop("pass_rate")
+    datasets.Dataset(pa.Table.from_pylist(mm, schema=mmfinereason_schema(card))).save_to_disk(str(mmfr))
     return vero, mmfr, img
 
 
@@ -321,7 +325,8 @@ def test_missing_column_is_a_clear_error_naming_file_and_column(fx, tmp_path, ca
     row = vero_row("x", "geo170k", "Q?", "1", image_cell(fx["img"]["p1"]))
     row["reward_model"] = {"style": "rule"}
     write_parquet([row], schema, nested / "train.parquet")
-    code = cli_main(["--vero", str(nested), "--out", str(tmp_path / "o2"), "--no-progress"])
+    code = cli_main(["--vero", str(nested), "--mmfinereason", "none", "--out", str(tmp_path / "o2"), "--no-progress",
+                     "--processor", "none"])
     assert code == 2 and "missing column 'reward_model.ground_truth'" in capsys.readouterr().err
     assert not (tmp_path / "o2" / "summary.json").exists()
 
@@ -449,3 +454,144 @@ def test_builder_benchmark_reduced_run_reports_rows_and_memory(tmp_path):
     result = json.loads(out_json.read_text())
     assert result["smoke"] and result["rows_in"] > 0 and 0 < result["rows_out"] <= result["rows_in"]
     assert result["peak_rss_mib"] > 0 and "input rows/s" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ real layouts
+
+
+# MMFineReason's published source names (issue #21) -> (tier, canonical group) they must land in.
+MMFR_REAL_SOURCES = {
+    "FineVision-ai2d_merged": ("tier1", "ai2d"), "FineVision-geo170k(qa)": ("tier1", "geo170k"),
+    "FineVision-geometry3k(mathv360k)": ("tier1", "mmfinereason/geometry3k"),
+    "FineVision-raven": ("tier2", "raven"), "FineVision-scienceqa": ("tier1", "mmfinereason/scienceqa"),
+    "FineVision-tqa": ("tier1", "tqa"), "FineVision-visualwebinstruct(filtered)": ("tier1", "visualwebinstruct"),
+    "mmopenr1-8k": ("tier1", "mmfinereason/mm_openr1"), "Euclid30K": ("tier1", "mmfinereason/euclid"),
+    "WeMath2-Pro": ("tier1", "wemath"), "WeMath2-SFT": ("tier1", "wemath"), "WeMath2-Standard": ("tier1", "wemath"),
+    "Zebra-CoT-Physics": ("tier2", "mmfinereason/zebra_cot"), "BMMR": ("tier1", "mmfinereason/bmmr"),
+    "MMR1": ("tier1", "mmfinereason/mmr1"), "ViRL39K": ("tier1", "mmfinereason/virl39k"),
+    "PuzzleQA": ("tier2", "mmfinereason/puzzleqa"), "VisualSphinx": ("tier2", "mmfinereason/visualsphinx"),
+    "LLaVA-CoT": ("tier2", "mmfinereason/llava_cot"), "MMK12": ("excluded", None),
+    "GameQA-140K": ("excluded", None), "WaltonColdStart": ("excluded", None),
+}
+# Ids of a Vero copy whose counting / search sets share one data_source -> the sub-dataset they are counted under.
+VERO_SHARED_IDS = {"tallyqa_17": "tallyqa", "pixmo_counting_3": "pixmo", "pixelreasoner_9": "pixelreasoner",
+                   "multihop_2": "multihop_qa", "visual_probe_easy_4": "visual_probe",
+                   "refcocog_grounding_1": "refcocog", "zzz_5": "counting_grounding_search"}
+
+
+def test_every_published_mmfinereason_source_name_is_in_the_papers_tier():
+    table = load_tier_table()
+    for name, (tier, group) in MMFR_REAL_SOURCES.items():
+        entry = table.lookup("mmfinereason", name)
+        assert entry.known and entry.tier == tier, name
+        if group is not None:
+            assert entry.canonical == group, name
+    # the paper's 17 MMFineReason sub-datasets are all reached by a published name
+    reached = {table.lookup("mmfinereason", n).name for n, (t, _) in MMFR_REAL_SOURCES.items() if t != "excluded"}
+    assert len(reached) == 17
+
+
+def _real_layout(root: Path, img: dict[str, bytes]) -> tuple[Path, Path]:
+    """Vero as a derived copy (no top-level id; ids in extra_info; one shared data_source) and MMFineReason
+    with its published source names, a ``pass_rate`` column, int ids and a null answer."""
+    vero = root / "vero"
+    rows = [vero_row(None, "stem-ai2d_merged", f"Which part is labelled {k}?" + MC_SUFFIX, "A",
+                     image_cell(img[f"p{k}"]), reward_type="multiple_choice") for k in range(3)]
+    rows[0]["extra_info"]["id"] = "ai2d_0"
+    rows[1]["extra_info"]["id"] = "ai2d_1"
+    rows[2]["extra_info"]["id"] = "ai2d_2"
+    for k, rid in enumerate(VERO_SHARED_IDS):
+        row = vero_row(None, "counting_grounding_search", f"How many objects in view {k}?", str(k + 1),
+                       image_cell(img[f"j{k % 6}"]), reward_type="counting")
+        row["extra_info"]["id"] = rid
+        rows.append(row)
+    for row in rows:
+        del row["id"]
+    write_parquet(rows, VERO_NO_ID_SCHEMA, vero / "data" / "train-00000-of-00001.parquet")
+    mmfr = root / "mmfr"
+    schema = mmfinereason_schema("pass_rate", pa.int64())
+    mm = []
+    for k, name in enumerate(MMFR_REAL_SOURCES):
+        mm.append(mmfinereason_row(1000 + k, name, f"Problem {k}: find the value of x in the figure.", str(k),
+                                   image_cell(img[f"p{k % 12}"]), pass_rate=[0.0, 0.25, 0.5][k % 3]))
+    mm.append(mmfinereason_row(2000, "MMR1", "Too easy.", "1", image_cell(img["p1"]), pass_rate=0.75))
+    mm.append(mmfinereason_row(2001, "MMR1", "No answer.", None, image_cell(img["p2"]), pass_rate=0.0))
+    write_parquet(mm, schema, mmfr / "data" / "train-00000-of-00001.parquet")
+    return vero, mmfr
+
+
+def test_real_layouts_keep_rows_per_source_and_tier(fx, tmp_path):
+    vero, mmfr = _real_layout(tmp_path / "in", fx["img"])
+    summary = build(BuildOptions(out=tmp_path / "out", vero=str(vero), mmfinereason=str(mmfr), progress=False))
+    rows = _rows(tmp_path / "out")
+    out = {}
+    for row in rows:
+        extra = row["extra_info"]
+        out[(extra["source"], extra["sub_dataset"])] = out.get((extra["source"], extra["sub_dataset"]), 0) + 1
+    kept_mmfr = {n for n, (t, _) in MMFR_REAL_SOURCES.items() if t != "excluded"}
+    assert {k: v for k, v in out.items() if k[0] == "mmfinereason"} == {("mmfinereason", n): 1 for n in kept_mmfr}
+    assert {k: v for k, v in out.items() if k[0] == "vero"} == {
+        ("vero", "stem-ai2d_merged"): 3, ("vero", "tallyqa"): 1, ("vero", "pixmo"): 1, ("vero", "pixelreasoner"): 1,
+        ("vero", "multihop_qa"): 1, ("vero", "visual_probe"): 1}
+    tiers = {(r["extra_info"]["source"], r["extra_info"]["sub_dataset"]): r["extra_info"]["tier"] for r in rows}
+    assert tiers[("vero", "tallyqa")] == "tier2" and tiers[("mmfinereason", "FineVision-tqa")] == "tier1"
+    ids = {r["extra_info"]["question_id"] for r in rows}
+    assert {"vero/ai2d_0", "vero/tallyqa_17", "mmfr/1000"} <= ids
+    dropped = summary["dropped"]
+    assert dropped["pass_rate_above_max"]["sample_ids"] == ["mmfr/2000"]
+    assert dropped["answer_missing"]["sample_ids"] == ["mmfr/2001"]
+    assert dropped["excluded_source"]["count"] == 3 + 2  # MMK12, GameQA, Walton; refcocog; the unroutable id
+    assert summary["routed_by_id"] == {"vero/counting_grounding_search": {
+        "multihop_qa": 1, "pixelreasoner": 1, "pixmo": 1, "refcocog": 1, "tallyqa": 1, "visual_probe": 1}}
+    assert summary["unknown_source_rows"] == {"vero/counting_grounding_search": 1}
+
+
+def test_cli_counts_prompts_with_the_papers_student_processor_by_default():
+    from data_prep.build_zppo77k.cli import STUDENT_PROCESSOR, options_from, parser
+
+    args = parser().parse_args(["--out", "o"])
+    assert args.processor == STUDENT_PROCESSOR == "Qwen/Qwen3.5-0.8B" and args.max_prompt_tokens == 4096
+    assert options_from(parser().parse_args(["--out", "o", "--processor", "none"])).processor is None
+
+
+def test_unknown_sources_are_printed_and_strict_fails_before_writing(fx, tmp_path, capsys):
+    code = cli_main(["--vero", str(fx["vero"]), "--mmfinereason", str(fx["mmfr"]), "--out", str(tmp_path / "o"),
+                     "--no-progress", "--processor", "none"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "UNKNOWN SOURCES: 2 sub-dataset(s)" in printed
+    assert any(line.split() == ["vero/mystery_set", "1", "rows"] for line in printed.splitlines())
+    code = cli_main(["--vero", str(fx["vero"]), "--mmfinereason", str(fx["mmfr"]), "--out", str(tmp_path / "s"),
+                     "--no-progress", "--strict", "--processor", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--strict" in err and "mmfinereason/SomeNewSource (1 rows)" in err
+    assert not list((tmp_path / "s").glob("*.parquet")) and not (tmp_path / "s" / "summary.json").exists()
+
+
+def test_prompts_are_counted_with_the_students_processor_and_held_to_the_budget(fx, tiny_assets, tmp_path):
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    vero = tmp_path / "vero"
+    long_question = "Read every label in the figure carefully. " * 40 + "What is x?"
+    rows = [vero_row("short1", "geo170k", "Find x.", "3", image_cell(fx["img"]["p1"])),
+            vero_row("short2", "geo170k", "Find y.\nA. 1\nB. 2", "A", image_cell(fx["img"]["big"]),
+                     reward_type="multiple_choice"),
+            vero_row("long", "geo170k", long_question, "4", image_cell(fx["img"]["p2"]))]
+    write_vero(rows, vero / "train.parquet")
+    proc_dir = tiny_assets["vl-model"]
+    summary = build(BuildOptions(out=tmp_path / "out", vero=str(vero), progress=False, processor=str(proc_dir),
+                                 max_prompt_tokens=150))
+    assert summary["dropped"]["prompt_too_long"]["sample_ids"] == ["vero/long"]
+    assert summary["prompt_tokens"]["checked"] and summary["prompt_tokens"]["written_max"] <= 150
+    processor = AutoProcessor.from_pretrained(str(proc_dir))
+    written = _rows(tmp_path / "out")
+    assert len(written) == 2
+    for row in written:  # the count is what the processor gives for the stored image and the full prompt
+        import io
+
+        image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
+        text = row["prompt"][0]["content"].removeprefix("<image>")
+        messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+        raw = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        expected = len(processor(text=[raw], images=[image])["input_ids"][0])
+        assert row["extra_info"]["prompt_tokens"] == expected
