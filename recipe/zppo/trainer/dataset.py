@@ -80,9 +80,6 @@ class ZPPODataset(RLHFDataset):
         # Checked on resume: a buffer of question ids only makes sense with the data it was built on.
         self.fingerprint = f"{len(ids)}:{digest.hexdigest()[:16]}"
 
-    def _question_id(self, row_dict: dict, position: int) -> str:
-        return self.question_ids[position]
-
     # ------------------------------------------------------------------ items
 
     def __getitem__(self, item):
