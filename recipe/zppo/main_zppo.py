@@ -65,6 +65,8 @@ def _absolute_local_paths(config: DictConfig) -> None:
 
     with open_dict(config):
         config.actor_rollout_ref.model.path = absolute(config.actor_rollout_ref.model.path)
+        if config.get("zppo") is not None and config.zppo.teacher.server.model:
+            config.zppo.teacher.server.model = absolute(config.zppo.teacher.server.model)
         for key in ("train_files", "val_files"):
             # A directory or glob of shards (the ZPPO-77K builder's output) becomes the list of its files.
             config.data[key] = [absolute(f) for f in expand_data_files(config.data[key])]
@@ -88,6 +90,28 @@ def _mark_process(config: DictConfig) -> None:
         os.environ["VERL_PLATFORM"] = "cpu"
 
 
+def _start_teacher_service(config: DictConfig):
+    """Serve the teacher for this run when it needs one and no url was given (the CPU's tiny teacher, a GPU's
+    vLLM); the trainer reaches it through ``zppo.teacher.server.url``. Returns the service (stopped by the caller)."""
+    from .config.schema import load_zppo_config
+    from .teacher.service import TeacherService
+
+    zppo = load_zppo_config(config)
+    if not zppo.needs_teacher_service or zppo.teacher.server.url:
+        return None
+    log_path = os.path.join(config.trainer.default_local_dir, "teacher_server.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    service = TeacherService(zppo.teacher.server, log_path)
+    print(f"zppo: starting the teacher server ({' '.join(service.command()[:4])} ...; log: {log_path})", flush=True)
+    started = time.perf_counter()
+    url, model = service.start()
+    print(f"zppo: teacher server ready at {url} in {time.perf_counter() - started:.0f} s", flush=True)
+    with open_dict(config):
+        config.zppo.teacher.server.url = url
+        config.zppo.teacher.server.model = model
+    return service
+
+
 def run(config: DictConfig) -> None:
     try:
         _absolute_local_paths(config)
@@ -105,6 +129,11 @@ def run(config: DictConfig) -> None:
     _apply_zppo_switch(config)
 
     _prepare_environment(config)
+    try:
+        teacher_service = _start_teacher_service(config)
+    except RuntimeError as error:  # the server did not come up: its one-line reason, with its log's tail
+        print(f"zppo: teacher server: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     # Imported after the environment is set: verl resolves its platform (VERL_PLATFORM) on first use.
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
@@ -114,7 +143,11 @@ def run(config: DictConfig) -> None:
 
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    run_ppo(config, task_runner_class=TaskRunnerV1)
+    try:
+        run_ppo(config, task_runner_class=TaskRunnerV1)
+    finally:
+        if teacher_service is not None:
+            teacher_service.stop()
 
 
 @hydra.main(config_path="config", config_name="zppo_trainer", version_base=None)

@@ -10,7 +10,10 @@ it; the ledger lets every comparison be made at equal compute instead. Counted p
   are not generated and not counted).
 
 Logged every step as ``zppo/compute/{kind}/{counter}`` (this step), ``zppo/compute/{counter}`` (this step, all
-kinds) and ``zppo/compute/cum_{counter}`` (since the start of the run, carried across resumes in the checkpoint).
+student kinds) and ``zppo/compute/cum_{counter}`` (since the start of the run, carried across resumes in the
+checkpoint). The teacher's requests (rollouts and compressions) are the kind ``teacher``: logged per kind
+(``zppo/compute/teacher/*``, and ``zppo/compute/teacher/cum_*``), left out of the student totals that
+compute-matched comparisons use.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 COUNTERS = ("rollouts", "prompt_tokens", "generated_tokens")
+TEACHER = "teacher"  # not the student's spend: kept out of the all-kinds totals
 
 
 class ComputeLedger:
@@ -33,7 +37,8 @@ class ComputeLedger:
             entry["generated_tokens"] += int(generated_tokens)
 
     def total(self, counter: str, kind: str | None = None) -> int:
-        kinds = [kind] if kind is not None else list(self._total)
+        """Run total of ``counter`` for ``kind``, or for every student kind (the teacher's left out)."""
+        kinds = [kind] if kind is not None else [k for k in self._total if k != TEACHER]
         return sum(self._total[k][counter] for k in kinds if k in self._total)
 
     def close_step(self, prefix: str = "zppo/compute/") -> dict[str, float]:
@@ -43,8 +48,10 @@ class ComputeLedger:
             for counter in COUNTERS:
                 metrics[f"{prefix}{kind}/{counter}"] = float(entry[counter])
         for counter in COUNTERS:
-            metrics[f"{prefix}{counter}"] = float(sum(entry[counter] for entry in self._step.values()))
+            metrics[f"{prefix}{counter}"] = float(sum(e[counter] for k, e in self._step.items() if k != TEACHER))
             metrics[f"{prefix}cum_{counter}"] = float(self.total(counter))
+            if TEACHER in self._total:
+                metrics[f"{prefix}{TEACHER}/cum_{counter}"] = float(self.total(counter, TEACHER))
         self._step.clear()
         return metrics
 

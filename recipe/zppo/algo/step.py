@@ -82,6 +82,11 @@ class PlainOutcome:
         return len(self.fresh_accuracy) + len(self.replay_accuracy)
 
 
+def is_hard(group: Group, hard_threshold: float) -> bool:
+    """Algorithm 1's hardness rule: a plain group's accuracy is below tau."""
+    return group.kind in PLAIN_KINDS and group.accuracy < hard_threshold
+
+
 def assess_plain_groups(groups: Sequence[Group], hard_threshold: float, find_hard: bool = True) -> PlainOutcome:
     """The hardness rule of Algorithm 1: a question is hard when its plain-prompt accuracy is below tau."""
     outcome = PlainOutcome()
@@ -90,7 +95,7 @@ def assess_plain_groups(groups: Sequence[Group], hard_threshold: float, find_har
             raise ValueError(f"assess_plain_groups got a {group.kind!r} group (question {group.question_id})")
         by_kind = outcome.replay_accuracy if group.kind == KIND_REPLAY else outcome.fresh_accuracy
         by_kind[group.question_id] = group.accuracy
-        if find_hard and group.accuracy < hard_threshold:
+        if find_hard and is_hard(group, hard_threshold):
             outcome.hard.append(group)
     return outcome
 

@@ -1,7 +1,7 @@
 """ZPPO's typed configuration: the ``zppo.*`` and ``algorithm.zppo.*`` keys as dataclasses, defaults in one place.
 
 Like verl's own configs (``BaseConfig`` dataclasses), each node is a dataclass; the pure modules own theirs
-(``ReformulationConfig``, ``GuidanceConfig``, ``MatchingConfig``, ``OnlineTeacherConfig``, ``AdvantageOptions``)
+(``ReformulationConfig``, ``GuidanceConfig``, ``MatchingConfig``, ``TeacherConfig``, ``AdvantageOptions``)
 and this module composes them. ``register_schema`` puts the two roots into Hydra's ConfigStore, so that
 ``zppo_trainer.yaml`` takes its ZPPO keys from here (an override of an unknown key or of a wrong type fails when
 Hydra composes), and ``load_zppo_config`` builds the dataclasses once, before Ray starts, where every value is
@@ -23,7 +23,7 @@ from ..algo.loss_weighting import MODES as LOSS_WEIGHTING_MODES
 from ..algo.reformulation import ReformulationConfig
 from ..baselines.compute_matching import MatchingConfig
 from ..baselines.teacher_guidance import GuidanceConfig
-from ..teacher.client import OnlineTeacherConfig
+from ..teacher.candidates import ONLINE, TeacherConfig
 
 ZPPO_SCHEMA = "zppo_schema"  # ConfigStore names, used in zppo_trainer.yaml's defaults list
 ADVANTAGE_SCHEMA = "zppo_advantage_schema"
@@ -94,13 +94,6 @@ class TransferConfig:
 
 
 @dataclass
-class TeacherConfig:
-    # Stored teacher responses are read from each row's extra_info.teacher_responses / teacher_correct. The online
-    # teacher (an OpenAI-compatible server) is asked only for hard questions without a stored correct response.
-    online: OnlineTeacherConfig = field(default_factory=OnlineTeacherConfig)
-
-
-@dataclass
 class ZPPOConfig:
     """Every ``zppo.*`` key (see each node for its help and default)."""
 
@@ -121,16 +114,35 @@ class ZPPOConfig:
     # The compute-matched baseline (method=grpo_matched; baselines/compute_matching.py). ours
     matched: MatchingConfig = field(default_factory=MatchingConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    # The frozen teacher: fresh rollouts on hard questions, candidate compression, its server and client
+    # (teacher/candidates.py, teacher/client.py, teacher/service.py)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # Write each step's BCQ/NCQ prompts to <run dir>/zppo_prompts/step_<N>.jsonl: -1 all, 0 none, k the first k
+    # of each kind. ours: -1
+    dump_prompts: int = -1
 
     def __post_init__(self):
         _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
         _check(self.summary_every >= 0, "summary_every", self.summary_every, "must be >= 0")
+        _check(self.dump_prompts >= -1, "dump_prompts", self.dump_prompts, "must be -1 (all), 0 (none) or a count")
 
     @property
     def needs_teacher(self) -> bool:
         """Whether hard questions are given teacher responses (BCQ, or the hint / prefix baselines)."""
         return self.enable and (self.reformulation.build_bcq or self.guidance.mode != "none")
+
+    @property
+    def needs_candidates(self) -> bool:
+        """Whether BCQ/NCQ prompts are built (their candidates come from the teacher work)."""
+        return self.enable and (self.reformulation.build_bcq or self.reformulation.build_ncq)
+
+    @property
+    def needs_teacher_service(self) -> bool:
+        """Whether the run needs a served teacher: fresh BCQ rollouts (online) or candidate compression."""
+        if not self.needs_candidates:
+            return False
+        fresh = self.reformulation.build_bcq and self.teacher.source == ONLINE
+        return fresh or self.teacher.compression.enable
 
 
 def register_schema() -> None:

@@ -140,16 +140,25 @@ def _has_teacher_column(path: str) -> bool:
 
 
 def check_teacher_source(config: DictConfig, zppo) -> None:
-    """A method that needs a teacher (hint, prefix, BCQ only) gets one: offline responses or the online teacher."""
+    """The run's teacher exists: a server (or a checkpoint to serve) when it needs one, stored responses when a
+    method reads them (the offline source, the Hint and Prefix baselines)."""
+    server = zppo.teacher.server
+    if zppo.needs_teacher_service and not (server.url or server.model):
+        raise ConfigError(
+            "zppo.teacher.server.model is empty: this run needs a served teacher (fresh BCQ rollouts or candidate "
+            "compression); name its checkpoint (the run serves it) or zppo.teacher.server.url of a running "
+            "OpenAI-compatible server, or turn both off (zppo.teacher.source=offline "
+            "zppo.teacher.compression.enable=false)"
+        )
     reason = teacher_required_by(zppo)
-    if reason is None or zppo.teacher.online.enable:
+    stored = zppo.guidance.mode != "none" or (zppo.teacher.source != "online" and reason is not None)
+    if reason is None or not stored:
         return
     for path in expand_data_files(config.data.train_files):
         if path.endswith(".parquet") and os.path.exists(os.path.expanduser(path)) and not _has_teacher_column(path):
             raise ConfigError(
-                f"{reason} needs teacher responses, but data.train_files {path} has no extra_info.teacher_responses "
-                "and zppo.teacher.online.enable=false: add offline teacher responses (python -m "
-                "data_prep.teacher_responses) or enable the online teacher (zppo.teacher.online.*)"
+                f"{reason} reads stored teacher responses, but data.train_files {path} has no "
+                "extra_info.teacher_responses: add them (python -m data_prep.teacher_responses)"
             )
 
 

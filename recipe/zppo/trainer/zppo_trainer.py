@@ -4,10 +4,13 @@ One step (Algorithm 1, App. C of arXiv 2606.18216), data flowing one way:
 
 1. ``prepare_step``: fresh questions from the data set and questions replayed from the prompt replay buffer are
    submitted to the rollout as usual.
-2. ``_second_phase`` (called once by the sampler, after the plain prompts' rollouts are scored): the plain groups
-   decide which questions are hard (``algo.step``); their BCQ/NCQ prompts (``algo.reformulation``), or a
-   baseline's prompts, are built from THIS step's rollouts and rolled out by the same replicas with the same
-   weights, before verl puts the replicas to sleep. Each prompt is its own group; both phases form one batch.
+2. While phase 1 runs, each plain group is read as soon as it is scored (``_on_poll``); a hard one starts its
+   teacher work at once (``teacher.candidates``: fresh teacher rollouts, candidate compression), overlapping the
+   rest of the student's rollouts. ``_second_phase`` (called once by the sampler, after every plain group is
+   scored) decides which questions are hard (``algo.step``), waits for their teacher work, and builds their
+   BCQ/NCQ prompts (``algo.reformulation``), or a baseline's prompts, from THIS step's rollouts; the same replicas
+   roll them out with the same weights, before verl puts the replicas to sleep. Each prompt is its own group;
+   both phases form one batch.
 3. verl's pipeline runs unchanged on that batch: old log-probs, advantage (``algorithm.adv_estimator=zppo``,
    grouped by prompt uid), update.
 4. ``step`` then updates the prompt replay buffer from the PLAIN groups only, logs the step and its summary line.
@@ -23,6 +26,7 @@ import json
 import logging
 import math
 import os
+import time
 import uuid
 
 import numpy as np
@@ -37,16 +41,19 @@ from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.debug import marked_timer
 
 from ..algo import step as zstep
+from ..algo.answer_format import extract_final_answer
 from ..algo.compute_ledger import ComputeLedger
 from ..algo.loss_weighting import loss_weights
-from ..algo.reformulation import BCQ, NCQ, HardQuestion, Response, Tokenization, reformulate
+from ..algo.reformulation import BCQ, NCQ, CandidateSet, HardQuestion, Response, Tokenization, reformulate
 from ..algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 from ..algo.transfer import TransferTracker
 from ..baselines.compute_matching import KIND_EXTRA, ReferenceCurve, plan_extra_groups
 from ..baselines.teacher_guidance import HINT, PREFIX, build_hints, build_prefixes
 from ..config.schema import load_zppo_config
-from ..teacher.client import OnlineTeacher, TeacherRequest
+from ..teacher.candidates import TeacherWork, WrongRollout
+from ..teacher.client import TeacherClient
 from .dataset import ZPPODataset
+from .prompt_dump import PromptDump
 from .rollouts import CORRECT_POSITION_KEY, as_list, read_rollouts
 
 logger = logging.getLogger(__name__)
@@ -70,17 +77,34 @@ class TwoPhaseSampler:
     # ZPPO step has two. A poll is one metadata read, so a shorter interval costs little.
     POLL_INTERVAL_S = 0.25
 
-    def __init__(self, inner, second_phase):
+    def __init__(self, inner, second_phase, on_poll=None):
         self._inner = inner
         self._second_phase = second_phase
+        self._polling = False  # phase 1 of a training step: on_poll sees each poll's finished groups
         if getattr(inner, "poll_interval", 0.0) > self.POLL_INTERVAL_S:
             inner.poll_interval = self.POLL_INTERVAL_S
+        # verl 0.9.1's sync ReplayBuffer waits between two TransferQueue polls in ``_wait_for_next_poll``: wrapping
+        # it on this instance lets the trainer see groups as they finish (to start their teacher work early).
+        # Without it (another verl) the teacher work simply starts after phase 1.
+        wait = getattr(inner, "_wait_for_next_poll", None)
+        if on_poll is not None and wait is not None:
+            def wait_and_look(partition_id, last_debug_time):
+                if self._polling and partition_id == "train":
+                    on_poll(inner)
+                return wait(partition_id, last_debug_time)
+
+            inner._wait_for_next_poll = wait_and_look
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
-        first, metrics = self._inner.sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
+        self._polling = partition_id == "train"
+        try:
+            first, metrics = self._inner.sample(global_steps=global_steps, partition_id=partition_id,
+                                                batch_size=batch_size)
+        finally:
+            self._polling = False
         if partition_id != "train":
             return first, metrics
 
@@ -113,7 +137,7 @@ class ZPPOTrainer(PPOTrainerSync):
             # Exact fresh/replay split: the dataloader yields one question at a time (verl coalesces them).
             config.data.gen_batch_size = 1
         super().__init__(config)
-        self.replay_buffer = TwoPhaseSampler(self.replay_buffer, self._second_phase)
+        self.replay_buffer = TwoPhaseSampler(self.replay_buffer, self._second_phase, on_poll=self._on_poll)
         self.prompt_buffer = PromptReplayBuffer(
             capacity=self.zppo.buffer.capacity,
             admission_threshold=self.zppo.buffer.admission_threshold,
@@ -121,8 +145,15 @@ class ZPPOTrainer(PPOTrainerSync):
         )
         self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
         self.transfer = TransferTracker(self.zppo.transfer.delay_steps)
-        self.online_teacher = OnlineTeacher(self.zppo.teacher.online) if self.zppo.teacher.online.enable else None
-        self._teacher_stats_at_last_step: dict[str, int] = {}
+        teacher = self.zppo.teacher
+        # main_zppo started the teacher service (or was given its url) before Ray: zppo.teacher.server.url is set.
+        self.teacher_client = (TeacherClient(teacher.server.url, teacher.server.model, teacher.client)
+                               if self.zppo.needs_teacher_service and teacher.server.url else None)
+        self.teacher_work = TeacherWork(self.teacher_client, teacher, seed=self.zppo.reformulation.seed)
+        self._teacher_busy_at_step_start = 0.0
+        self._early_rollouts: dict[str, zstep.Rollout] = {}  # phase-1 rollouts read while phase 1 still ran
+        self._early_uids: set[str] = set()
+        self.prompt_dump = PromptDump(config.trainer.default_local_dir, self.zppo.dump_prompts)
         self._plain = zstep.PlainOutcome()  # this step's plain-prompt outcome: set in phase 1, read at the step end
         self._routes: list[str] = []  # reward routes of this step's rollouts
 
@@ -154,6 +185,10 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def prepare_step(self) -> dict:
         self._plain, self._routes = zstep.PlainOutcome(), []
+        self._early_rollouts, self._early_uids = {}, set()
+        self.teacher_work.begin_step(self.global_steps)
+        if self.teacher_client is not None:
+            self._teacher_busy_at_step_start = self.teacher_client.stats()["busy_s"]
         batch_size = self.config.data.train_batch_size
         replay_ids: list[str] = []
         if self.zppo.enable and self.zppo.replay.enable and len(self.prompt_buffer):
@@ -168,12 +203,77 @@ class ZPPOTrainer(PPOTrainerSync):
         return {"zppo/replayed_questions": float(len(replay_ids)),
                 "zppo/fresh_questions": float(batch_size - len(replay_ids))}
 
-    # ------------------------------------------------------------------ 2. hard questions -> second phase
+    # ------------------------------------------------------------------ 2. hard questions -> teacher work
+
+    def _on_poll(self, sampler) -> None:
+        """Between two of phase 1's polls: read the groups that finished since, start the hard ones' teacher work."""
+        finished = set(sampler.finished_keys.get("train", ())) - self._early_uids
+        if not finished:
+            return
+        partition = sampler.partitions.get("train", {})
+        keys = [key for key in list(partition) if key.split("_")[0] in finished]
+        if not keys:
+            return
+        rollouts = read_rollouts(keys, [partition[key] for key in keys])
+        self._early_uids |= finished
+        self._early_rollouts.update(zip(keys, rollouts))
+        for group in zstep.group_rollouts(rollouts):
+            self._start_teacher_work(group)
+
+    def _start_teacher_work(self, group: zstep.Group) -> None:
+        """A hard plain group's teacher work (its wrong rollouts compressed, fresh teacher rollouts), if any."""
+        if not (self.zppo.enable and self.zppo.needs_candidates and zstep.is_hard(group, self.zppo.hard_threshold)):
+            return
+        qid, dataset = group.question_id, self.train_dataset
+        if self.teacher_work.started(qid):
+            return
+        wrong = []
+        for index, rollout in enumerate(group.rollouts):
+            if not rollout.acc:
+                text = self._tokens.decode(rollout.response_ids)
+                wrong.append(WrongRollout(index, text, extract_final_answer(text)))
+        row = dataset.row_of(qid)
+        want_teacher = self.zppo.reformulation.build_bcq
+        self.teacher_work.start(
+            qid, dataset.original_messages(qid), dataset.images_of(qid), wrong,
+            is_correct=lambda text, r=row: self._teacher_correct(text, r),
+            stored=dataset.teacher_responses(qid, self._teacher_correct) if want_teacher else (),
+            want_teacher=want_teacher,
+        )
+
+    def _teacher_wait_s(self) -> float:
+        """Longest wait for a question's teacher work: its rollouts, then up to G_T compressions one after the other
+        (each request bounded by the client's timeout and retries), with slack."""
+        teacher = self.zppo.teacher
+        per_request = teacher.client.timeout_s * (teacher.client.max_retries + 1)
+        return per_request * (2 + teacher.rollouts) + 30.0
+
+    def _teacher_metrics(self, metrics: dict, waited_s: float) -> None:
+        counts = self.teacher_work.counts
+        for name in ("rollouts", "correct", "truncated", "compressions", "compression_answer_changed", "failures",
+                     "abandoned", "compression_ok", "compression_no_answer", "compression_no_summary",
+                     "compression_truncated"):
+            metrics[f"zppo/teacher/{name}"] = float(counts[name])
+        busy = self.teacher_client.stats()["busy_s"] if self.teacher_client is not None else 0.0
+        metrics["zppo/teacher/busy_s"] = busy - self._teacher_busy_at_step_start
+        metrics["zppo/teacher/critical_path_s"] = waited_s
+        if counts["rollouts"] or counts["compressions"]:
+            self.compute_ledger.add("teacher", prompt_tokens=counts["prompt_tokens"],
+                                    generated_tokens=counts["completion_tokens"],
+                                    rollouts=counts["rollouts"] + counts["compressions"])
+
+    # ------------------------------------------------------------------ 2. second phase
 
     def _second_phase(self, first, metrics: dict, sample_more):
         """Read the plain groups, build and roll out the second-phase prompts; returns the step's whole batch."""
         with marked_timer("zppo/reformulate", self.timing_raw):
-            rollouts = read_rollouts(list(first.keys), list(first.tags))
+            keys = list(first.keys)
+            late = [i for i, key in enumerate(keys) if key not in self._early_rollouts]
+            read = read_rollouts([keys[i] for i in late], [first.tags[i] for i in late]) if late else []
+            by_key = dict(self._early_rollouts)
+            by_key.update(zip([keys[i] for i in late], read))
+            rollouts = [by_key[key] for key in keys]
+            metrics["zppo/phase1/groups_read_early"] = float(len({r.uid for r in rollouts} & self._early_uids))
             self._account(rollouts)
             groups = zstep.group_rollouts(rollouts)
             self._plain = zstep.assess_plain_groups(groups, self.zppo.hard_threshold, find_hard=self.zppo.enable)
@@ -182,9 +282,13 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics.update({f"zppo/{kind}_built": 0.0 for kind in self._second_phase_kinds()})
             for group in groups:  # transfer: this step's plain accuracy completes earlier hard questions' records
                 self.transfer.observe_plain(group.question_id, self.global_steps, group.accuracy)
+            for group in self._plain.hard:  # groups that finished after the last poll
+                self._start_teacher_work(group)
             items, planned_prefixes = [], {}
             if self._plain.hard:
                 items, planned_prefixes = self._build_second_phase(self._plain.hard, metrics)
+            elif self.zppo.enable and self.zppo.needs_candidates:
+                self._teacher_metrics(metrics, 0.0)
             helped = {item["zppo_question_id"] for item in items}
             for group in self._plain.hard:
                 self.transfer.mark_hard(group.question_id, self.global_steps, group.accuracy,
@@ -203,8 +307,34 @@ class ZPPOTrainer(PPOTrainerSync):
             merged.extra_info.update(first.extra_info)
         return merged
 
-    def _hard_questions(self, hard: list[zstep.Group], metrics: dict) -> list[HardQuestion]:
-        teacher = self._teacher_material([g.question_id for g in hard], metrics) if self.zppo.needs_teacher else {}
+    def _candidate_sets(self, hard: list[zstep.Group], metrics: dict) -> list[CandidateSet]:
+        """BCQ/NCQ material of the hard questions: what their teacher work made (waiting for what still runs)."""
+        started = time.perf_counter()
+        with marked_timer("zppo/teacher_wait", self.timing_raw):
+            made = self.teacher_work.collect([g.question_id for g in hard], timeout_s=self._teacher_wait_s())
+        self._teacher_metrics(metrics, time.perf_counter() - started)
+        dataset, sets = self.train_dataset, []
+        for group in hard:
+            material = made[group.question_id]
+            wrong_answers = []
+            for rollout in group.rollouts:
+                if not rollout.acc:
+                    answer = extract_final_answer(self._tokens.decode(rollout.response_ids))
+                    if answer is not None:
+                        wrong_answers.append(answer)
+            sets.append(CandidateSet(
+                question_id=group.question_id,
+                prompt=dataset.original_messages(group.question_id),
+                prompt_length=group.rollouts[0].prompt_length,
+                ground_truth=dataset.ground_truth(group.question_id),
+                teacher=material.teacher,
+                student=sorted(material.student, key=lambda c: c.index),  # rollout order, whatever finished first
+                wrong_answers=wrong_answers,
+            ))
+        return sets
+
+    def _hard_questions(self, hard: list[zstep.Group]) -> list[HardQuestion]:
+        """The Hint and Prefix baselines' material: the stored teacher responses and this step's rollouts."""
         dataset = self.train_dataset
         return [
             HardQuestion(
@@ -212,9 +342,10 @@ class ZPPOTrainer(PPOTrainerSync):
                 prompt=dataset.original_messages(group.question_id),
                 prompt_length=group.rollouts[0].prompt_length,
                 ground_truth=dataset.ground_truth(group.question_id),
-                # Token ids only: the reformulation decodes just what it uses.
+                # Token ids only: the builders decode just what they use.
                 student_responses=[Response(None, bool(r.acc), r.response_ids) for r in group.rollouts],
-                teacher_responses=teacher.get(group.question_id, []),
+                teacher_responses=[Response(text, ok) for text, ok in
+                                   dataset.teacher_responses(group.question_id, self._teacher_correct)],
             )
             for group in hard
         ]
@@ -226,41 +357,9 @@ class ZPPOTrainer(PPOTrainerSync):
         score = result.get("acc", result.get("score", 0.0)) if isinstance(result, dict) else result
         return float(score) >= 0.5
 
-    def _teacher_material(self, question_ids: list[str], metrics: dict) -> dict[str, list[Response]]:
-        """Teacher responses per hard question: stored ones, plus online ones where no stored one is correct."""
-        dataset = self.train_dataset
-        with marked_timer("zppo/teacher", self.timing_raw):
-            material = {
-                qid: [Response(text, ok) for text, ok in dataset.teacher_responses(qid, self._teacher_correct)]
-                for qid in question_ids
-            }
-            if self.online_teacher is None:
-                return material
-            missing = [qid for qid, responses in material.items() if not any(r.correct for r in responses)]
-            requests = [TeacherRequest(qid, dataset.original_messages(qid), dataset.images_of(qid)) for qid in missing]
-            solved = 0
-            for result in self.online_teacher.responses(requests):
-                if result.error is not None:
-                    logger.warning("online teacher: question %s: %s", result.question_id, result.error)
-                    continue
-                row = dataset.row_of(result.question_id)
-                scored = [Response(text, self._teacher_correct(text, row)) for text in result.texts]
-                solved += any(r.correct for r in scored)
-                material[result.question_id] = material[result.question_id] + scored
-        stats = self.online_teacher.stats()
-        for name in ("requests", "cache_hits", "failures", "timeouts"):
-            metrics[f"zppo/teacher_online/{name}"] = float(
-                stats.get(name, 0) - self._teacher_stats_at_last_step.get(name, 0)
-            )
-        self._teacher_stats_at_last_step = dict(stats)
-        metrics["zppo/teacher_online/asked"] = float(len(missing))
-        metrics["zppo/teacher_online/solved"] = float(solved)
-        return material
-
     def _build_second_phase(self, hard_groups: list[zstep.Group], metrics: dict):
         """This step's second-phase items for the hard questions (BCQ/NCQ, and the baselines' prompts), and the
         Prefix baseline's planned teacher tokens per question (for its audit)."""
-        hard = self._hard_questions(hard_groups, metrics)
         max_prompt_length = int(self.config.data.max_prompt_length)
         built: dict[tuple[str, str], dict] = {}  # (question id, kind) -> item, made once while measuring it
 
@@ -279,11 +378,18 @@ class ZPPOTrainer(PPOTrainerSync):
 
         items: list[dict] = []
         planned_prefixes: dict[str, list[int]] = {}
-        if self.zppo.enable and (self.zppo.reformulation.build_bcq or self.zppo.reformulation.build_ncq):
-            result = reformulate(hard, step=self.global_steps, tokens=self._tokens, max_prompt_length=max_prompt_length,
-                                 config=self.zppo.reformulation, measure_prompt=measure)
+        if self.zppo.enable and self.zppo.needs_candidates:
+            candidate_sets = self._candidate_sets(hard_groups, metrics)
+            result = reformulate(candidate_sets, step=self.global_steps, tokens=self._tokens,
+                                 max_prompt_length=max_prompt_length, config=self.zppo.reformulation,
+                                 measure_prompt=measure)
             metrics.update(result.metrics(prefix="zppo/"))
+            self.prompt_dump.write(self.global_steps, result.prompts)
             items += [item_of(p, p.correct_position or "") for p in result.prompts]
+
+        baseline_material = None
+        if self.zppo.guidance.mode in (HINT, PREFIX):
+            baseline_material = self._hard_questions(hard_groups)
 
         if self.reference_spend is not None:  # grpo_matched: extra plain-prompt groups of the hard questions
             plan = plan_extra_groups(
@@ -303,14 +409,14 @@ class ZPPOTrainer(PPOTrainerSync):
 
         guidance = self.zppo.guidance
         if guidance.mode == HINT:
-            result = build_hints(hard, step=self.global_steps, tokens=self._tokens,
+            result = build_hints(baseline_material, step=self.global_steps, tokens=self._tokens,
                                  max_prompt_length=max_prompt_length, config=guidance, measure_prompt=measure)
             zstep.add_counts(metrics, result.metrics(prefix="zppo/"))
             items += [item_of(p) for p in result.prompts]
         elif guidance.mode == PREFIX:
             from ..baselines.prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
 
-            result = build_prefixes(hard, step=self.global_steps, tokens=self._tokens,
+            result = build_prefixes(baseline_material, step=self.global_steps, tokens=self._tokens,
                                     max_response_length=int(self.config.data.max_response_length), config=guidance)
             zstep.add_counts(metrics, result.metrics(prefix="zppo/"))
             default_loop = self.config.actor_rollout_ref.rollout.agent.default_agent_loop
@@ -468,8 +574,7 @@ class ZPPOTrainer(PPOTrainerSync):
         state = {
             "global_steps": self.global_steps,
             "data_fingerprint": self.train_dataset.fingerprint,
-            # Answers already fetched from the online teacher: a resumed run does not ask again.
-            "online_teacher": self.online_teacher.state_dict() if self.online_teacher is not None else None,
+            "teacher": self.teacher_work.state_dict(),  # the teacher's cumulative counters continue after a resume
             "compute": self.compute_ledger.state_dict(),  # cumulative rollouts/tokens continue after a resume
             "transfer": self.transfer.state_dict(),  # hard questions awaiting their next plain-prompt rollout
         }
@@ -504,7 +609,6 @@ class ZPPOTrainer(PPOTrainerSync):
         buffer_state = self.prompt_buffer.load(buffer_path)
         self.compute_ledger.load_state_dict(state.get("compute"))
         self.transfer.load_state_dict(state.get("transfer"))
-        if self.online_teacher is not None and state.get("online_teacher"):
-            self.online_teacher.load_state_dict(state["online_teacher"])
+        self.teacher_work.load_state_dict(state.get("teacher"))
         print(f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {buffer_path} "
               f"(state sha256 {state_digest(buffer_state)[:16]})", flush=True)
