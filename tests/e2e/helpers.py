@@ -37,14 +37,21 @@ def failure_context(result) -> str:
             f"--- stderr tail ---\n{result.stderr[-6000:]}")
 
 
-def cpu_run_args(model: Path, data: Path, run_dir: Path, *overrides: str) -> list[str]:
-    """The command-line overrides every CPU end-to-end run shares, then the test's own."""
+# A run that is not about the teacher does without its server: stored teacher responses, raw candidates.
+NO_TEACHER_SERVER = ("zppo.teacher.source=offline", "zppo.teacher.compression.enable=false")
+
+
+def cpu_run_args(model: Path, data: Path, run_dir: Path, *overrides: str, teacher: Path | None = None) -> list[str]:
+    """The command-line overrides every CPU end-to-end run shares, then the test's own. With ``teacher`` (the tiny
+    teacher's folder) the run serves it and uses it as the paper does; without, it runs without a teacher server."""
+    served = [f"zppo.teacher.server.model={teacher}"] if teacher is not None else list(NO_TEACHER_SERVER)
     return [
         "preset=cpu",
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'val.parquet'}",
         f"trainer.default_local_dir={run_dir}",
+        *served,
         *overrides,
     ]
 

@@ -1,19 +1,23 @@
 """ZPPO end to end on the CPU (``python -m recipe.zppo.main_zppo preset=cpu``), asserted from the logged metrics.
 
-Text run (offline teacher, the project's reward): BCQ and NCQ prompts are built, rolled out by the same weights and
-used in the update; the buffer admits hard questions; after a stop and a resume the buffer is the one saved.
-Vision-language run (no teacher responses, a reward made for the test): NCQ only, counted; a question solved on
-replay graduates from the buffer.
+Text run, the paper's path (the run serves the tiny teacher itself; the project's reward): fresh teacher rollouts
+for every hard question, new or replayed, candidates compressed by the teacher (the dumped prompts show it); BCQ and
+NCQ prompts are built, rolled out by the same weights and used in the update; the buffer admits hard questions;
+after a stop and a resume the buffer and the teacher's counters continue.
+Vision-language run (no teacher server, no teacher responses, a reward made for the test): NCQ only, counted; a
+question solved on replay graduates from the buffer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from data_prep.tiny import build_vl_dataset
+from recipe.zppo.algo.answer_format import extract_final_answer
 from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 
 from ..conftest import run_main
@@ -37,10 +41,39 @@ def _check_on_policy_and_used(step: dict) -> None:
     assert step["zppo/update/ncq_trajectories"] == step["zppo/ncq_built"] * N
 
 
-def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path):
+G_T = 4  # teacher rollouts per hard question (paper)
+COMPRESSION_CAP = 64  # the CPU preset's compression token cap (the paper's 512 on GPUs)
+
+
+def _check_teacher(step: dict, run_dir: Path, tokenizer) -> None:
+    """The paper's teacher path, from the step's metrics and the prompts it dumped."""
+    assert step["zppo/teacher/rollouts"] == G_T * step["zppo/hard_questions"] > 0
+    assert step["zppo/teacher/failures"] == 0 and step["zppo/teacher/abandoned"] == 0
+    assert step["zppo/teacher/busy_s"] > 0 and step["zppo/teacher/critical_path_s"] >= 0
+    assert step["zppo/compute/teacher/rollouts"] == step["zppo/teacher/rollouts"] + step["zppo/teacher/compressions"]
+    dumped = [json.loads(line) for line in
+              (run_dir / "zppo_prompts" / f"step_{int(step['training/global_step'])}.jsonl").read_text().splitlines()]
+    assert sum(p["kind"] == "bcq" for p in dumped) == step["zppo/bcq_built"]
+    assert sum(p["kind"] == "ncq" for p in dumped) == step["zppo/ncq_built"]
+    for prompt in dumped:
+        for candidate in prompt["candidates"]:
+            # A compressed text (within the cap) that keeps the original's answer, shown in the prompt as it is.
+            assert len(tokenizer.encode(candidate["text"], add_special_tokens=False)) <= COMPRESSION_CAP
+            assert extract_final_answer(candidate["text"]) == candidate["answer"]
+            assert f"<candidate>\n{candidate['text']}\n</candidate>" in prompt["prompt"]
+        if prompt["kind"] == "bcq":
+            assert sorted(c["source"] for c in prompt["candidates"]) == ["student", "teacher"]
+        else:
+            assert {c["source"] for c in prompt["candidates"]} == {"student"}
+
+
+def test_zppo_text_served_teacher_and_resume(tiny_assets, ray_cluster, tmp_path):
+    from transformers import AutoTokenizer
+
     run_dir = tmp_path / "run"
     data = tiny_assets["text-data"]
-    args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1")
+    args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1",
+                        teacher=tiny_assets["teacher-model"])
     first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
     assert first.returncode == 0, failure_context(first)
     steps = step_metrics(run_dir)
@@ -51,9 +84,14 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
         assert step["zppo/reward/n_scored"] == 4 * N + step["zppo/reformulated_rollouts"]
         routes = ("parser", "judge", "unparseable", "judge_unavailable")
         assert abs(sum(step[f"zppo/reward/route_{r}"] for r in routes) - 1.0) < 1e-6
-    # The warm-started tiny student answers in the format but wrongly: hard questions, teacher-solvable.
+    # The warm-started tiny student answers in the format but wrongly: hard questions; the tiny teacher solves some
+    # and compresses the candidates (fresh teacher rollouts at each step, replayed questions included).
     assert all(s["zppo/hard_questions"] > 0 for s in steps)
     assert sum(s["zppo/bcq_built"] for s in steps) > 0 and sum(s["zppo/ncq_built"] for s in steps) > 0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_assets["text-model"])
+    for step in steps:
+        _check_teacher(step, run_dir, tokenizer)
+    assert "teacher server ready at" in first.stdout + first.stderr
     assert steps[0]["zppo/admitted"] > 0 and steps[0]["zppo/buffer_size"] == steps[0]["zppo/admitted"]
     assert steps[1]["zppo/replayed_questions"] > 0
     assert "[zppo] step 1: hard" in first.stdout + first.stderr
@@ -96,9 +134,12 @@ def test_zppo_text_offline_teacher_and_resume(tiny_assets, ray_cluster, tmp_path
     resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
-    # The compute totals continue from the checkpoint.
+    # The compute totals and the teacher's counters continue from the checkpoint.
     assert resumed[0]["zppo/compute/cum_rollouts"] == (
         steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"])
+    assert resumed[0]["zppo/teacher/cum_rollouts"] == (
+        steps[1]["zppo/teacher/cum_rollouts"] + resumed[0]["zppo/teacher/rollouts"])
+    _check_teacher(resumed[0], run_dir, tokenizer)
     for cohort in ("helped", "unhelped"):  # and so do the transfer records
         key = f"zppo/transfer/{cohort}/cum_completed"
         assert resumed[0][key] == steps[1][key] + resumed[0][f"zppo/transfer/{cohort}/completed"]
@@ -120,7 +161,7 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
     steps = step_metrics(run_dir)
     for step in steps:
         _check_on_policy_and_used(step)
-        # No stored teacher response: no BCQ, counted, NCQ still built from the student's wrong answers.
+        # No teacher (no server, no stored response): no BCQ, counted; NCQ still built from the wrong answers.
         assert step["zppo/bcq_built"] == 0
         assert step["zppo/no_teacher_candidate"] == step["zppo/hard_questions"] - step["zppo/no_wrong_candidate"]
     assert sum(s["zppo/ncq_built"] for s in steps) > 0

@@ -108,3 +108,11 @@ def test_summary_line_reads_the_step_metrics():
                         deltas={"admitted": 2, "graduated": 1, "evicted": 0})
     assert line == ("[zppo] step 7: hard 3/4 | BCQ 2 (acc 0.50) | NCQ 3 (acc 0.25) | hint 1 (acc 1.00)"
                     " | skipped for length 1 | buffer 9 (+2 in, -1 graduated, -0 evicted)")
+
+
+def test_summary_line_adds_the_teachers_counts_when_it_worked():
+    metrics = {"zppo/hard_questions": 2, "zppo/teacher/rollouts": 8, "zppo/teacher/correct": 3,
+               "zppo/teacher/compressions": 6, "zppo/teacher/compression_ok": 5, "zppo/teacher/failures": 1,
+               "zppo/teacher/critical_path_s": 1.25, "zppo/teacher/busy_s": 9.0}
+    line = summary_line(1, metrics, num_questions=4, guidance_mode="none", buffer_size=2, deltas={})
+    assert " | teacher 3/8 correct, 5/6 compressed, 1 failed, waited 1.2s | " in line

@@ -178,11 +178,22 @@ def summary_line(step: int, metrics: Mapping[str, float], num_questions: int, gu
         count, acc = int(metrics.get(f"zppo/{kind}_built", 0)), metrics.get(f"zppo/{kind}_acc", nan)
         return f" | {label} {count} (acc {acc:.2f})"
 
+    def teacher() -> str:
+        if "zppo/teacher/rollouts" not in metrics:
+            return ""
+        t = {k.rsplit("/", 1)[1]: int(v) for k, v in metrics.items() if k.startswith("zppo/teacher/")
+             and not k.endswith("_s")}
+        return (f" | teacher {t.get('correct', 0)}/{t.get('rollouts', 0)} correct,"
+                f" {t.get('compression_ok', 0)}/{t.get('compressions', 0)} compressed"
+                + (f", {t['failures']} failed" if t.get("failures") else "")
+                + f", waited {metrics.get('zppo/teacher/critical_path_s', 0.0):.1f}s")
+
     return (
         f"[zppo] step {step}: hard {int(metrics.get('zppo/hard_questions', 0))}/{num_questions}"
         + built("bcq", "BCQ")
         + built("ncq", "NCQ")
         + (built(guidance_mode, guidance_mode) if guidance_mode != "none" else "")
+        + teacher()
         + f" | skipped for length {int(metrics.get('zppo/skipped_for_length', 0))}"
         f" | buffer {buffer_size} (+{deltas.get('admitted', 0)} in,"
         f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)"

@@ -254,6 +254,8 @@ class ZPPOTrainer(PPOTrainerSync):
                      "abandoned", "compression_ok", "compression_no_answer", "compression_no_summary",
                      "compression_truncated"):
             metrics[f"zppo/teacher/{name}"] = float(counts[name])
+        for name in ("rollouts", "compressions", "failures"):  # since the start of the run, across resumes
+            metrics[f"zppo/teacher/cum_{name}"] = float(self.teacher_work.totals[name])
         busy = self.teacher_client.stats()["busy_s"] if self.teacher_client is not None else 0.0
         metrics["zppo/teacher/busy_s"] = busy - self._teacher_busy_at_step_start
         metrics["zppo/teacher/critical_path_s"] = waited_s
