@@ -36,7 +36,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 
 test-unit: setup
 	$(PY) -m pytest tests -m "not e2e"
