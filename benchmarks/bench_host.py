@@ -2,14 +2,17 @@
 
 Three parts, each timed on synthetic material built before the clock starts:
 
-* ``reformulation``: 96 hard questions (Algorithm 1's pre-cap at Table 8's batch: rho_aug 0.25 x 384 new
-  prompts; ``--set questions=1024`` for a larger step), each with 8 wrong student responses of 2,048 tokens (token
-  ids, as the rollout produced them) and 2 teacher responses (text, as the dataset stores them, encoded on use).
-  Timed: what the trainer does on the host between phase 1 and phase 2 of a step, i.e.
-  ``reformulation.reformulate`` from the responses' token ids (candidate selection, seeded draws, lazy decoding
-  of what is used, budget allocation, head/tail cut on token ids, prompt text assembly). Not timed: the final
-  processor length check (``measure_prompt``), which tokenises the finished prompt as the agent loop would:
-  rollout time.
+* ``reformulation``: the host work between phase 1 and phase 2 of a step for 96 hard questions (Algorithm 1's
+  pre-cap at Table 8's batch: rho_aug 0.25 x 384 new prompts; ``--set questions=1024`` for a larger step), each
+  with 8 wrong student rollouts of 2,048 tokens (token ids, as the rollout produced them; a share cut off in their
+  think block, without a final answer). Two timed parts, then their sum (the goal):
+  (1) ``decode``: every wrong rollout's ids decoded once and its final answer parsed, what the trainer does to send
+  it to compression (Fig. 16) and to list NCQ's wrong answers; (2) ``reformulate``: ``reformulation.reformulate``
+  on ``CandidateSet``s holding the compressed candidates, i.e. one teacher candidate and one per wrong rollout with
+  a final answer, synthetic texts of 512 tokens each (compression's cap), which builds a BCQ (Fig. 17) and an NCQ
+  (Fig. 18, every compressed wrong rollout shown) per question and estimates their lengths with the tokenizer.
+  Not timed: the teacher's and compression's generation (the teacher server's time, overlapping phase 1) and the
+  final processor length check (``measure_prompt``, rollout time).
 * ``buffer``: a ``PromptReplayBuffer`` filled to capacity (77,000 questions; keys are question-id strings of
   a data set twice that size, in shuffled order, as the trainer passes them), then per-call time of admit (each
   one evicts the earliest admitted), a refused admit, sample (one batch's replay slots), update (stay or
@@ -24,7 +27,7 @@ Run (single core; the lead reruns on a quiet machine)::
     .venv/bin/python benchmarks/bench_host.py                        # paper scale, tiny BPE tokenizer
     .venv/bin/python benchmarks/bench_host.py --tokenizer DIR        # any Hugging Face tokenizer folder (Qwen3)
     .venv/bin/python benchmarks/bench_host.py --smoke                # reduced sizes (CI)
-    .venv/bin/python benchmarks/bench_host.py --only reformulation --profile   # cProfile top functions
+    .venv/bin/python benchmarks/bench_host.py --only reformulation --profile   # cProfile of one reformulate
 
 It prints a table, ``PASS``/``MISS`` lines for the issue's goals, and writes ``--out`` (JSON; default
 ``outputs/benchmarks/bench_host.json``). Goals are checked here, never asserted by tests.
@@ -65,15 +68,18 @@ GOAL_BUFFER_RESTORE_S = 1.0  # issue #16: once per checkpoint (save, then load i
 GOAL_ADVANTAGE_S = 0.5
 GOAL_ADVANTAGE_RATIO = 1.0
 
+# questions: hard questions per step; candidates: wrong student rollouts per question (n = 8, all wrong);
+# rollout_tokens: their length; compressed_tokens: one compressed candidate (Fig. 16's cap); max_prompt_length: the
+# GPU examples' prompt budget (examples/_common.sh).
 PAPER = {
-    "questions": 96, "candidates": 8, "candidate_tokens": 2048, "teacher_responses": 2,
-    "question_tokens": 256, "max_prompt_length": 4096, "truncated_percent": 25,
+    "questions": 96, "candidates": 8, "rollout_tokens": 2048, "compressed_tokens": 512,
+    "question_tokens": 256, "max_prompt_length": 10240, "truncated_percent": 25,
     "buffer_capacity": 77_000, "buffer_ops": 20_000, "replay_slots": 64,
     "responses": 100_000, "response_tokens": 1024, "group_size": 8, "advantage_repeat": 5,
 }
 SMOKE = {
-    "questions": 16, "candidates": 8, "candidate_tokens": 256, "teacher_responses": 2,
-    "question_tokens": 64, "max_prompt_length": 768, "truncated_percent": 25,
+    "questions": 16, "candidates": 8, "rollout_tokens": 256, "compressed_tokens": 64,
+    "question_tokens": 64, "max_prompt_length": 1024, "truncated_percent": 25,
     "buffer_capacity": 2_000, "buffer_ops": 500, "replay_slots": 16,
     "responses": 2_000, "response_tokens": 64, "group_size": 8, "advantage_repeat": 2,
 }
@@ -101,133 +107,124 @@ def load_tokenizer(path: str | None):
     return save_hf_tokenizer(folder), f"tiny BPE (data_prep.tiny, {folder})"
 
 
-def eager_tokenization(tokenizer):
-    """The ``Tokenization`` the trainer built before issue 8: every call goes through ``tokenizer.decode``."""
-    from recipe.zppo.algo.reformulation import Tokenization
-
-    return Tokenization(
-        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
-        count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-        encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Reformulation
 # ---------------------------------------------------------------------------------------------------------------
 def build_reformulation_material(tokenizer, size: dict, seed: int = 0):
-    """Hard questions with token-id student responses of exactly ``candidate_tokens`` tokens each.
+    """Hard questions with their wrong rollouts (token ids) and the compressed candidates made from them.
 
-    Bodies are distinct slices of one encoded word stream (so no two responses are equal). A finished response
-    is ``<think>`` + body + ``</think>`` + a boxed wrong answer (formatted but wrong); a share
-    (``truncated_percent``) are cut off at the length limit inside the think block, as hard questions' rollouts
-    often are: they have no final answer and are no candidates, and finding that out means reading them whole.
-    Teacher responses are finished ones, kept both as text and as token ids.
+    Bodies are distinct slices of one encoded word stream. A wrong rollout of ``rollout_tokens`` tokens is
+    ``<think>`` + body + ``</think>`` + a boxed wrong answer; a share (``truncated_percent``) are cut off inside the
+    think block, as hard questions' rollouts often are: no final answer, so no compression and no candidate.
+    A compressed candidate is a plain text of ``compressed_tokens`` tokens ending in the original's boxed answer
+    (what compression keeps); each question has one for its teacher and one per finished wrong rollout.
     """
     import numpy as np
 
     from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     rng = np.random.default_rng(seed)
-    length = size["candidate_tokens"]
-    stream_words = rng.choice(_WORDS, size=max(20_000, 3 * length)).tolist()
+    longest = max(size["rollout_tokens"], size["compressed_tokens"])
+    stream_words = rng.choice(_WORDS, size=max(20_000, 3 * longest)).tolist()
     stream = tokenizer.encode(" ".join(stream_words), add_special_tokens=False)
     head = tokenizer.encode("<think>\n", add_special_tokens=False)
     question_ids = tokenizer.encode(" ".join(rng.choice(_WORDS, size=4 * size["question_tokens"]).tolist()),
                                     add_special_tokens=False)[: size["question_tokens"]]
     question_text = tokenizer.decode(question_ids)
 
-    def response_ids(answer: int | None) -> list[int]:
+    def body(length: int) -> list[int]:
+        start = int(rng.integers(0, len(stream) - length))
+        return stream[start : start + length]
+
+    def rollout_ids(answer: int | None) -> list[int]:
         tail = [] if answer is None else tokenizer.encode(f"\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
                                                           add_special_tokens=False)
-        body = length - len(head) - len(tail)
-        start = int(rng.integers(0, len(stream) - body))
-        return head + stream[start : start + body] + tail
+        return head + body(size["rollout_tokens"] - len(head) - len(tail)) + tail
+
+    def compressed(answer: int) -> str:
+        tail = tokenizer.encode(f"\n\nSo the final answer is \\boxed{{{answer}}}.", add_special_tokens=False)
+        return tokenizer.decode(body(size["compressed_tokens"] - len(tail)) + tail)
 
     truncated = size["truncated_percent"] / 100.0
     questions = []
     for q in range(size["questions"]):
-        students = [response_ids(None if rng.random() < truncated else 1000 + q * 10 + k)
-                    for k in range(size["candidates"])]
-        teachers = [response_ids(q) for _ in range(size["teacher_responses"])]
+        answers = [None if rng.random() < truncated else 1000 + q * 10 + k for k in range(size["candidates"])]
         prompt = [{"role": "user", "content": f"Question {q}: {question_text}?\n\n{ANSWER_CLOSER}"}]
-        questions.append({"question_id": f"bench-{q:06d}", "prompt": prompt,
-                          "prompt_length": size["question_tokens"] + 40, "ground_truth": str(q),
-                          "student_ids": students,
-                          "teachers": [(tokenizer.decode(ids), ids, t == 0) for t, ids in enumerate(teachers)]})
+        questions.append({
+            "question_id": f"bench-{q:06d}", "prompt": prompt, "prompt_length": size["question_tokens"] + 40,
+            "ground_truth": str(q),
+            "rollout_ids": [rollout_ids(answer) for answer in answers],
+            "teacher": (compressed(q), str(q)),
+            "student": [(k, compressed(answer), str(answer)) for k, answer in enumerate(answers) if answer is not None],
+        })
     return questions
 
 
-def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool, before: bool) -> None:
-    """Rows: before (the trainer's old path), after (token ids, lazy decoding), and two reference rows."""
-    from recipe.zppo.algo.reformulation import HardQuestion, ReformulationConfig, Response, Tokenization, reformulate
+def run_reformulation(tokenizer, size: dict, report: Report, repeat: int, profile: bool) -> None:
+    """Rows: decode of the wrong rollouts, reformulate from compressed candidates, and their sum (the goal)."""
+    from recipe.zppo.algo.answer_format import extract_final_answer
+    from recipe.zppo.algo.reformulation import (
+        STUDENT,
+        TEACHER,
+        Candidate,
+        CandidateSet,
+        ReformulationConfig,
+        Tokenization,
+        reformulate,
+    )
 
     material = build_reformulation_material(tokenizer, size)
     config = ReformulationConfig()
-    start = time.perf_counter()
-    fast = Tokenization.for_tokenizer(tokenizer)
-    setup_s = time.perf_counter() - start
-    eager = eager_tokenization(tokenizer)
+    tokens = Tokenization.for_tokenizer(tokenizer)
     limit = size["max_prompt_length"]
-
-    def questions(students):
-        return [
-            HardQuestion(question_id=item["question_id"], prompt=item["prompt"], prompt_length=item["prompt_length"],
-                         ground_truth=item["ground_truth"], student_responses=responses,
-                         teacher_responses=[Response(text, correct) for text, _, correct in item["teachers"]])
-            for item, responses in zip(material, students)
-        ]
-
     state = {}
 
-    def after():
-        # What the trainer does: student responses as token ids (decoded where needed), teacher texts encoded.
-        students = [[Response(None, False, ids) for ids in item["student_ids"]] for item in material]
-        state["after"] = reformulate(questions(students), step=1, tokens=fast, max_prompt_length=limit, config=config)
+    def decode_wrong():
+        # What the trainer does per hard group: decode each wrong rollout once, parse its answer (compression input).
+        state["decoded"] = [[(text, extract_final_answer(text)) for text in map(tokens.decode, item["rollout_ids"])]
+                            for item in material]
 
-    def old_path():
-        # What the trainer did before: decode every response with tokenizer.decode, then reformulate.
-        students = [[Response(eager.decode(ids), False, ids) for ids in item["student_ids"]] for item in material]
-        state["before"] = reformulate(questions(students), step=1, tokens=eager, max_prompt_length=limit,
-                                      config=config)
-
-    def decode_all():
-        return [[fast.decode(ids) for ids in item["student_ids"]] for item in material]
+    def build():
+        sets = [
+            CandidateSet(
+                question_id=item["question_id"], prompt=item["prompt"], prompt_length=item["prompt_length"],
+                ground_truth=item["ground_truth"],
+                teacher=[Candidate(item["teacher"][0], TEACHER, item["teacher"][1])],
+                student=[Candidate(text, STUDENT, answer, k) for k, text, answer in item["student"]],
+                wrong_answers=[answer for _, answer in decoded if answer is not None],
+            )
+            for item, decoded in zip(material, state["decoded"])
+        ]
+        state["result"] = reformulate(sets, step=1, tokens=tokens, max_prompt_length=limit, config=config)
 
     common = {"questions": size["questions"], "candidates": size["candidates"],
-              "candidate_tokens": size["candidate_tokens"], "max_prompt_length": limit}
-    if before:
-        times = time_calls(old_path, repeat=1, warmup=0)
-        report.row("reformulation", "before: tokenizer.decode every response + reformulate", **summarise(times),
-                   **common)
-    after_times = time_calls(after, repeat=repeat, warmup=1)
-    decode_times = time_calls(decode_all, repeat=max(1, repeat // 2), warmup=0)
-    result = state["after"]
-    metrics = result.metrics()
-    if before:  # the new path builds exactly what the old one built
-        same = [(p.question_id, p.kind, p.messages) for p in state["before"].prompts] == [
-            (p.question_id, p.kind, p.messages) for p in result.prompts]
-        report.row("reformulation", "before and after build identical prompts", identical=same)
-        if not same:
-            report.notes.append("MISMATCH: the lazy path built other prompts than the old path")
-    candidate_tokens = size["questions"] * size["candidates"] * size["candidate_tokens"]
-    stats = summarise(after_times)
-    total = report.row("reformulation", "after: reformulate from token ids (as in the trainer)",
-                       **stats, **common,
-                       bcq_built=int(metrics["zppo/bcq_built"]), ncq_built=int(metrics["zppo/ncq_built"]),
-                       excluded=int(metrics["zppo/responses_excluded"]),
-                       skipped_for_length=int(metrics["zppo/skipped_for_length"]),
-                       candidates_truncated=int(metrics["zppo/candidates_truncated"]),
-                       candidate_tokens_per_sec=candidate_tokens / stats["median_s"])
-    report.row("reformulation", "reference: decode every response (tokenizer.decode)", **summarise(decode_times),
-               **common)
-    report.row("reformulation", "reference: build the Tokenization (once per run)", median_s=setup_s, calls=1,
-               decodes_suffixes=fast.decodes_suffixes)
-    report.goal("reformulation of questions x candidates x tokens, one core", goal_seconds(total),
+              "rollout_tokens": size["rollout_tokens"], "compressed_tokens": size["compressed_tokens"],
+              "max_prompt_length": limit}
+    decode_times = time_calls(decode_wrong, repeat=repeat, warmup=1)
+    build_times = time_calls(build, repeat=repeat, warmup=1)
+    decoded = sum(len(item["rollout_ids"]) for item in material)
+    finished = sum(answer is not None for rows in state["decoded"] for _, answer in rows)
+    decode_stats = report.row("reformulation", "decode every wrong rollout + parse its answer (to compression)",
+                              **summarise(decode_times), **common, rollouts=decoded, with_answer=finished,
+                              tokens_per_sec=decoded * size["rollout_tokens"] / summarise(decode_times)["median_s"])
+    metrics = state["result"].metrics()
+    shown = sum(p.num_candidates for p in state["result"].prompts)
+    build_stats = report.row("reformulation", "reformulate: BCQ + NCQ from compressed candidates",
+                             **summarise(build_times), **common,
+                             bcq_built=int(metrics["zppo/bcq_built"]), ncq_built=int(metrics["zppo/ncq_built"]),
+                             candidates_shown=shown,
+                             ncq_candidates_mean=metrics["zppo/ncq_candidates_mean"],
+                             skipped_for_length=int(metrics["zppo/skipped_for_length"]),
+                             bcq_prompt_tokens_mean=metrics["zppo/bcq_prompt_length_mean"],
+                             ncq_prompt_tokens_mean=metrics["zppo/ncq_prompt_length_mean"])
+    total = {key: decode_stats[key] + build_stats[key] for key in ("median_s", "cpu_median_s")}
+    report.row("reformulation", "host work per step: decode + reformulate (sum of medians)", **total, **common)
+    report.goal("reformulation host work per step (decode + reformulate), one core", goal_seconds(total),
                 GOAL_REFORMULATION_S, "s",
-                note=f"{size['questions']} x {size['candidates']} x {size['candidate_tokens']} tokens, from token ids")
+                note=f"{size['questions']} questions x {size['candidates']} wrong rollouts of "
+                     f"{size['rollout_tokens']} tokens; candidates of {size['compressed_tokens']} tokens")
     if profile:
-        _profile(after)
+        _profile(build)
 
 
 def _profile(fn, top: int = 25) -> None:
@@ -438,10 +435,8 @@ def parse_args(argv=None):
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
     parser.add_argument("--tokenizer", default=None, help="Hugging Face tokenizer folder (default: tiny BPE)")
     parser.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed repetitions of the reformulation")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of one reformulation")
-    parser.add_argument("--no-before", action="store_true",
-                        help="skip the slow 'before' row (the trainer's old decode-everything path)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed repetitions of the reformulation parts")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one reformulate call")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=INT",
                         help=f"override a size, e.g. --set questions=256 (keys: {', '.join(PAPER)})")
     parser.add_argument("--out", default=str(default_output("bench_host")), help="JSON report path")
@@ -467,9 +462,10 @@ def main(argv=None) -> int:
     if "reformulation" in parts:
         tokenizer, name = load_tokenizer(args.tokenizer)
         report.settings["tokenizer"] = name
-        print(f"[bench_host] reformulation: {size['questions']} x {size['candidates']} x "
-              f"{size['candidate_tokens']} tokens, tokenizer {name}", flush=True)
-        run_reformulation(tokenizer, size, report, repeat, args.profile, before=not args.no_before)
+        print(f"[bench_host] reformulation: {size['questions']} x {size['candidates']} rollouts of "
+              f"{size['rollout_tokens']} tokens, candidates of {size['compressed_tokens']}, tokenizer {name}",
+              flush=True)
+        run_reformulation(tokenizer, size, report, repeat, args.profile)
     if "buffer" in parts:
         print(f"[bench_host] buffer: capacity {size['buffer_capacity']}", flush=True)
         run_buffer(size, report)
@@ -481,7 +477,7 @@ def main(argv=None) -> int:
                         "idle core); wall-clock columns include other processes' turns on a shared machine")
     return report.finish([("section", "section"), ("name", "what"), ("median_s", "median"), ("cpu_median_s", "cpu"),
                         ("min_s", "min"), ("cpu_min_s", "cpu min"), ("p99_s", "p99"), ("cpu_p99_s", "cpu p99"),
-                        ("max_s", "max"), ("calls", "calls"), ("ratio", "ratio"), ("identical", "same"),
+                        ("max_s", "max"), ("calls", "calls"), ("ratio", "ratio"),
                         ("bytes", "bytes")], args.out)
 
 

@@ -18,8 +18,8 @@ TRAIN_FILES=${TRAIN_FILES:-$TEACHER_DATA/train-*.parquet}
 VAL_FILES=${VAL_FILES:-$DATA/val.parquet}
 TEACHER_MODEL=${TEACHER_MODEL:-Qwen/Qwen3.5-27B}
 
-# Shared by every scale: the paper's n=8 and thresholds (config defaults), prompt room for two full candidates
-# (BCQ shows a 4,096-token teacher response and a student one), vLLM rollout, FSDP2 actor.
+# Shared by every scale: the paper's n=8 and thresholds (config defaults), prompt room for an NCQ (the question
+# and up to 8 compressed wrong rollouts of at most 512 tokens each, Figs 16 and 18), vLLM rollout, FSDP2 actor.
 zppo_common_args() {
     local experiment=$1
     ZPPO_ARGS+=(

@@ -10,7 +10,9 @@ Difficulty is the count. Easy questions (``easy_lengths``) have counts the plain
 (``hard_lengths``) are longer than anything the plain warm-up shows, so the warmed-up student does not know when
 to stop and cannot reach them alone. The candidate-format warm-up shows BCQ prompts (built by
 ``recipe.zppo.algo.reformulation.reformulate``, exactly what RL builds) for all counts, on fresh questions, so the
-student learns to read a correct candidate without meeting the RL or held-out questions.
+student learns to read a correct candidate without meeting the RL or held-out questions. The toy has no teacher
+server, so its candidates are uncompressed: each is a raw response (cleaned of its think tags), not a Fig. 16
+compression; responses are a few dozen tokens, well under compression's 512-token bound.
 
 A question is ``(start, step, count)``: start 0-99, step 1-9, so 900 questions per count. Question sets
 (``make_splits``): RL easy/hard and held-out easy/hard, pairwise disjoint; warm-up questions are drawn fresh each
@@ -26,13 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.tiny.datasets import _qid, _row, _write_parquet, text_schema, user_content
+from recipe.zppo.algo.answer_format import extract_final_answer
 from recipe.zppo.algo.reformulation import (
     BCQ,
     NCQ,
-    HardQuestion,
+    STUDENT,
+    TEACHER,
+    Candidate,
+    CandidateSet,
     ReformulationConfig,
-    Response,
     Tokenization,
+    clean_candidate_text,
     reformulate,
 )
 
@@ -190,8 +196,10 @@ def candidate_prompts(
     num_wrong: int = 2,
 ) -> dict[str, list[dict]]:
     """BCQ and NCQ messages for ``question``, built by the project's reformulation from wrong "student" responses
-    and the correct "teacher" response, exactly as the trainer builds them for a hard question.
+    and the correct "teacher" response, by the builder the trainer uses for a hard question (`reformulate`).
 
+    The candidates are uncompressed (the toy has no teacher server): each ``Candidate`` is a raw response,
+    cleaned (``clean_candidate_text``), with its parsed final answer; NCQ lists those answers as the wrong ones.
     Returns ``{"bcq": messages, "ncq": messages}`` (a kind is missing if the reformulation skipped it).
     """
     wrong: list[str] = []
@@ -202,15 +210,19 @@ def candidate_prompts(
         if len(wrong) == num_wrong:
             break
     messages = plain_messages(question)
-    hard = HardQuestion(
+    students = [Candidate(clean_candidate_text(text), STUDENT, extract_final_answer(text), index=i)
+                for i, text in enumerate(wrong)]
+    right = solution(question)
+    candidates = CandidateSet(
         question_id=question_text(question),
         prompt=messages,
         prompt_length=tokens.count_text_tokens(messages[0]["content"]) + 8,  # + the chat template's few tokens
         ground_truth=answer_of(question),
-        student_responses=[Response(text, correct=False) for text in wrong],
-        teacher_responses=[Response(solution(question), correct=True)],
+        teacher=[Candidate(clean_candidate_text(right), TEACHER, extract_final_answer(right), index=0)],
+        student=students,
+        wrong_answers=[c.answer for c in students],
     )
-    result = reformulate([hard], step=rng.randrange(1 << 30), tokens=tokens,
+    result = reformulate([candidates], step=rng.randrange(1 << 30), tokens=tokens,
                          max_prompt_length=max_prompt_length, config=config)
     return {p.kind: p.messages for p in result.prompts}
 

@@ -2,8 +2,8 @@
 
 Their goals (timings) are checked by the scripts' own PASS/MISS lines, never here: these tests check that each
 script runs, prints its table and goal lines, writes its JSON report, and that what it measured is the work it
-claims (the lazy reformulation builds exactly what the old path built, the rollout generated every token asked
-for, a step's parts add up to the step).
+claims (the reformulation built a BCQ and an NCQ per question from every candidate, the rollout generated every
+token asked for, a step's parts add up to the step).
 """
 
 from __future__ import annotations
@@ -30,17 +30,20 @@ def _goal_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("PASS ", "MISS ", "SKIP "))]
 
 
-def test_bench_host_reduced_run_reports_every_goal_on_identical_work(tiny_assets, tmp_path):
+def test_bench_host_reduced_run_reports_every_goal_on_the_work_it_claims(tiny_assets, tmp_path):
     out = tmp_path / "host.json"
     result = _run("bench_host.py", "--smoke", "--tokenizer", str(tiny_assets["text-model"]), "--cpu", "-1",
                   "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert {row["section"] for row in report["rows"]} == {"reformulation", "buffer", "advantage"}
-    same = [row for row in report["rows"] if row["name"] == "before and after build identical prompts"]
-    assert same and same[0]["identical"] is True  # token ids + lazy decoding == decode everything first
-    built = next(row for row in report["rows"] if row["name"].startswith("after: reformulate"))
-    assert built["bcq_built"] > 0 and built["ncq_built"] > 0
+    sizes = report["settings"]["sizes"]
+    decoded = next(row for row in report["rows"] if row["name"].startswith("decode every wrong rollout"))
+    assert decoded["rollouts"] == sizes["questions"] * sizes["candidates"] > decoded["with_answer"] > 0
+    # Every question got its BCQ and its NCQ, the NCQ showing every wrong rollout that has a final answer.
+    built = next(row for row in report["rows"] if row["name"].startswith("reformulate: BCQ + NCQ"))
+    assert built["bcq_built"] == built["ncq_built"] == sizes["questions"] and built["skipped_for_length"] == 0
+    assert built["candidates_shown"] == 2 * sizes["questions"] + decoded["with_answer"]
     ratio = next(row for row in report["rows"] if row["name"] == "zppo / verl grpo")
     assert ratio["group_mode_max_abs_diff_vs_verl"] < 1e-5  # the estimators were timed on the same work
     # Every goal is reported, as a line and in the JSON, whatever the timing.

@@ -100,7 +100,7 @@ def test_warmup_questions_avoid_rl_and_heldout_and_hard_lengths_only_in_bcq():
 
 def test_candidate_prompts_are_the_projects_reformulation(monkeypatch):
     """The warm-up's BCQ/NCQ prompts come from recipe.zppo.algo.reformulation.reformulate with the trainer's config
-    (the paper's instruction texts), and a BCQ shows the correct solution as one of its candidates."""
+    (the paper's Fig. 17/18 templates), and a BCQ shows the correct solution as one of its candidates."""
     import benchmarks.toy.task as task_module
 
     calls = []
@@ -117,9 +117,15 @@ def test_candidate_prompts_are_the_projects_reformulation(monkeypatch):
     config = ReformulationConfig()
     bcq, ncq = built[BCQ][-1]["content"], built[NCQ][-1]["content"]
     assert bcq.startswith(task.question_text(question)) and bcq.endswith(ANSWER_CLOSER)
-    assert config.bcq_instruction in bcq and "Candidate A:" in bcq and "Candidate B:" in bcq
-    assert task.answer_of(question) in bcq
-    assert config.ncq_instruction in ncq and config.ncq_statement in ncq
+    # Fig. 17: two anonymous <candidate> blocks, the correct solution one of them (uncompressed in the toy).
+    assert config.bcq_instruction in bcq and bcq.count("<candidate>\n") == 2 == bcq.count("\n</candidate>")
+    assert "Candidate A" not in bcq and "<think>" not in bcq.split(ANSWER_CLOSER)[0]
+    assert "\\boxed{" + task.answer_of(question) + "}" in bcq
+    # Fig. 18: the wrong answers listed as boxes, then one <candidate> block per wrong response.
+    head, tail = config.ncq_instruction.split("{answers}")
+    assert head in ncq and tail in ncq and ncq.count("<candidate>\n") == 2
+    listed = ncq.split(head, 1)[1].split(tail, 1)[0]
+    assert listed.startswith("\\boxed{") and listed.count("\\boxed{") == 2
     assert "\\boxed{" + task.answer_of(question) + "}" not in ncq
 
 
