@@ -163,9 +163,9 @@ def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_p
     with pytest.raises(ConfigError) as error:
         check_config(config)
     assert reason in str(error.value) and "bare.parquet has no extra_info.teacher_responses" in str(error.value)
-    # The same data is fine with the online teacher, and for ZPPO itself (NCQ needs no teacher).
-    online = {"enable": True, "url": "http://127.0.0.1:1/v1", "model": "teacher"}
-    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": online}}}))
+    # The same data is fine with a teacher server, and for ZPPO itself (NCQ needs no teacher).
+    for server in ({"url": "http://127.0.0.1:1/v1", "model": "teacher"}, {"model": "Qwen/Qwen3.5-27B"}):
+        check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"server": server}}}))
     check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
     # And data with offline teacher responses passes.
     check_config(OmegaConf.merge(

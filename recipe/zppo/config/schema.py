@@ -1,11 +1,11 @@
 """ZPPO's typed configuration: the ``zppo.*`` and ``algorithm.zppo.*`` keys as dataclasses, defaults in one place.
 
 Like verl's own configs (``BaseConfig`` dataclasses), each node is a dataclass; the pure modules own theirs
-(``ReformulationConfig``, ``GuidanceConfig``, ``MatchingConfig``, ``OnlineTeacherConfig``, ``AdvantageOptions``)
-and this module composes them. ``register_schema`` puts the two roots into Hydra's ConfigStore, so that
-``zppo_trainer.yaml`` takes its ZPPO keys from here (an override of an unknown key or of a wrong type fails when
-Hydra composes), and ``load_zppo_config`` builds the dataclasses once, before Ray starts, where every value is
-checked: a bad one is a one-line error naming its key.
+(``ReformulationConfig``, ``GuidanceConfig``, ``MatchingConfig``, ``TeacherClientConfig``, ``TeacherServerConfig``,
+``AdvantageOptions``) and this module composes them. ``register_schema`` puts the two roots into Hydra's
+ConfigStore, so that ``zppo_trainer.yaml`` takes its ZPPO keys from here (an override of an unknown key or of a
+wrong type fails when Hydra composes), and ``load_zppo_config`` builds the dataclasses once, before Ray starts,
+where every value is checked: a bad one is a one-line error naming its key.
 
 Paper values (arXiv 2606.18216, Tab. 8 and App. C) are marked *paper*; choices where it is silent, *ours*.
 """
@@ -23,7 +23,8 @@ from ..algo.loss_weighting import MODES as LOSS_WEIGHTING_MODES
 from ..algo.reformulation import ReformulationConfig
 from ..baselines.compute_matching import MatchingConfig
 from ..baselines.teacher_guidance import GuidanceConfig
-from ..teacher.client import OnlineTeacherConfig
+from ..teacher.client import TeacherClientConfig
+from ..teacher.service import TeacherServerConfig
 
 ZPPO_SCHEMA = "zppo_schema"  # ConfigStore names, used in zppo_trainer.yaml's defaults list
 ADVANTAGE_SCHEMA = "zppo_advantage_schema"
@@ -95,9 +96,11 @@ class TransferConfig:
 
 @dataclass
 class TeacherConfig:
-    # Stored teacher responses are read from each row's extra_info.teacher_responses / teacher_correct. The online
-    # teacher (an OpenAI-compatible server) is asked only for hard questions without a stored correct response.
-    online: OnlineTeacherConfig = field(default_factory=OnlineTeacherConfig)
+    # Stored teacher responses are read from each row's extra_info.teacher_responses / teacher_correct.
+    # How the teacher server is asked (teacher/client.py)
+    client: TeacherClientConfig = field(default_factory=TeacherClientConfig)
+    # Which OpenAI-compatible server: a running url, or one the run starts for a model (teacher/service.py)
+    server: TeacherServerConfig = field(default_factory=TeacherServerConfig)
 
 
 @dataclass

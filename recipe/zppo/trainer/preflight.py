@@ -140,16 +140,16 @@ def _has_teacher_column(path: str) -> bool:
 
 
 def check_teacher_source(config: DictConfig, zppo) -> None:
-    """A method that needs a teacher (hint, prefix, BCQ only) gets one: offline responses or the online teacher."""
+    """A method that needs a teacher (hint, prefix, BCQ only) gets one: offline responses or a teacher server."""
     reason = teacher_required_by(zppo)
-    if reason is None or zppo.teacher.online.enable:
+    if reason is None or zppo.teacher.server.configured:
         return
     for path in expand_data_files(config.data.train_files):
         if path.endswith(".parquet") and os.path.exists(os.path.expanduser(path)) and not _has_teacher_column(path):
             raise ConfigError(
                 f"{reason} needs teacher responses, but data.train_files {path} has no extra_info.teacher_responses "
-                "and zppo.teacher.online.enable=false: add offline teacher responses (python -m "
-                "data_prep.teacher_responses) or enable the online teacher (zppo.teacher.online.*)"
+                "and no teacher server is set: add offline teacher responses (python -m data_prep.teacher_responses) "
+                "or set zppo.teacher.server.url (a running server) or zppo.teacher.server.model (one the run starts)"
             )
 
 

@@ -45,7 +45,6 @@ from ..algo.transfer import TransferTracker
 from ..baselines.compute_matching import KIND_EXTRA, ReferenceCurve, plan_extra_groups
 from ..baselines.teacher_guidance import HINT, PREFIX, build_hints, build_prefixes
 from ..config.schema import load_zppo_config
-from ..teacher.client import OnlineTeacher, TeacherRequest
 from .dataset import ZPPODataset
 from .rollouts import CORRECT_POSITION_KEY, as_list, read_rollouts
 
@@ -121,8 +120,6 @@ class ZPPOTrainer(PPOTrainerSync):
         )
         self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
         self.transfer = TransferTracker(self.zppo.transfer.delay_steps)
-        self.online_teacher = OnlineTeacher(self.zppo.teacher.online) if self.zppo.teacher.online.enable else None
-        self._teacher_stats_at_last_step: dict[str, int] = {}
         self._plain = zstep.PlainOutcome()  # this step's plain-prompt outcome: set in phase 1, read at the step end
         self._routes: list[str] = []  # reward routes of this step's rollouts
 
@@ -227,35 +224,13 @@ class ZPPOTrainer(PPOTrainerSync):
         return float(score) >= 0.5
 
     def _teacher_material(self, question_ids: list[str], metrics: dict) -> dict[str, list[Response]]:
-        """Teacher responses per hard question: stored ones, plus online ones where no stored one is correct."""
+        """Teacher responses per hard question: the stored ones, scored with the project's reward."""
         dataset = self.train_dataset
         with marked_timer("zppo/teacher", self.timing_raw):
-            material = {
+            return {
                 qid: [Response(text, ok) for text, ok in dataset.teacher_responses(qid, self._teacher_correct)]
                 for qid in question_ids
             }
-            if self.online_teacher is None:
-                return material
-            missing = [qid for qid, responses in material.items() if not any(r.correct for r in responses)]
-            requests = [TeacherRequest(qid, dataset.original_messages(qid), dataset.images_of(qid)) for qid in missing]
-            solved = 0
-            for result in self.online_teacher.responses(requests):
-                if result.error is not None:
-                    logger.warning("online teacher: question %s: %s", result.question_id, result.error)
-                    continue
-                row = dataset.row_of(result.question_id)
-                scored = [Response(text, self._teacher_correct(text, row)) for text in result.texts]
-                solved += any(r.correct for r in scored)
-                material[result.question_id] = material[result.question_id] + scored
-        stats = self.online_teacher.stats()
-        for name in ("requests", "cache_hits", "failures", "timeouts"):
-            metrics[f"zppo/teacher_online/{name}"] = float(
-                stats.get(name, 0) - self._teacher_stats_at_last_step.get(name, 0)
-            )
-        self._teacher_stats_at_last_step = dict(stats)
-        metrics["zppo/teacher_online/asked"] = float(len(missing))
-        metrics["zppo/teacher_online/solved"] = float(solved)
-        return material
 
     def _build_second_phase(self, hard_groups: list[zstep.Group], metrics: dict):
         """This step's second-phase items for the hard questions (BCQ/NCQ, and the baselines' prompts), and the
@@ -468,8 +443,6 @@ class ZPPOTrainer(PPOTrainerSync):
         state = {
             "global_steps": self.global_steps,
             "data_fingerprint": self.train_dataset.fingerprint,
-            # Answers already fetched from the online teacher: a resumed run does not ask again.
-            "online_teacher": self.online_teacher.state_dict() if self.online_teacher is not None else None,
             "compute": self.compute_ledger.state_dict(),  # cumulative rollouts/tokens continue after a resume
             "transfer": self.transfer.state_dict(),  # hard questions awaiting their next plain-prompt rollout
         }
@@ -504,7 +477,5 @@ class ZPPOTrainer(PPOTrainerSync):
         buffer_state = self.prompt_buffer.load(buffer_path)
         self.compute_ledger.load_state_dict(state.get("compute"))
         self.transfer.load_state_dict(state.get("transfer"))
-        if self.online_teacher is not None and state.get("online_teacher"):
-            self.online_teacher.load_state_dict(state["online_teacher"])
         print(f"[zppo] restored a prompt replay buffer of {len(self.prompt_buffer)} questions from {buffer_path} "
               f"(state sha256 {state_digest(buffer_state)[:16]})", flush=True)
