@@ -40,6 +40,13 @@ setup(
         "qwen-vl-utils",
         # python -m recipe.zppo.report draws its PNG plots with it (pure wheels, no torch).
         "matplotlib",
+        # The teacher client (recipe/zppo/teacher/client.py); transformers serve needs openai>=1.98 itself.
+        "openai>=1.98",
+        # `transformers serve`, the CPU teacher server (teacher/service.py): what transformers' `serving` extra
+        # checks for (is_serve_available), listed here rather than the extra, which also names torch.
+        "fastapi",
+        "uvicorn",
+        "pydantic>=2",
     ],
     extras_require={
         # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).

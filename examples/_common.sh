@@ -5,7 +5,7 @@
 #   TEACHER_DATA folder of data_prep.teacher_responses' output for those shards (default: $DATA, i.e. responses
 #                written in place of the builder's shards); TRAIN_FILES / VAL_FILES override both
 #   TEACHER_URL  OpenAI-compatible endpoint of the Qwen3.5-27B teacher (e.g. `vllm serve Qwen/Qwen3.5-27B`):
-#                turns on the online teacher for hard questions without a stored correct response
+#                the teacher server (zppo.teacher.server.url) for hard questions without a stored correct response
 #   TEACHER_MODEL  served model name at TEACHER_URL (default Qwen/Qwen3.5-27B)
 #   OUT          checkpoint/metrics folder (default $HOME/zppo_runs/<experiment>)
 #   ZPPO_DRY_RUN=1  print the command's Hydra overrides (one per line) instead of running it; the test suite uses
@@ -33,8 +33,7 @@ zppo_common_args() {
         "trainer.experiment_name=$experiment" "trainer.default_local_dir=${OUT:-$HOME/zppo_runs/$experiment}"
     )
     if [[ -n "${TEACHER_URL:-}" ]]; then
-        ZPPO_ARGS+=(zppo.teacher.online.enable=true "zppo.teacher.online.url=$TEACHER_URL"
-                    "zppo.teacher.online.model=$TEACHER_MODEL")
+        ZPPO_ARGS+=("zppo.teacher.server.url=$TEACHER_URL" "zppo.teacher.server.model=$TEACHER_MODEL")
     fi
 }
 

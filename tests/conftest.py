@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,11 +35,25 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(tmp_path_factory) -> dict[str, Path]:
+def tiny_dir(tmp_path_factory) -> Path:
+    """Where the session's tiny artefacts are built (``data_prep.tiny`` layout)."""
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tiny_dir) -> dict[str, Path]:
     """The four tiny artefacts (text/VL model, text/image data), built once per test session."""
     from data_prep.tiny import build_all
 
-    return build_all(tmp_path_factory.mktemp("tiny"), teacher_responses=2)
+    return build_all(tiny_dir, teacher_responses=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tiny_dir) -> Path:
+    """The tiny Qwen3 text model alone (the same folder as ``tiny_assets["text-model"]``: built once)."""
+    from data_prep.tiny import artefact_paths, build_text_model
+
+    return build_text_model(artefact_paths(tiny_dir)["text-model"])
 
 
 @pytest.fixture(scope="session")
@@ -67,41 +80,15 @@ def run_main(args: list[str], *, ray_address: str | None, cwd: Path, timeout: in
 
 
 def start_teacher_server(model: Path, log_path: Path, *extra_args: str, timeout_s: float = 120):
-    """Start ``python -m recipe.zppo.teacher_server`` on a free loopback port; returns (process, base url).
+    """Start ``transformers serve`` on the CPU with ``model`` on a free loopback port (``TeacherService``).
 
-    The caller stops the process (``stop_process``). Fails with the server's log if it does not come up in time.
+    Returns (service, base url ending in /v1, model name for requests: the model's absolute path); the caller
+    stops it with ``service.stop()``. Fails with the server's log tail if it does not come up in time.
     """
-    import selectors
+    from recipe.zppo.teacher.service import TeacherServerConfig, TeacherService
 
-    with open(log_path, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "recipe.zppo.teacher.server", "--model", str(model), "--port", "0",
-             "--threads", "1", "--seed", "0", *extra_args],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline, url = time.monotonic() + timeout_s, None
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        if selector.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if line.startswith("teacher server ready on "):
-                url = line.split(" on ", 1)[1].strip()
-    selector.close()
-    if url is None:
-        stop_process(proc)
-        raise RuntimeError(
-            f"teacher server did not come up in {timeout_s:.0f} s:\n{Path(log_path).read_text()[-3000:]}")
-    return proc, url
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    if proc.stdout:
-        proc.stdout.close()
+    config = TeacherServerConfig(model=str(model), engine="transformers", extra_args=list(extra_args),
+                                 startup_timeout_s=timeout_s)
+    service = TeacherService(config, log_path)
+    url, name = service.start()
+    return service, url, name

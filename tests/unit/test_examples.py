@@ -64,9 +64,8 @@ def test_zppo_scripts_compose(script, teacher_url):
     assert config.trainer.n_gpus_per_node == 8 and config.actor_rollout_ref.rollout.name == "vllm"
     train_files = config.data.train_files
     assert list(train_files) == ["/data/zppo77k/train-*.parquet"] or train_files == "/data/zppo77k/train-*.parquet"
-    assert config.zppo.teacher.online.enable == bool(teacher_url)
-    if teacher_url:
-        assert config.zppo.teacher.online.url == teacher_url
+    assert config.zppo.teacher.server.url == (teacher_url or "")
+    assert config.zppo.teacher.server.model == ("Qwen/Qwen3.5-27B" if teacher_url else "")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -82,7 +82,10 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path):
          "would refill failed BCQ/NCQ groups with fresh questions"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n must be >= 2"),
         ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5: must be in [0, 1]"),
-        ("zppo.reformulation.ncq_max_candidates=0", "zppo.reformulation.ncq_max_candidates must be >= 1"),
+        ("zppo.reformulation.seed=-1", "zppo.reformulation.seed must be >= 0"),
+        ("zppo.teacher.rollouts=0", "zppo.teacher: rollouts and max_tokens must be >= 1"),
+        ("zppo.teacher.source=cached", "zppo.teacher.source='cached'"),
+        ("zppo.dump_prompts=-2", "zppo.dump_prompts=-2"),
     ],
 )
 def test_settings_that_break_zppo_are_refused_before_ray(tiny_assets, tmp_path, override, message):
@@ -153,23 +156,35 @@ def _without_teacher_responses(source, target):
     [
         ({"zppo": {"guidance": {"mode": "prefix"}}}, "zppo.guidance.mode=prefix"),
         ({"zppo": {"guidance": {"mode": "hint"}}}, "zppo.guidance.mode=hint"),
-        ({"zppo": {"reformulation": {"build_bcq": True, "build_ncq": False}}}, "BCQ only"),
+        ({"zppo": {"teacher": {"source": "offline"}, "reformulation": {"build_bcq": True, "build_ncq": False}}},
+         "BCQ only"),
     ],
 )
-def test_method_that_needs_a_teacher_refuses_data_without_one(tiny_assets, tmp_path, overrides, reason):
+def test_a_method_that_reads_stored_teacher_responses_refuses_data_without_them(tiny_assets, tmp_path, overrides,
+                                                                                reason):
     data = tiny_assets["text-data"]
     bare = _without_teacher_responses(data / "train.parquet", tmp_path / "bare.parquet")
     config = OmegaConf.merge(_config(tiny_assets["text-model"], bare, data / "val.parquet"), overrides)
     with pytest.raises(ConfigError) as error:
         check_config(config)
     assert reason in str(error.value) and "bare.parquet has no extra_info.teacher_responses" in str(error.value)
-    # The same data is fine with the online teacher, and for ZPPO itself (NCQ needs no teacher).
-    online = {"enable": True, "url": "http://127.0.0.1:1/v1", "model": "teacher"}
-    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"online": online}}}))
+    # ZPPO itself draws its teacher's responses fresh from the served teacher: the same data is fine.
     check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
-    # And data with offline teacher responses passes.
+    # And data with stored teacher responses passes.
     check_config(OmegaConf.merge(
         _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))
+
+
+def test_zppo_without_a_teacher_to_serve_is_refused_before_ray(tiny_assets):
+    data = tiny_assets["text-data"]
+    config = _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet")
+    with pytest.raises(ConfigError, match="zppo.teacher.server.model is empty"):
+        check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"server": {"model": ""}}}}))
+    for server in ({"url": "http://127.0.0.1:1/v1", "model": ""}, {"model": "Qwen/Qwen3.5-27B-FP8"}):
+        check_config(OmegaConf.merge(config, {"zppo": {"teacher": {"server": server}}}))
+    # No teacher at all: stored responses, raw candidates (a documented deviation) need no server.
+    check_config(OmegaConf.merge(config, {"zppo": {"teacher": {
+        "server": {"model": ""}, "source": "offline", "compression": {"enable": False}}}}))
 
 
 def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):

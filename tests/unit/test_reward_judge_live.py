@@ -1,11 +1,16 @@
-"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``recipe.zppo.teacher.server``
-serving the tiny text model, started and stopped by this module, plus the hung (timeout) and down cases.
+"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``transformers serve`` of the
+tiny text model (started and stopped by this module through ``TeacherService``), plus the hung (timeout) and
+down cases.
 
 The tiny model is random apart from the answer format, so its greedy reply to the judge prompt is not expected to
 be a verdict. What ``recipe.zppo.reward.judge`` then does is exact and documented: route ``judge_unavailable``,
 reason ``judge_bad_reply``, score 0, and nothing cached (only verdicts are). The expected outcome is computed from
 the server's own reply to the same request (``parse_verdict``), so the verdict path (``judge`` then
 ``judge_cached``) is asserted instead if the reply ever parses.
+
+``transformers serve`` has no request counter: the requests it served are counted from its access log (one
+``POST /v1/chat/completions ... <status>`` line each). Its model name is the model's path (it has no
+``--served-model-name``), and it answers an unknown model name with HTTP 400 (vLLM: 404).
 
 Tests run in file order; the last one stops the server. Every wait is bounded.
 """
@@ -14,9 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -26,29 +31,46 @@ import pytest
 from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
 from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
+from recipe.zppo.teacher.service import TeacherService
 
-from ..conftest import start_teacher_server, stop_process
+from ..conftest import start_teacher_server
 
-SERVED = "tiny-judge"
-MAX_TOKENS = 16  # the judge's request max_tokens (server cap 32): a few ms of generation per call
+MAX_TOKENS = 16  # the judge's request max_tokens: a few ms of generation per call
 UNPARSEABLE = ("<think>I looked at the image and worked it out.</think>\n"
                "The object on the left is larger than the one on the right,\nso it must be the dog.")
 EXTRA = {"reward_type": "string_match", "question": "What animal is shown?"}
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_ACCESS = re.compile(r'"POST /v1/chat/completions HTTP/[\d.]+" (\d{3})')
 
 
 class LiveServer:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path):
-        self.proc, self.url, self.log = proc, url, log
+    def __init__(self, service: TeacherService, v1: str, model: str, log: Path):
+        self.service, self.v1, self.model, self.log = service, v1, model, log
+        self.pid = service.process.pid
 
     @property
-    def v1(self) -> str:
-        return self.url + "/v1"
+    def port(self) -> int:
+        return int(self.v1.rsplit(":", 1)[1].split("/", 1)[0])
 
-    def stats(self) -> dict:
-        assert self.proc.poll() is None, f"the judge server is not running:\n{self.log.read_text()[-2000:]}"
-        with _NO_PROXY.open(self.url + "/stats", timeout=10) as response:
-            return json.loads(response.read())
+    def _count(self) -> dict:
+        statuses = [int(code) for code in _ACCESS.findall(self.log.read_text(errors="replace"))]
+        return {"requests": len(statuses), "ok": sum(code == 200 for code in statuses),
+                "errors": sum(code != 200 for code in statuses)}
+
+    def stats(self, settle_s: float = 0.3, timeout_s: float = 10.0) -> dict:
+        """Requests served so far, from the access log, once it stops changing (a line lands just after its reply)."""
+        assert self.service.process is not None and self.service.process.poll() is None, (
+            f"the judge server is not running:\n{self.log.read_text()[-2000:]}")
+        deadline = time.monotonic() + timeout_s
+        last, since = self._count(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self._count()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= settle_s:
+                break
+        return last
 
     def chat(self, payload: dict) -> dict:
         request = urllib.request.Request(self.v1 + "/chat/completions", data=json.dumps(payload).encode(),
@@ -57,35 +79,28 @@ class LiveServer:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # in case a test left it stopped
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.service.process is not None:
+            os.kill(self.pid, signal.SIGCONT)  # in case a test left it stopped
+        self.service.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tiny_assets, tmp_path_factory):
-    """``python -m recipe.zppo.teacher_server`` with the tiny text model on a free loopback port."""
+def server(tiny_text_model, tmp_path_factory):
+    """``transformers serve`` with the tiny text model on a free loopback port."""
     log = tmp_path_factory.mktemp("judge_server") / "server.log"
-    proc, url = start_teacher_server(tiny_assets["text-model"], log, "--served-model-name", SERVED,
-                                     "--max-tokens", "32")
-    live = LiveServer(proc, url, log)
+    service, v1, model = start_teacher_server(tiny_text_model, log)
+    live = LiveServer(service, v1, model, log)
     try:
         yield live
     finally:
         live.stop()
-        stop_process(proc)
 
 
 pytestmark = pytest.mark.usefixtures("fresh_judge")  # tests/unit/conftest.py
 
 
 def judge_kwargs(server: LiveServer, **extra) -> dict:
-    return {"judge_url": server.v1, "judge_model": SERVED, "judge_timeout_s": 20, "judge_max_retries": 0,
+    return {"judge_url": server.v1, "judge_model": server.model, "judge_timeout_s": 20, "judge_max_retries": 0,
             "judge_max_tokens": MAX_TOKENS, **extra}
 
 
@@ -100,7 +115,7 @@ def test_unparseable_answer_is_judged_by_the_live_server(server):
 
     # the tiny model's own reply to exactly the request the judge sends (greedy: deterministic)
     tail = extract_answer(UNPARSEABLE).answer_part
-    reply = server.chat({"model": SERVED, "messages": build_messages(EXTRA["question"], "dog", tail),
+    reply = server.chat({"model": server.model, "messages": build_messages(EXTRA["question"], "dog", tail),
                          "temperature": 0.0, "max_tokens": MAX_TOKENS})
     content = reply["choices"][0]["message"]["content"]
     verdict = parse_verdict(content)
@@ -115,8 +130,8 @@ def test_unparseable_answer_is_judged_by_the_live_server(server):
     for result in (first, second):
         assert tuple(result) == RESULT_KEYS and result["pred"] == ""
         assert result["score"] == result["acc"] and result["score"] in (0.0, 1.0)
-    # the request reached the live server and was answered (a wrong model name would be a 404 error)
-    assert delta(before, after_first) == {"requests": 1, "completions": 1, "choices": 1, "errors": 0}
+    # the request reached the live server and was answered (a wrong model name would be an HTTP error)
+    assert delta(before, after_first) == {"requests": 1, "ok": 1, "errors": 0}
     client = get_client(judge_config_from(kw, environ={}))
     if verdict is None:  # what the tiny model does: an unusable reply, not cached, asked again
         assert (first["route"], first["reason"], first["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
@@ -130,12 +145,13 @@ def test_unparseable_answer_is_judged_by_the_live_server(server):
         assert (client.stats.requests, client.stats.verdicts, client.stats.cache_hits) == (1, 1, 1)
 
 
-def test_unknown_model_name_is_a_404_not_retried(server):
+def test_unknown_model_name_is_an_http_error_not_retried(server):
     before = server.stats()
     result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **judge_kwargs(server, judge_model="no-such-model",
                                                                                judge_max_retries=2))
-    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_http_404", 0.0)
-    assert delta(before, server.stats()) == {"requests": 1, "completions": 0, "choices": 0, "errors": 1}
+    # transformers serve: 400 ("Server is pinned to <model>"); vLLM would answer 404. Either is final.
+    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_http_400", 0.0)
+    assert delta(before, server.stats()) == {"requests": 1, "ok": 0, "errors": 1}
 
 
 def test_parseable_or_no_answer_responses_never_reach_the_judge(server):
@@ -156,27 +172,27 @@ def test_parseable_or_no_answer_responses_never_reach_the_judge(server):
 def test_hung_server_times_out_boundedly(server):
     before = server.stats()
     kw = judge_kwargs(server, judge_timeout_s=0.3, judge_max_retries=1)
-    os.kill(server.proc.pid, signal.SIGSTOP)  # the kernel still accepts connections; nobody answers
+    os.kill(server.pid, signal.SIGSTOP)  # the kernel still accepts connections; nobody answers
     try:
         start = time.perf_counter()
         result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
         elapsed = time.perf_counter() - start
     finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
+        os.kill(server.pid, signal.SIGCONT)
     assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_timeout", 0.0)
     assert elapsed < 3.0  # 2 attempts x 0.3 s + 0.25 s backoff
-    # both attempts were queued at the live server, which serves them once it runs again
-    deadline = time.monotonic() + 15
-    while delta(before, server.stats())["requests"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert delta(before, server.stats())["requests"] == 2
+    assert get_client(judge_config_from(kw, environ={})).stats.requests == 2  # both attempts were made
+    # uvicorn drops the queued requests whose client has gone; once it runs again the server answers new ones
+    again = compute_score("src", UNPARSEABLE, "cat", EXTRA, **judge_kwargs(server))
+    assert again["reason"] in ("judge", "judge_bad_reply")
+    assert delta(before, server.stats())["ok"] >= 1
 
 
 def test_server_down_is_a_connection_error_then_the_circuit_opens(server):
     """Last test: stops the module's server."""
     kw = judge_kwargs(server, judge_timeout_s=5, judge_max_retries=0, judge_fail_threshold=2, judge_cooldown_s=60)
     server.stop()
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     with socket.socket() as probe:  # nothing listens there any more
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     reasons = [compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)["reason"] for _ in range(3)]

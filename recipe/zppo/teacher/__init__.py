@@ -1,2 +1,2 @@
-"""The frozen teacher: a client of an OpenAI-compatible server, a small server for CPU runs, and the tokenization
-of stored teacher responses."""
+"""The frozen teacher: a client of an OpenAI-compatible chat-completions server (``client.py``) and the service
+that starts one for a run or uses one already running (``service.py``)."""
