@@ -108,7 +108,7 @@ def test_no_correct_teacher_rollout_means_no_teacher_candidate():
 @pytest.mark.parametrize("mode, reason", [("change", "compression_answer_changed"),
                                           ("garbage", "compression_no_summary"), ("fail", "failures")])
 def test_a_failed_compression_never_puts_an_uncompressed_candidate_in(mode, reason):
-    client = ScriptedTeacher(compress=mode)
+    client = ScriptedTeacher(answers=("5",), compress=mode)
     work, made = run(client)
     assert made["q"].teacher == [] and made["q"].student == []
     # every correct teacher rollout was tried in turn (4 here), then the two wrong student rollouts
@@ -154,6 +154,7 @@ def test_collect_never_waits_past_its_timeout_and_counts_what_it_left():
     made = work.collect(["q"], timeout_s=0.3)
     assert time.perf_counter() - started < 1.5 and work.counts["abandoned"] == 1
     assert made["q"].teacher == []
+    assert work._jobs["q"].done.wait(30)  # let the abandoned work end before the test's threads do
 
 
 def test_counters_survive_a_checkpoint():

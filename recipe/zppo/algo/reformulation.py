@@ -335,7 +335,7 @@ def ncq_content(question: str, wrong_answers: Sequence[str], candidates: Sequenc
 # The builder
 # ----------------------------------------------------------------------------------------------------------
 def _build(question: CandidateSet, kind: str, content_of: Callable[[str], str], shown: Sequence[Candidate],
-           tokens: Tokenization, config: ReformulationConfig) -> ReformulatedPrompt:
+           tokens: Tokenization | None, config: ReformulationConfig) -> ReformulatedPrompt:
     messages, user_index, content = _user_turn(question.prompt)
     question_text, _ = _question_part(content, config.answer_closer)
     new_content = content_of(question_text)
@@ -343,7 +343,9 @@ def _build(question: CandidateSet, kind: str, content_of: Callable[[str], str], 
         raise AssertionError("reformulation changed the number of media placeholders")
     messages[user_index]["content"] = new_content
     # The processor's length of the original prompt, changed by the text's (the caller's measure is exact).
-    estimated = question.prompt_length + tokens.count_text_tokens(new_content) - tokens.count_text_tokens(content)
+    # Skipped (tokens=None) when the caller measures every prompt anyway: counting twice costs as much again.
+    estimated = 0 if tokens is None else (
+        question.prompt_length + tokens.count_text_tokens(new_content) - tokens.count_text_tokens(content))
     return ReformulatedPrompt(
         question_id=question.question_id,
         kind=kind,
@@ -371,6 +373,7 @@ def reformulate(
     """
     config = config or ReformulationConfig()
     result = ReformulationResult(max_prompt_length=int(max_prompt_length), num_questions=len(questions))
+    counting = tokens if measure_prompt is None else None
 
     for question in questions:
         teacher, student = list(question.teacher), list(question.student)
@@ -387,15 +390,15 @@ def reformulate(
                 pair = [teacher[int(rng.integers(len(teacher)))], student[int(rng.integers(len(student)))]]
                 correct_first = bool(rng.integers(2))
                 shown = pair if correct_first else pair[::-1]
-                built = _build(question, BCQ, lambda q, s=shown: bcq_content(q, s, config), shown, tokens, config)
+                built = _build(question, BCQ, lambda q, s=shown: bcq_content(q, s, config), shown, counting, config)
                 built.correct_position = "A" if correct_first else "B"
                 result.prompts.append(built)
 
         if config.build_ncq:
             answers = list(question.wrong_answers) or [c.answer for c in student]
             result.prompts.append(
-                _build(question, NCQ, lambda q, a=answers, s=student: ncq_content(q, a, s, config), student, tokens,
-                       config)
+                _build(question, NCQ, lambda q, a=answers, s=student: ncq_content(q, a, s, config), student,
+                       counting, config)
             )
 
     if measure_prompt is not None:

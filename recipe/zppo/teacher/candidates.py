@@ -92,6 +92,7 @@ class QuestionMaterial:
 
     teacher: list[Candidate] = field(default_factory=list)
     student: list[Candidate] = field(default_factory=list)
+    wrong_answers: list[str] = field(default_factory=list)  # of every wrong rollout with one (NCQ lists them all)
     teacher_correct: int = 0  # correct teacher rollouts (or stored responses) found
 
 
@@ -224,6 +225,7 @@ class TeacherWork:
             if question_id in self._jobs:
                 return
             self._jobs[question_id] = job
+        job.material.wrong_answers = [r.answer for r in wrong if r.answer is not None]
         job.add()  # held until everything below is submitted, so the job cannot finish early
         try:
             for rollout in wrong:
@@ -307,7 +309,7 @@ class TeacherWork:
                                question_id)
             with job.lock:
                 out[question_id] = QuestionMaterial(list(job.material.teacher), list(job.material.student),
-                                                    job.material.teacher_correct)
+                                                    list(job.material.wrong_answers), job.material.teacher_correct)
         return out
 
     # ------------------------------------------------------------------ checkpoint

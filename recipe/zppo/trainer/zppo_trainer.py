@@ -318,12 +318,6 @@ class ZPPOTrainer(PPOTrainerSync):
         dataset, sets = self.train_dataset, []
         for group in hard:
             material = made[group.question_id]
-            wrong_answers = []
-            for rollout in group.rollouts:
-                if not rollout.acc:
-                    answer = extract_final_answer(self._tokens.decode(rollout.response_ids))
-                    if answer is not None:
-                        wrong_answers.append(answer)
             sets.append(CandidateSet(
                 question_id=group.question_id,
                 prompt=dataset.original_messages(group.question_id),
@@ -331,7 +325,7 @@ class ZPPOTrainer(PPOTrainerSync):
                 ground_truth=dataset.ground_truth(group.question_id),
                 teacher=material.teacher,
                 student=sorted(material.student, key=lambda c: c.index),  # rollout order, whatever finished first
-                wrong_answers=wrong_answers,
+                wrong_answers=material.wrong_answers,
             ))
         return sets
 
