@@ -38,5 +38,6 @@ def test_config_files_are_found_by_hydra(tmp_path):
     assert config.algorithm.adv_estimator == "zppo"
     assert config.trainer.v1.trainer_mode == "zppo"
     assert config.actor_rollout_ref.rollout.name == "hf" and config.trainer.device == "cpu"
-    assert config.zppo.reformulation.bcq_instruction.startswith("Here are two responses to the question above.")
+    assert config.zppo.reformulation.bcq_instruction.startswith("Here are two candidate responses in <candidate>")
+    assert config.zppo.teacher.rollouts == 4 and config.zppo.teacher.server.model.endswith("models/tiny-teacher")
     assert "ppo_mini_batch_size" in config.actor_rollout_ref.actor  # verl's own keys are there too

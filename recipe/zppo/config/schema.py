@@ -157,6 +157,8 @@ def register_schema() -> None:
 def _build(schema: type, values: Any, root: str):
     """``values`` (a DictConfig or a mapping) checked against ``schema`` and built into it."""
     try:
+        if OmegaConf.is_config(values):  # resolved where it sits: its interpolations may point outside it
+            values = OmegaConf.to_container(values, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(schema), values if values is not None else {})
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
