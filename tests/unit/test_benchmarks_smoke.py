@@ -73,7 +73,7 @@ def _step(number, **timings):
 
 def test_step_split_adds_up_and_separates_the_phases():
     zppo = [_step(s, step=13.0, gen=6.0, **{"zppo/reformulate": 1.0, "zppo/gen_phase2": 2.0,
-                                                  "zppo/teacher": 0.2, "zppo/length_check": 0.3,
+                                                  "zppo/teacher_wait": 0.2, "zppo/length_check": 0.3,
                                                   "zppo/buffer": 0.1, "zppo/adv_estimator": 0.05},
                   old_log_prob=1.0, adv=0.5, update_actor=2.0, update_weights=0.1) for s in (1, 2, 3, 4)]
     summary = bench_step.summarise_run(zppo, warmup=1)
@@ -81,7 +81,7 @@ def test_step_split_adds_up_and_separates_the_phases():
     assert summary["steps_measured"] == [2, 3, 4]
     assert split["step"] == pytest.approx(13.0) and summary["step_median_s"] == 13.0
     assert split["gen_phase1"] == pytest.approx(3.0) and split["gen_phase2"] == pytest.approx(2.0)
-    assert split["reformulation"] == pytest.approx(0.5)  # the length check and teacher scoring are split off
+    assert split["reformulation"] == pytest.approx(0.5)  # the length check and the wait for the teacher are split off
     assert split["adv_estimator"] == pytest.approx(0.05) and split["adv_io"] == pytest.approx(0.45)
     parts = sum(value for key, value in split.items() if key != "step")
     assert parts == pytest.approx(split["step"])
