@@ -4,9 +4,11 @@
 #   DATA         folder of the ZPPO-77K builder's output (data_prep.build_zppo77k: train-*.parquet shards, val.parquet)
 #   TEACHER_DATA folder of data_prep.teacher_responses' output for those shards (default: $DATA, i.e. responses
 #                written in place of the builder's shards); TRAIN_FILES / VAL_FILES override both
-#   TEACHER_URL  OpenAI-compatible endpoint of the Qwen3.5-27B teacher (e.g. `vllm serve Qwen/Qwen3.5-27B`):
-#                the teacher server (zppo.teacher.server.url) for hard questions without a stored correct response
-#   TEACHER_MODEL  served model name at TEACHER_URL (default Qwen/Qwen3.5-27B)
+#   TEACHER_MODEL  the frozen teacher (default Qwen/Qwen3.5-27B-FP8, the paper's). The run serves it itself with
+#                `vllm serve` on TEACHER_GPUS (default 6,7: the paper's 2 of every 8 GPUs, one replica per GPU) and
+#                trains the student on the other 6 (STUDENT_GPUS, default 0-5)
+#   TEACHER_URL  instead, an OpenAI-compatible endpoint already serving TEACHER_MODEL (e.g. `vllm serve` on other
+#                machines): the student then takes all 8 GPUs
 #   OUT          checkpoint/metrics folder (default $HOME/zppo_runs/<experiment>)
 #   ZPPO_DRY_RUN=1  print the command's Hydra overrides (one per line) instead of running it; the test suite uses
 #                this to compose every script's overrides with Hydra, without running anything.
@@ -16,7 +18,9 @@ DATA=${DATA:-$HOME/data/zppo77k}
 TEACHER_DATA=${TEACHER_DATA:-$DATA}
 TRAIN_FILES=${TRAIN_FILES:-$TEACHER_DATA/train-*.parquet}
 VAL_FILES=${VAL_FILES:-$DATA/val.parquet}
-TEACHER_MODEL=${TEACHER_MODEL:-Qwen/Qwen3.5-27B}
+TEACHER_MODEL=${TEACHER_MODEL:-Qwen/Qwen3.5-27B-FP8}
+TEACHER_GPUS=${TEACHER_GPUS:-6,7}
+STUDENT_GPUS=${STUDENT_GPUS:-0,1,2,3,4,5}
 
 # Shared by every scale: the paper's n=8 and thresholds (config defaults), prompt room for an NCQ (the question
 # and up to 8 compressed wrong rollouts of at most 512 tokens each, Figs 16 and 18), vLLM rollout, FSDP2 actor.
@@ -32,9 +36,24 @@ zppo_common_args() {
         trainer.save_freq=50 trainer.test_freq=50
         "trainer.experiment_name=$experiment" "trainer.default_local_dir=${OUT:-$HOME/zppo_runs/$experiment}"
     )
+    ZPPO_ARGS+=("zppo.teacher.server.model=$TEACHER_MODEL")
     if [[ -n "${TEACHER_URL:-}" ]]; then
-        ZPPO_ARGS+=("zppo.teacher.server.url=$TEACHER_URL" "zppo.teacher.server.model=$TEACHER_MODEL")
+        ZPPO_ARGS+=("zppo.teacher.server.url=$TEACHER_URL")
     fi
+}
+
+# GPUs of one node for the student (verl, through Ray) and, when the run serves the teacher, for the teacher.
+zppo_node_gpus() {
+    if [[ -n "${TEACHER_URL:-}" ]]; then
+        ZPPO_ARGS+=(trainer.n_gpus_per_node=8)
+        return
+    fi
+    local teacher_gpus
+    IFS=, read -ra teacher_gpus <<< "$TEACHER_GPUS"
+    export CUDA_VISIBLE_DEVICES=$STUDENT_GPUS  # what Ray and verl see; the teacher's server gets its own
+    ZPPO_ARGS+=("trainer.n_gpus_per_node=$(( $(tr -cd , <<< "$STUDENT_GPUS" | wc -c) + 1 ))"
+                zppo.teacher.server.engine=vllm "zppo.teacher.server.devices='$TEACHER_GPUS'"
+                "zppo.teacher.server.extra_args=[--data-parallel-size,${#teacher_gpus[@]}]")
 }
 
 # Per student size: micro-batch and rollout parallelism sized for 80 GB GPUs (H100/H200/A100-80G).
@@ -68,8 +87,9 @@ zppo_single_node() {
     local scale=$1
     shift
     ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=${MODEL:-$(zppo_default_model "$scale")}"
-               data.train_batch_size=128 actor_rollout_ref.actor.ppo_mini_batch_size=32
-               trainer.nnodes=1 trainer.n_gpus_per_node=8)
+               data.train_batch_size=96 actor_rollout_ref.actor.ppo_mini_batch_size=24
+               trainer.nnodes=1)
+    zppo_node_gpus
     zppo_common_args "zppo_qwen3_5_${scale/./_}"
     zppo_scale_args "$scale"
     zppo_launch "$@"

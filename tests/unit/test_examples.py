@@ -54,18 +54,23 @@ def test_script_is_valid_bash(script):
 
 
 @pytest.mark.parametrize("script", [s for s in GPU_SCRIPTS if s != "run_baselines_qwen3_5_2b.sh"])
-@pytest.mark.parametrize("teacher_url", [None, "http://teacher:8000/v1"], ids=["offline", "online"])
+@pytest.mark.parametrize("teacher_url", [None, "http://teacher:8000/v1"], ids=["served_by_the_run", "url"])
 def test_zppo_scripts_compose(script, teacher_url):
     env = {"TEACHER_URL": teacher_url} if teacher_url else {}
     overrides = _overrides(script, **env)
     config = _compose(overrides)
     _check_accepted(config)
     assert config.zppo_method.name == "zppo" and config.algorithm.adv_estimator == "zppo"
-    assert config.trainer.n_gpus_per_node == 8 and config.actor_rollout_ref.rollout.name == "vllm"
+    assert config.actor_rollout_ref.rollout.name == "vllm"
     train_files = config.data.train_files
     assert list(train_files) == ["/data/zppo77k/train-*.parquet"] or train_files == "/data/zppo77k/train-*.parquet"
-    assert config.zppo.teacher.server.url == (teacher_url or "")
-    assert config.zppo.teacher.server.model == ("Qwen/Qwen3.5-27B" if teacher_url else "")
+    server = config.zppo.teacher.server
+    assert server.url == (teacher_url or "") and server.model == "Qwen/Qwen3.5-27B-FP8"
+    if teacher_url:  # served elsewhere: the student takes the node
+        assert config.trainer.n_gpus_per_node == 8
+    else:  # the paper's layout: the run serves the teacher on 2 of the 8 GPUs (one replica each), the student on 6
+        assert config.trainer.n_gpus_per_node == 6 and server.engine == "vllm" and server.devices == "6,7"
+        assert list(server.extra_args) == ["--data-parallel-size", "2"]
 
 
 @pytest.mark.parametrize("method", METHODS)
