@@ -162,3 +162,38 @@ def test_counters_survive_a_checkpoint():
     restored = TeacherWork(ScriptedTeacher(), TeacherConfig())
     restored.load_state_dict(work.state_dict())
     assert restored.totals == work.totals and restored.totals["rollouts"] == 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real client against servers that fail: the step's teacher work ends, with what could be made, counted.
+@pytest.mark.parametrize("server_kind", ["refused", "silent", "malformed"])
+def test_failing_teacher_servers_end_the_work_with_counted_failures(server_kind):
+    from recipe.zppo.teacher.client import TeacherClient, TeacherClientConfig
+
+    from ..fake_openai import FakeOpenAIServer, SilentServer, closed_port
+
+    config = TeacherConfig(client=TeacherClientConfig(timeout_s=1.0, max_retries=1, max_concurrency=4))
+    if server_kind == "refused":
+        server, url = None, f"http://127.0.0.1:{closed_port()}"
+    elif server_kind == "silent":
+        server = SilentServer()
+        url = server.url
+    else:  # HTTP 200 with a body that is not a completion
+        server = FakeOpenAIServer(respond=lambda body: (200, b"{not json"))
+        url = server.url
+    client = TeacherClient(url, "teacher", config.client)
+    try:
+        work = TeacherWork(client, config, seed=0)
+        work.begin_step(1)
+        started = time.perf_counter()
+        work.start("q", QUESTION, [], wrong("6", "7"), is_five)
+        made = work.collect(["q"], timeout_s=60)
+        waited = time.perf_counter() - started
+    finally:
+        client.close()
+        if server is not None:
+            server.close()
+    # Nothing made, nothing hung, every request counted as a failure: 4 rollouts and 2 student compressions.
+    assert made["q"].teacher == [] and made["q"].student == [] and made["q"].wrong_answers == ["6", "7"]
+    assert work.counts["failures"] == 6 and work.counts["rollouts"] == 4 and work.counts["abandoned"] == 0
+    assert waited < 20
