@@ -22,6 +22,7 @@ ZPPO's decisions live in pure modules (``algo/``); this file only moves data bet
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -359,15 +360,17 @@ class ZPPOTrainer(PPOTrainerSync):
         max_prompt_length = int(self.config.data.max_prompt_length)
         built: dict[tuple[str, str], dict] = {}  # (question id, kind) -> item, made once while measuring it
 
+        # verl's dataset turns an item's messages into multimodal parts in place: it gets copies, so the built
+        # prompts keep their text (the prompt dump reads it).
         def measure(prompt) -> int:
-            item = self.train_dataset.item_for(prompt.question_id, prompt.kind, messages=prompt.messages)
+            item = self.train_dataset.item_for(prompt.question_id, prompt.kind, messages=copy.deepcopy(prompt.messages))
             built[(prompt.question_id, prompt.kind)] = item
             with marked_timer("zppo/length_check", self.timing_raw):
                 return self._processor_length(item)
 
         def item_of(prompt, correct_position: str = "") -> dict:
             item = built.get((prompt.question_id, prompt.kind)) or self.train_dataset.item_for(
-                prompt.question_id, prompt.kind, messages=prompt.messages
+                prompt.question_id, prompt.kind, messages=copy.deepcopy(prompt.messages)
             )
             item[CORRECT_POSITION_KEY] = correct_position
             return item
