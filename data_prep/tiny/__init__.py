@@ -36,9 +36,10 @@ from .datasets import (
 )
 from .models import TEXT_MODEL_CONFIG, VL_IMAGE_PROCESSOR, VL_TEXT_CONFIG, VL_VISION_CONFIG
 
-ARTEFACTS = ("text-model", "vl-model", "text-data", "vl-data")
+ARTEFACTS = ("text-model", "vl-model", "text-data", "vl-data", "teacher-model")
 ARTEFACT_DIRS = {
     "text-model": "models/tiny-qwen3",
+    "teacher-model": "models/tiny-teacher",
     "vl-model": "models/tiny-qwen3_5-vl",
     "text-data": "data/tiny_arith",
     "vl-data": "data/tiny_shapes",
@@ -55,6 +56,7 @@ __all__ = [
     "artefact_paths",
     "build_all",
     "build_text_dataset",
+    "build_teacher_model",
     "build_text_model",
     "build_vl_dataset",
     "build_vl_model",
@@ -121,6 +123,25 @@ def build_vl_model(
     return _timed("vl-model", out_dir, params, lambda d: write_vl_model(d, seed, warm_start_steps), force)
 
 
+def build_teacher_model(out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False,
+                        steps: int | None = None) -> Path:
+    """The tiny teacher (a larger Qwen3, the text model's tokenizer) taught the toy answers and the Fig. 16
+    compression format (``teacher.py``), in ``out_dir``."""
+    from .models import write_teacher_model
+    from .teacher import TEACHER_BATCH, TEACHER_LR, TEACHER_MODEL_CONFIG, TEACHER_STEPS
+
+    steps = TEACHER_STEPS if steps is None else steps
+    params = {
+        "seed": seed,
+        "steps": steps,
+        "batch": TEACHER_BATCH,
+        "lr": TEACHER_LR,
+        "config": TEACHER_MODEL_CONFIG,
+        "versions": _lib_versions("torch", "transformers", "tokenizers", "safetensors"),
+    }
+    return _timed("teacher-model", out_dir, params, lambda d: write_teacher_model(d, seed, steps), force)
+
+
 def build_text_dataset(
     out_dir: str | Path,
     seed: int = DEFAULT_SEED,
@@ -184,7 +205,7 @@ def build_all(
     teacher_responses: int = 0,
     force: bool = False,
 ) -> dict[str, Path]:
-    """Build the selected artefacts (default: all four) under ``out``; returns their paths."""
+    """Build the selected artefacts (default: all) under ``out``; returns their paths."""
     selected = list(ARTEFACTS if only is None else only)
     unknown = [k for k in selected if k not in ARTEFACTS]
     if unknown:
@@ -198,6 +219,8 @@ def build_all(
             result[kind] = build_text_model(paths[kind], seed, force=force)
         elif kind == "vl-model":
             result[kind] = build_vl_model(paths[kind], seed, force=force)
+        elif kind == "teacher-model":
+            result[kind] = build_teacher_model(paths[kind], seed, force=force)
         elif kind == "text-data":
             result[kind] = build_text_dataset(paths[kind], seed, teacher_responses=teacher_responses, force=force)
         else:

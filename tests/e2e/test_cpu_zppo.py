@@ -72,7 +72,11 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, ray_cluster, tmp_path)
 
     run_dir = tmp_path / "run"
     data = tiny_assets["text-data"]
+    # The project's reward; the tiny teacher's rollouts are all counted correct (it rarely solves a question), so
+    # that each hard question has a BCQ pool and the path through compression is exercised every step.
     args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1",
+                        f"reward.custom_reward_function.path={TEST_REWARDS}",
+                        "reward.custom_reward_function.name=project_reward_teacher_right",
                         teacher=tiny_assets["teacher-model"])
     first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
     assert first.returncode == 0, failure_context(first)
