@@ -135,11 +135,13 @@ class RayHead:
 # Runs
 # ---------------------------------------------------------------------------------------------------------------
 def ensure_tiny_assets(tiny_dir: Path) -> Path:
-    """The tiny text model and data (with 2 teacher responses per question, for BCQ), built if missing."""
-    from data_prep.tiny import build_text_dataset, build_text_model
+    """The tiny text model, its teacher and data (with 2 stored teacher responses per question, for the offline
+    run), built if missing."""
+    from data_prep.tiny import build_teacher_model, build_text_dataset, build_text_model
 
     model, data = tiny_dir / "models" / "tiny-qwen3", tiny_dir / "data" / "tiny_arith"
     build_text_model(model)
+    build_teacher_model(tiny_dir / "models" / "tiny-teacher")
     build_text_dataset(data, teacher_responses=2)
     return tiny_dir
 

@@ -42,10 +42,18 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_assets(tiny_dir) -> dict[str, Path]:
-    """The four tiny artefacts (text/VL model, text/image data), built once per test session."""
-    from data_prep.tiny import build_all
+    """The four tiny student-side artefacts (text/VL model, text/image data), built once per test session."""
+    from data_prep.tiny import ARTEFACTS, build_all
 
-    return build_all(tiny_dir, teacher_responses=2)
+    return build_all(tiny_dir, teacher_responses=2, only=[k for k in ARTEFACTS if k != "teacher-model"])
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_dir) -> Path:
+    """The tiny teacher (minutes to teach on 2 cores): built once, only for the tests that serve it."""
+    from data_prep.tiny import artefact_paths, build_teacher_model
+
+    return build_teacher_model(artefact_paths(tiny_dir)["teacher-model"])
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,14 @@
 Everything is built locally (no model or dataset hub) and deterministically: the same seed gives byte-identical
 files. Command line::
 
-    python -m data_prep.tiny --out DIR [--only text-model,vl-model,text-data,vl-data] [--seed 0]
+    python -m data_prep.tiny --out DIR [--only text-model,vl-model,text-data,vl-data,teacher-model] [--seed 0]
                              [--teacher-responses N] [--force]
 
 Layout under ``DIR`` (see ``artefact_paths``)::
 
     models/tiny-qwen3/        Qwen3 text model (AutoModelForCausalLM) + tokenizer
     models/tiny-qwen3_5-vl/   Qwen3.5 vision-language model (AutoModelForImageTextToText) + processor
+    models/tiny-teacher/      the CPU runs' teacher: answers the arithmetic set, compresses candidates (teacher.py)
     data/tiny_arith/          train.parquet, val.parquet   (text: "What is 17 + 25?")
     data/tiny_shapes/         train.parquet, val.parquet   (images: count circles, read a digit, name a shape)
 

@@ -67,7 +67,7 @@ def _check_teacher(step: dict, run_dir: Path, tokenizer) -> None:
             assert {c["source"] for c in prompt["candidates"]} == {"student"}
 
 
-def test_zppo_text_served_teacher_and_resume(tiny_assets, ray_cluster, tmp_path):
+def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_cluster, tmp_path):
     from transformers import AutoTokenizer
 
     run_dir = tmp_path / "run"
@@ -77,7 +77,7 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, ray_cluster, tmp_path)
     args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1",
                         f"reward.custom_reward_function.path={TEST_REWARDS}",
                         "reward.custom_reward_function.name=project_reward_teacher_right",
-                        teacher=tiny_assets["teacher-model"])
+                        teacher=tiny_teacher)
     first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
     assert first.returncode == 0, failure_context(first)
     steps = step_metrics(run_dir)
