@@ -57,7 +57,8 @@ def _student_like(rng: random.Random) -> tuple[str, str, str]:
 
 
 def teacher_examples(count: int, seed: int) -> list[tuple[list[dict], str]]:
-    """(messages, target) pairs, answers and compressions alternating."""
+    """(messages, target) pairs, answers and compressions alternating. Compression prompts are rendered without a
+    thinking block (as the run asks for them: ``zppo.teacher.compression.thinking=false``)."""
     rng = random.Random(f"tiny-teacher-{seed}")
     rows = build_text_rows(seed=seed)["train"]
     examples = []
@@ -67,11 +68,13 @@ def teacher_examples(count: int, seed: int) -> list[tuple[list[dict], str]]:
             messages = [dict(m) for m in row["prompt"]]
             examples.append((messages, teacher_answer(messages[-1]["content"], row["reward_model"]["ground_truth"])))
             continue
-        if rng.random() < 0.3:  # its own correct answers
+        if rng.random() < 0.3:  # its own correct answers, as the server returns them: with or without the think part
             row = rng.choice(rows)
             value = row["reward_model"]["ground_truth"]
             response = teacher_answer(row["prompt"][-1]["content"], value)
             reasoning = response.split("</think>")[0][len("<think>"):]
+            if rng.random() < 0.5:
+                response = response.split("</think>", 1)[1]
         else:
             response, reasoning, value = _student_like(rng)
         examples.append((compression_messages(response), f"<summary>{reasoning}\n\\boxed{{{value}}}</summary>"))
@@ -92,8 +95,9 @@ def teach(model_dir: Path, steps: int = TEACHER_STEPS, batch_size: int = TEACHER
         end = tokenizer.convert_tokens_to_ids("<|im_end|>")
         sequences = []
         for messages, target in teacher_examples(steps * batch_size, seed):
+            compressing = target.startswith("<summary>")
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=False)
+                                                   return_dict=False, enable_thinking=not compressing)
             sequences.append((prompt + tokenizer.encode(target, add_special_tokens=False) + [end], len(prompt)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         warmup = max(1, steps // 20)
