@@ -20,7 +20,10 @@ def test_bench_step_smoke_grpo_vs_zppo(tiny_assets, ray_cluster, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_step.py"), "--smoke", "--skip-fixed",
          "--ray-address", ray_cluster, "--tiny-dir", str(tiny_assets["text-model"].parents[1]),
-         "--workdir", str(tmp_path / "runs"), "--out", str(out), "--timeout", "900"],
+         "--workdir", str(tmp_path / "runs"), "--out", str(out), "--timeout", "900",
+         # The pipeline, not the teacher (tests/e2e/test_cpu_zppo.py runs the served teacher): stored teacher
+         # responses and raw candidates, so BCQ/NCQ prompts are built whatever the tiny teacher manages.
+         "--override", "zppo.teacher.source=offline", "--override", "zppo.teacher.compression.enable=false"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
