@@ -142,6 +142,9 @@ def run_overrides(arm: str, seed: int, size: Size, out: Path, data: dict) -> lis
         f"actor_rollout_ref.actor.optim.lr={size.lr}",
         f"data.seed={seed}",
         f"zppo.reformulation.seed={seed}",
+        # The toy's teacher is its stored solutions, shown uncompressed (no teacher model to serve).
+        "zppo.teacher.source=offline",
+        "zppo.teacher.compression.enable=false",
         *size.extra_overrides,
     ]
     if arm == "grpo_matched":

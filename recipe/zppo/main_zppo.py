@@ -97,8 +97,8 @@ def _start_teacher_service(config: DictConfig):
     from .teacher.service import TeacherService
 
     zppo = load_zppo_config(config)
-    if not zppo.needs_teacher_service or zppo.teacher.server.url:
-        return None
+    if not zppo.needs_teacher_service or zppo.teacher.server.url or config.trainer.get("val_only", False):
+        return None  # (an evaluation, trainer.val_only, builds no BCQ/NCQ prompt)
     log_path = os.path.join(config.trainer.default_local_dir, "teacher_server.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     service = TeacherService(zppo.teacher.server, log_path)
