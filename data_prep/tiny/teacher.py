@@ -23,19 +23,10 @@ import torch
 from recipe.zppo.algo.compression import compression_messages
 
 from .datasets import build_text_rows
+from .warm_start import train_on
 
-TEACHER_MODEL_CONFIG = {
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 32,
-    "max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-6,
-    "rope_theta": 1000000.0,
-    "tie_word_embeddings": True,
-}
+# What differs from the student's TEXT_MODEL_CONFIG (models.py merges the two): wider and deeper.
+TEACHER_MODEL_CONFIG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4}
 TEACHER_STEPS = 300
 TEACHER_BATCH = 16
 TEACHER_LR = 2e-3
@@ -103,25 +94,7 @@ def teach(model_dir: Path, steps: int = TEACHER_STEPS, batch_size: int = TEACHER
         warmup = max(1, steps // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-        pad = tokenizer.pad_token_id or 0
-        model.train()
-        loss_value = float("nan")
-        for step in range(steps):
-            chunk = sequences[step * batch_size:(step + 1) * batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (ids, prompt_len) in enumerate(chunk):
-                input_ids[row, :len(ids)] = torch.tensor(ids)
-                attention[row, :len(ids)] = 1
-                labels[row, prompt_len:len(ids)] = torch.tensor(ids[prompt_len:])  # loss on the answer only
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_value = float(loss.item())
+        loss_value = train_on(model, sequences, steps, batch_size, optimizer, tokenizer.pad_token_id or 0, schedule)
         model.eval()
         model.save_pretrained(model_dir)
         return loss_value

@@ -56,25 +56,35 @@ def warm_start(model_dir: Path, steps: int = 120, batch_size: int = 16, lr: floa
             full = prompt + tokenizer.encode(answer, add_special_tokens=False) + end
             sequences.append((full, len(prompt)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        pad = tokenizer.pad_token_id or 0
-        loss_value = float("nan")
-        for step in range(steps):
-            chunk = sequences[step * batch_size : (step + 1) * batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (ids, prompt_len) in enumerate(chunk):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                attention[row, : len(ids)] = 1
-                labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])  # loss on the answer only
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_value = float(loss.item())
+        loss_value = train_on(model, sequences, steps, batch_size, optimizer, tokenizer.pad_token_id or 0)
         model.eval()
         model.save_pretrained(model_dir)
         return loss_value
     finally:
         torch.set_num_threads(threads)
+
+
+def train_on(model, sequences: list[tuple[list[int], int]], steps: int, batch_size: int, optimizer, pad: int,
+             schedule=None) -> float:
+    """``steps`` supervised steps on ``(token ids, prompt length)`` pairs taken in order, loss on what follows the
+    prompt; returns the last batch's loss. Shared by the students' warm start and the tiny teacher (teacher.py)."""
+    model.train()
+    loss_value = float("nan")
+    for step in range(steps):
+        chunk = sequences[step * batch_size : (step + 1) * batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (ids, prompt_len) in enumerate(chunk):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])  # loss on the answer only
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        loss_value = float(loss.item())
+    return loss_value
