@@ -1,7 +1,8 @@
 """Tiny offline assets (data_prep.tiny): determinism, tokenizer and chat template, VL processor, forward and
 generate on CPU, verl's RLHFDataset on the parquet files, and the data set layout.
 
-One build per module (plus a second same-seed build and a different-seed model build for determinism).
+One build per module (plus a second same-seed build and a different-seed model build for determinism). The teacher
+model has its own tests (test_tiny_teacher.py): these build the four student-side artefacts only.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_PROMPT = 512
+STUDENT_ARTEFACTS = tuple(kind for kind in ARTEFACTS if kind != "teacher-model")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    return build_all(out, seed=0)
+    return build_all(out, seed=0, only=STUDENT_ARTEFACTS)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_byte_identical(assets, tmp_path):
-    other = build_all(tmp_path / "again", seed=0)
-    for kind in ARTEFACTS:
+    other = build_all(tmp_path / "again", seed=0, only=STUDENT_ARTEFACTS)
+    assert set(other) == set(STUDENT_ARTEFACTS) == set(ARTEFACTS) - {"teacher-model"}
+    for kind in STUDENT_ARTEFACTS:
         a, b = _files(assets[kind]), _files(other[kind])
         assert sorted(a) == sorted(b), kind
         for name in a:
