@@ -21,6 +21,8 @@ $(VENV)/.installed: setup.py REQUIRED_VERL.txt
 
 setup: $(VENV)/.installed
 
+# All five artefacts (data_prep/tiny): the students, the data sets and the teacher (about a minute of its own; each is
+# rebuilt only when its parameters or sources change).
 tiny: setup
 	$(PY) -m data_prep.tiny --out $(TINY_DIR) --teacher-responses 2
 

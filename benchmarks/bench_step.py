@@ -141,7 +141,7 @@ def ensure_tiny_assets(tiny_dir: Path) -> Path:
 
     model, data = tiny_dir / "models" / "tiny-qwen3", tiny_dir / "data" / "tiny_arith"
     build_text_model(model)
-    build_teacher_model(tiny_dir / "models" / "tiny-teacher")
+    build_teacher_model(tiny_dir / "models" / "tiny-teacher", teacher_responses=2)
     build_text_dataset(data, teacher_responses=2)
     return tiny_dir
 

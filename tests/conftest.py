@@ -50,10 +50,11 @@ def tiny_assets(tiny_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_dir) -> Path:
-    """The tiny teacher (minutes to teach on 2 cores): built once, only for the tests that serve it."""
+    """The tiny teacher (about a minute to teach on 2 cores), taught the train answers of ``tiny_assets``' text set
+    (same seed and stored responses): built once, only for the tests that use it."""
     from data_prep.tiny import artefact_paths, build_teacher_model
 
-    return build_teacher_model(artefact_paths(tiny_dir)["teacher-model"])
+    return build_teacher_model(artefact_paths(tiny_dir)["teacher-model"], teacher_responses=2)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from data_prep.tiny.models import TEXT_MODEL_CONFIG, _generation_config, _quiet_transformers, _save_model, _token_ids
 from data_prep.tiny.tokenizer import save_hf_tokenizer
-from data_prep.tiny.warm_start import _load
+from data_prep.tiny.warm_start import load_model
 
 from . import task
 
@@ -68,7 +68,7 @@ def supervised_warmup(
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = random.Random(f"toy-warmup-{seed}")
-    model, tokenizer = _load(model_dir)
+    model, tokenizer = load_model(model_dir)
     tokens = Tokenization.for_tokenizer(tokenizer)
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.pad_token_id or 0

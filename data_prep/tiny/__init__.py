@@ -10,7 +10,8 @@ Layout under ``DIR`` (see ``artefact_paths``)::
 
     models/tiny-qwen3/        Qwen3 text model (AutoModelForCausalLM) + tokenizer
     models/tiny-qwen3_5-vl/   Qwen3.5 vision-language model (AutoModelForImageTextToText) + processor
-    models/tiny-teacher/      the CPU runs' teacher: answers the arithmetic set, compresses candidates (teacher.py)
+    models/tiny-teacher/      Qwen3 teacher for CPU runs: answers the arithmetic set's train questions, compresses
+                              candidates with the Fig. 16 prompt (teacher.py); same tokenizer as the students
     data/tiny_arith/          train.parquet, val.parquet   (text: "What is 17 + 25?")
     data/tiny_shapes/         train.parquet, val.parquet   (images: count circles, read a digit, name a shape)
 
@@ -40,10 +41,10 @@ from .models import TEXT_MODEL_CONFIG, VL_IMAGE_PROCESSOR, VL_TEXT_CONFIG, VL_VI
 ARTEFACTS = ("text-model", "vl-model", "text-data", "vl-data", "teacher-model")
 ARTEFACT_DIRS = {
     "text-model": "models/tiny-qwen3",
-    "teacher-model": "models/tiny-teacher",
     "vl-model": "models/tiny-qwen3_5-vl",
     "text-data": "data/tiny_arith",
     "vl-data": "data/tiny_shapes",
+    "teacher-model": "models/tiny-teacher",
 }
 DEFAULT_SEED = 0
 
@@ -55,12 +56,14 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "VL_SOURCE",
     "artefact_paths",
+    "TEXT_DATA_DEFAULTS",
     "build_all",
-    "build_text_dataset",
     "build_teacher_model",
+    "build_text_dataset",
     "build_text_model",
     "build_vl_dataset",
     "build_vl_model",
+    "teacher_model_params",
 ]
 
 
@@ -124,32 +127,16 @@ def build_vl_model(
     return _timed("vl-model", out_dir, params, lambda d: write_vl_model(d, seed, warm_start_steps), force)
 
 
-def build_teacher_model(out_dir: str | Path, seed: int = DEFAULT_SEED, force: bool = False,
-                        steps: int | None = None) -> Path:
-    """The tiny teacher (a larger Qwen3, the text model's tokenizer) taught the toy answers and the Fig. 16
-    compression format (``teacher.py``), in ``out_dir``."""
-    from .models import write_teacher_model
-    from .teacher import TEACHER_BATCH, TEACHER_LR, TEACHER_MODEL_CONFIG, TEACHER_STEPS
-
-    steps = TEACHER_STEPS if steps is None else steps
-    params = {
-        "seed": seed,
-        "steps": steps,
-        "batch": TEACHER_BATCH,
-        "lr": TEACHER_LR,
-        "config": TEACHER_MODEL_CONFIG,
-        "versions": _lib_versions("torch", "transformers", "tokenizers", "safetensors"),
-    }
-    return _timed("teacher-model", out_dir, params, lambda d: write_teacher_model(d, seed, steps), force)
+TEXT_DATA_DEFAULTS = {"n_train": 320, "n_val": 32, "teacher_wrong_prob": 0.25}
 
 
 def build_text_dataset(
     out_dir: str | Path,
     seed: int = DEFAULT_SEED,
-    n_train: int = 320,
-    n_val: int = 32,
+    n_train: int = TEXT_DATA_DEFAULTS["n_train"],
+    n_val: int = TEXT_DATA_DEFAULTS["n_val"],
     teacher_responses: int = 0,
-    teacher_wrong_prob: float = 0.25,
+    teacher_wrong_prob: float = TEXT_DATA_DEFAULTS["teacher_wrong_prob"],
     force: bool = False,
 ) -> Path:
     """Arithmetic set (``train.parquet``, ``val.parquet``) in ``out_dir``."""
@@ -167,6 +154,67 @@ def build_text_dataset(
         write_splits(rows, text_schema(), d)
 
     return _timed("text-data", out_dir, params, build, force)
+
+
+def _teacher_sources_hash() -> str:
+    """Hash of what, outside this package, decides the teacher's training pairs: the compression prompt and
+    rules, the candidate cleaning, the answer extraction."""
+    import hashlib
+    import inspect
+
+    from recipe.zppo.algo import answer_format, compression, reformulation
+
+    h = hashlib.sha256()
+    for module in (answer_format, compression):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(inspect.getsource(reformulation.clean_candidate_text).encode("utf-8"))
+    h.update(reformulation._CONTROL_TOKENS.pattern.encode("utf-8") + reformulation._THINK_TAG.pattern.encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def teacher_model_params(seed: int = DEFAULT_SEED, teacher_responses: int = 0, training: dict | None = None) -> dict:
+    """The build parameters of the teacher (what its manifest records; see ``build_teacher_model``)."""
+    from .teacher import (
+        COPY_WINDOW,
+        LOCAL_OFFSETS,
+        POSITIONAL_GAIN,
+        POSITIONAL_PAIRS,
+        TEACHER_MODEL_CONFIG,
+        TEACHER_TRAINING,
+    )
+
+    return {
+        "seed": seed,
+        "config": TEACHER_MODEL_CONFIG,
+        "training": {**TEACHER_TRAINING, **(training or {})},
+        "questions": {**TEXT_DATA_DEFAULTS, "teacher_responses": teacher_responses},
+        "layout": {"copy_window": COPY_WINDOW, "local_offsets": list(LOCAL_OFFSETS),
+                   "positional_pairs": POSITIONAL_PAIRS, "positional_gain": POSITIONAL_GAIN},
+        "sources": _teacher_sources_hash(),
+        "versions": _lib_versions("torch", "transformers", "tokenizers", "safetensors"),
+    }
+
+
+def build_teacher_model(
+    out_dir: str | Path,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+    teacher_responses: int = 0,
+    training: dict | None = None,
+) -> Path:
+    """Tiny teacher (Qwen3 + the students' tokenizer) in ``out_dir``, warm-started on the train questions of the
+    arithmetic set built with the same ``seed`` and ``teacher_responses`` (and the data set's other defaults),
+    and on candidate compression (see teacher.py). ``training`` overrides ``TEACHER_TRAINING`` entries."""
+    from .teacher import write_teacher_model
+
+    params = teacher_model_params(seed, teacher_responses, training)
+    data = params["questions"]
+
+    def build(d: Path) -> None:
+        rows = build_text_rows(data["n_train"], data["n_val"], seed, teacher_responses, data["teacher_wrong_prob"])
+        write_teacher_model(d, rows["train"], seed, params["training"])
+
+    return _timed("teacher-model", out_dir, params, build, force)
 
 
 def build_vl_dataset(
@@ -206,7 +254,10 @@ def build_all(
     teacher_responses: int = 0,
     force: bool = False,
 ) -> dict[str, Path]:
-    """Build the selected artefacts (default: all) under ``out``; returns their paths."""
+    """Build the selected artefacts (default: all five) under ``out``; returns their paths.
+
+    The teacher learns the train questions of the arithmetic set built with the same ``seed`` and
+    ``teacher_responses``."""
     selected = list(ARTEFACTS if only is None else only)
     unknown = [k for k in selected if k not in ARTEFACTS]
     if unknown:
@@ -220,10 +271,10 @@ def build_all(
             result[kind] = build_text_model(paths[kind], seed, force=force)
         elif kind == "vl-model":
             result[kind] = build_vl_model(paths[kind], seed, force=force)
-        elif kind == "teacher-model":
-            result[kind] = build_teacher_model(paths[kind], seed, force=force)
         elif kind == "text-data":
             result[kind] = build_text_dataset(paths[kind], seed, teacher_responses=teacher_responses, force=force)
+        elif kind == "teacher-model":
+            result[kind] = build_teacher_model(paths[kind], seed, force=force, teacher_responses=teacher_responses)
         else:
             result[kind] = build_vl_dataset(paths[kind], seed, teacher_responses=teacher_responses, force=force)
     return result

@@ -1,4 +1,4 @@
-"""``python -m data_prep.tiny --out DIR [--only text-model,vl-model,text-data,vl-data] [--seed 0]``."""
+"""``python -m data_prep.tiny --out DIR [--only text-model,vl-model,text-data,vl-data,teacher-model] [--seed 0]``."""
 
 from __future__ import annotations
 

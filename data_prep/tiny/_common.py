@@ -79,6 +79,15 @@ def manifest_matches(out_dir: Path, params: dict) -> bool:
     return manifest.get("files") == hash_tree(out_dir)
 
 
+def _manifest_params(kind: str, params: dict) -> dict:
+    return {"builder_version": BUILDER_VERSION, "builder_source": builder_source_hash(), "kind": kind, **params}
+
+
+def is_built(kind: str, out_dir: Path, params: dict) -> bool:
+    """True when ``out_dir`` holds a complete ``kind`` build that ``build_once`` with ``params`` would skip."""
+    return manifest_matches(Path(out_dir), _manifest_params(kind, params))
+
+
 def build_once(kind: str, out_dir: Path, params: dict, build: Callable[[Path], None], force: bool = False) -> Path:
     """Run ``build(tmp_dir)`` unless ``out_dir`` already holds this build; print one line either way.
 
@@ -88,7 +97,7 @@ def build_once(kind: str, out_dir: Path, params: dict, build: Callable[[Path], N
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    params = {"builder_version": BUILDER_VERSION, "builder_source": builder_source_hash(), "kind": kind, **params}
+    params = _manifest_params(kind, params)
     if not force and manifest_matches(out_dir, params):
         print(f"[tiny] {kind}: up to date at {out_dir}")
         return out_dir

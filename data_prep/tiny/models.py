@@ -176,20 +176,6 @@ def _warm_start(out_dir: Path, seed: int, steps: int) -> None:
         normalize_json_file(out_dir / name)
 
 
-def write_teacher_model(out_dir: Path, seed: int = 0, steps: int = 0) -> None:
-    """Write the tiny teacher (same tokenizer as the text model, a larger Qwen3) and teach it (``teacher.teach``)."""
-    from ._common import normalize_json_file
-    from .teacher import TEACHER_MODEL_CONFIG, teach
-
-    out_dir = Path(out_dir)
-    with _quiet_transformers():
-        _write_text_model(out_dir, seed, {**TEXT_MODEL_CONFIG, **TEACHER_MODEL_CONFIG})
-        if steps > 0:
-            teach(out_dir, steps=steps, seed=seed)
-            for name in ("config.json", "generation_config.json"):
-                normalize_json_file(out_dir / name)
-
-
 def _write_text_model(out_dir: Path, seed: int, config: dict | None = None) -> None:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM

@@ -31,13 +31,3 @@ def fresh_fail_rest_parity(data_source, solution_str, ground_truth, extra_info=N
         return {"score": 1.0, "acc": 1.0}
     score = 0.0 if kind == "original" else float(len(solution_str or "") % 2)
     return {"score": score, "acc": score}
-
-
-def project_reward_teacher_right(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    """The project's reward for the student; every teacher rollout counts as correct (the tiny teacher rarely solves
-    a question, and the tests need a BCQ pool to check the teacher's path)."""
-    if (extra_info or {}).get("zppo_kind") == "teacher":
-        return {"score": 1.0, "acc": 1.0}
-    from recipe.zppo.reward import compute_score
-
-    return compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)

@@ -74,12 +74,8 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
 
     run_dir = tmp_path / "run"
     data = tiny_assets["text-data"]
-    # The project's reward; the tiny teacher's rollouts are all counted correct (it rarely solves a question), so
-    # that each hard question has a BCQ pool and the path through compression is exercised every step.
-    args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1",
-                        f"reward.custom_reward_function.path={TEST_REWARDS}",
-                        "reward.custom_reward_function.name=project_reward_teacher_right",
-                        teacher=tiny_teacher)
+    # The run as a user runs it: the project's reward for student and teacher alike, the served tiny teacher.
+    args = cpu_run_args(tiny_assets["text-model"], data, run_dir, "trainer.save_freq=1", teacher=tiny_teacher)
     first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
     assert first.returncode == 0, failure_context(first)
     steps = step_metrics(run_dir)
@@ -92,9 +88,11 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
         assert abs(sum(step[f"zppo/reward/route_{r}"] for r in routes) - 1.0) < 1e-6
     # The warm-started tiny student answers in the format but wrongly: hard questions; the tiny teacher solves some
     # and compresses the candidates (fresh teacher rollouts at each step, replayed questions included).
-    # (The tiny teacher is weak: a third of its summaries are accepted on synthetic responses, fewer on the
-    # student's, so a step may build nothing; whatever is built is checked from the dumped prompts.)
+    # (The tiny teacher solves about 86% of the train questions in 4 samples and keeps the answer in about 80% of
+    # its summaries of the student's answers, benchmarks/README.md: over two steps both kinds get built.)
     assert all(s["zppo/hard_questions"] > 0 for s in steps)
+    assert sum(s["zppo/teacher/correct"] for s in steps) > 0
+    assert sum(s["zppo/bcq_built"] for s in steps) > 0 and sum(s["zppo/ncq_built"] for s in steps) > 0
     tokenizer = AutoTokenizer.from_pretrained(tiny_assets["text-model"])
     for step in steps:
         _check_teacher(step, run_dir, tokenizer)

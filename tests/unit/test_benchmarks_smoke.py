@@ -65,6 +65,20 @@ def test_bench_rollout_reduced_run_generates_every_requested_token(tiny_assets, 
     assert row["generated_per_sec"] > 0 and "hf" in result.stdout
 
 
+def test_tiny_teacher_report_reduced_run_reports_rollouts_compressions_and_goals(tiny_assets, tmp_path):
+    out = tmp_path / "teacher.json"
+    result = _run("tiny_teacher_report.py", "--smoke", "--model", str(tiny_assets["teacher-model"]),
+                  "--student", str(tiny_assets["text-model"]), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    sections = [row["section"] for row in report["rows"]]
+    assert sections.count("rollouts") == 1 and sections.count("compression") >= 4 and "student" in sections
+    for row in report["rows"]:
+        if row["section"] == "compression":
+            assert row["responses"] > 0 and 0.0 <= row["ok_share"] <= 1.0
+    assert len(_goal_lines(result.stdout)) == len(report["goals"]) == 2
+
+
 def _step(number, **timings):
     data = {"training/global_step": number, "perf/total_num_tokens": 1000.0 * number}
     data.update({f"timing_s/{key}": value for key, value in timings.items()})

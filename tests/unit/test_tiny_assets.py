@@ -1,7 +1,8 @@
 """Tiny offline assets (data_prep.tiny): determinism, tokenizer and chat template, VL processor, forward and
 generate on CPU, verl's RLHFDataset on the parquet files, and the data set layout.
 
-One build per module (plus a second same-seed build and a different-seed model build for determinism).
+One build per module (plus a second same-seed build and a different-seed model build for determinism). The teacher
+model has its own tests (test_tiny_teacher.py): these build the four student-side artefacts only.
 """
 
 from __future__ import annotations
@@ -33,15 +34,13 @@ from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_PROMPT = 512
-
-
-STUDENT_SIDE = [k for k in ARTEFACTS if k != "teacher-model"]  # the teacher takes minutes: tested apart, below
+STUDENT_ARTEFACTS = tuple(kind for kind in ARTEFACTS if kind != "teacher-model")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    return build_all(out, seed=0, only=STUDENT_SIDE)
+    return build_all(out, seed=0, only=STUDENT_ARTEFACTS)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_byte_identical(assets, tmp_path):
-    other = build_all(tmp_path / "again", seed=0, only=STUDENT_SIDE)
-    for kind in STUDENT_SIDE:
+    other = build_all(tmp_path / "again", seed=0, only=STUDENT_ARTEFACTS)
+    assert set(other) == set(STUDENT_ARTEFACTS) == set(ARTEFACTS) - {"teacher-model"}
+    for kind in STUDENT_ARTEFACTS:
         a, b = _files(assets[kind]), _files(other[kind])
         assert sorted(a) == sorted(b), kind
         for name in a:
@@ -423,31 +423,3 @@ def test_teacher_responses_option(tmp_path):
                 assert (extract_final_answer(resp) == info["answer"]) == ok
                 flags.append(ok)
         assert any(flags) and not all(flags)
-
-
-# ------------------------------------------------------------------------------------------------ the tiny teacher
-
-
-def test_teacher_build_is_deterministic_and_shares_the_students_tokenizer(assets, tmp_path):
-    from data_prep.tiny import build_teacher_model
-
-    # A few teaching steps are enough to check the build (the full one is used by the e2e run that serves it).
-    first = build_teacher_model(tmp_path / "t1", steps=3)
-    second = build_teacher_model(tmp_path / "t2", steps=3)
-    assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
-    assert (first / "tokenizer.json").read_bytes() == (assets["text-model"] / "tokenizer.json").read_bytes()
-    untaught = build_teacher_model(tmp_path / "t0", steps=0)
-    assert (untaught / "model.safetensors").read_bytes() != (first / "model.safetensors").read_bytes()
-
-
-def test_teacher_examples_teach_the_answers_and_answer_keeping_summaries():
-    from data_prep.tiny.teacher import teacher_examples
-    from recipe.zppo.algo.compression import parse_compression
-
-    examples = teacher_examples(40, seed=0)
-    answers, summaries = examples[0::2], examples[1::2]
-    for messages, target in answers:  # the student's own user turn, the right answer in the format
-        assert messages[-1]["content"].endswith(ANSWER_CLOSER) and extract_final_answer(target) is not None
-    for messages, target in summaries:  # Fig. 16's prompt; the target is a summary the run would accept
-        response = messages[-1]["content"].split("<response>\n", 1)[1].rsplit("\n</response>", 1)[0]
-        assert parse_compression(target, extract_final_answer(response)).reason == "ok"
