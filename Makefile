@@ -30,7 +30,7 @@ tiny: setup
 ARGS ?=
 demo: tiny
 	ZPPO_TINY_DIR=$(TINY_DIR) $(PY) -m recipe.zppo.main_zppo preset=cpu trainer.default_local_dir=$(DEMO_DIR) \
-		trainer.save_freq=1 $(ARGS)
+		trainer.save_freq=1 zppo.console=steps $(ARGS)
 	@echo "Demo finished. Checkpoints: $(DEMO_DIR)/global_step_*  Metrics (JSON lines): $(DEMO_DIR)/metrics/"
 
 # ruff: line length 120 as verl, rules in pyproject.toml.

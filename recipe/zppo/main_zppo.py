@@ -129,6 +129,22 @@ def run(config: DictConfig) -> None:
     _apply_zppo_switch(config)
 
     _prepare_environment(config)
+    with _console(config):
+        _run_training(config)
+
+
+def _console(config: DictConfig):
+    """``zppo.console=steps``: ZPPO's lines and a progress bar on the terminal, the rest in <run dir>/run.log."""
+    import contextlib
+
+    from .console import StepConsole
+
+    if (config.get("zppo") or {}).get("console", "all") != "steps":
+        return contextlib.nullcontext()
+    return StepConsole(config.trainer.default_local_dir, config.trainer.get("total_training_steps"))
+
+
+def _run_training(config: DictConfig) -> None:
     try:
         teacher_service = _start_teacher_service(config)
     except RuntimeError as error:  # the server did not come up: its one-line reason, with its log's tail

@@ -120,6 +120,17 @@ def test_submitted_requests_all_come_back(real):
         assert client.stats()["requests"] == 6
 
 
+def test_served_reply_keeps_the_reasoning(real):
+    """transformers serve splits a reply at </think> and drops the reasoning from its JSON; the run's server
+    (transformers_serve.py) puts it back, and the client joins it to the answer as the teacher wrote it."""
+    _, url, model = real
+    with client_of(url, model, timeout_s=60) as client:
+        reply = client.chat(question(), max_tokens=48, temperature=0.0, thinking=True)
+    assert reply.error is None, reply.error
+    text = reply.completion.text
+    assert text.startswith("<think>") and "</think>" in text and len(text.split("</think>", 1)[0]) > len("<think>")
+
+
 # ------------------------------------------------------------------------------------------------ request shape
 
 
@@ -325,8 +336,8 @@ def test_service_commands_for_each_engine(tmp_path, monkeypatch):
     cfg = TeacherServerConfig(model="ckpt", engine="transformers", port=8123, extra_args=["--dtype", "float32"])
     service = TeacherService(cfg, tmp_path / "log")
     command = service.command()
-    assert os.path.basename(command[0]) == "transformers" and command[1] == "serve"
-    assert command[2:] == ["--host", "127.0.0.1", "--port", "8123", "--device", "cpu", str(model),
+    assert command[:4] == [sys.executable, "-m", "recipe.zppo.teacher.transformers_serve", "serve"]
+    assert command[4:] == ["--host", "127.0.0.1", "--port", "8123", "--device", "cpu", str(model),
                            "--dtype", "float32"]  # a local model path is made absolute (the server runs elsewhere)
     env = service.environment()
     assert env["HF_HUB_OFFLINE"] == "1" and "OMP_NUM_THREADS" in env
@@ -417,3 +428,19 @@ def test_stop_kills_the_server(real):
     service.stop()  # idempotent
     reply = client_of(url, model, max_retries=0).chat(question(), max_tokens=2, temperature=0.0)
     assert reply.error.startswith("connection failed")
+
+
+def test_reasoning_patch_adds_the_field_once():
+    from transformers.cli.serving.chat_completion import ChatCompletionHandler
+
+    from recipe.zppo.teacher.transformers_serve import REASONING_KEY, keep_reasoning_in_replies
+
+    keep_reasoning_in_replies()
+    patched = ChatCompletionHandler._build_completion
+    keep_reasoning_in_replies()  # idempotent
+    assert ChatCompletionHandler._build_completion is patched
+    reply = patched(None, "id-1", " \\boxed{5}", "m", finish_reason="stop", reasoning_content="2 + 3 = 5")
+    assert reply["choices"][0]["message"][REASONING_KEY] == "2 + 3 = 5"
+    assert reply["choices"][0]["message"]["content"] == " \\boxed{5}"
+    plain = patched(None, "id-2", "hello", "m", finish_reason="stop")
+    assert REASONING_KEY not in plain["choices"][0]["message"]

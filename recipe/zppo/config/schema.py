@@ -23,6 +23,7 @@ from ..algo.loss_weighting import MODES as LOSS_WEIGHTING_MODES
 from ..algo.reformulation import ReformulationConfig
 from ..baselines.compute_matching import MatchingConfig
 from ..baselines.teacher_guidance import GuidanceConfig
+from ..console import MODES as CONSOLE_MODES
 from ..teacher.candidates import ONLINE, TeacherConfig
 
 ZPPO_SCHEMA = "zppo_schema"  # ConfigStore names, used in zppo_trainer.yaml's defaults list
@@ -120,10 +121,14 @@ class ZPPOConfig:
     # Write each step's BCQ/NCQ prompts to <run dir>/zppo_prompts/step_<N>.jsonl: -1 all, 0 none, k the first k
     # of each kind. ours: -1
     dump_prompts: int = -1
+    # What the terminal shows: all (everything the run prints, as verl) or steps (the per-step [zppo] lines and a
+    # progress bar; the full output goes to <run dir>/run.log; console.py). ours: all (make demo uses steps)
+    console: str = "all"
 
     def __post_init__(self):
         _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
         _check(self.summary_every >= 0, "summary_every", self.summary_every, "must be >= 0")
+        _check(self.console in CONSOLE_MODES, "console", self.console, f"expected one of {CONSOLE_MODES}")
         _check(self.dump_prompts >= -1, "dump_prompts", self.dump_prompts, "must be -1 (all), 0 (none) or a count")
 
     @property

@@ -2,9 +2,10 @@
 
 Either an endpoint already running (``url``, e.g. ``vllm serve`` on the teacher's GPUs) or a server process the
 run starts and stops: ``vllm serve`` where CUDA and vLLM are available, ``transformers serve`` on the CPU
-(tests, the CPU demo). A started server runs in its own process group from a scratch directory, its output in
-the log file; ``start`` returns once ``GET /health`` (or ``/v1/models``) answers 200, and fails with a one-line
-reason and the log's tail if the process exits or ``startup_timeout_s`` passes.
+(tests, the CPU demo; started through ``transformers_serve.py``). A started server runs in its own process group
+from a scratch directory, its output in the log file; ``start`` returns once ``GET /health`` (or ``/v1/models``)
+answers 200, and fails with a one-line reason and the log's tail if the process exits or ``startup_timeout_s``
+passes.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ class TeacherService:
         if self.engine == "vllm":
             return [_console_script("vllm"), "serve", model, "--host", host, "--port", port,
                     "--served-model-name", model, *cfg.extra_args]
-        return [_console_script("transformers"), "serve", "--host", host, "--port", port, "--device", "cpu",
-                model, *cfg.extra_args]
+        # transformers serve, with the reasoning of a reply kept (transformers_serve.py says why).
+        return [sys.executable, "-m", "recipe.zppo.teacher.transformers_serve", "serve", "--host", host, "--port", port,
+                "--device", "cpu", model, *cfg.extra_args]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
