@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every method of the paper's comparison at one scale (Qwen3.5-2B student), one run per call, same data, same
 # budget of steps: METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
-#   grpo, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
+#   grpo, grpo_verl, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
 #   on_policy_distill, on_policy_distill_buffer, off_policy_distill        (table: examples/README.md)
 # One node of 8 x 80 GB GPUs. The on-policy distillation methods serve the Qwen3.5-27B teacher (TEACHER_PATH) on
 # 2 of the 8 GPUs (its own resource pool) and train the student on the other 6; zppo, grpo_buffer_bcq and

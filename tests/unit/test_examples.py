@@ -85,6 +85,50 @@ def test_baseline_script_composes_every_method(method, tmp_path):
         _check_accepted(config)
 
 
+def _leaves(node, prefix: str = "") -> dict:
+    """Every leaf of a composed config as {dotted key: value} (interpolations left unresolved)."""
+    container = OmegaConf.to_container(node, resolve=False) if not isinstance(node, dict) else node
+    out = {}
+    for key, value in container.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _differences(a, b) -> set[str]:
+    left, right = _leaves(a), _leaves(b)
+    return {key for key in left.keys() | right.keys() if left.get(key, "<absent>") != right.get(key, "<absent>")}
+
+
+DISTILLATION_METHODS = {"on_policy_distill", "on_policy_distill_buffer", "off_policy_distill"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_rl_method_uses_the_two_step_estimator(method):
+    # App. D.2: "GRPO is identical to ZPPO with BCQ, NCQ and buffer disabled": every RL row, baselines and
+    # ablations alike, uses the two-step estimator with zero groups excluded (App. C); verl's own is an ablation.
+    config = _compose([f"method={method}"])
+    assert config.zppo_method.name == method
+    if method == "grpo_verl":
+        assert config.algorithm.adv_estimator == "grpo"
+    elif method in DISTILLATION_METHODS:
+        # No task-reward advantage in their loss: SFT (off-policy), or the teacher's per-token signal alone.
+        assert "off_policy_distill" in config if method == "off_policy_distill" else (
+            config.distillation.enabled and not config.distillation.distillation_loss.use_task_rewards)
+    else:
+        assert config.algorithm.adv_estimator == "zppo" and config.algorithm.zppo.norm == "batch_nonzero"
+
+
+def test_grpo_is_zppo_without_bcq_ncq_and_buffer_and_grpo_verl_only_swaps_the_estimator():
+    grpo, zppo, grpo_verl = (_compose([f"method={m}"]) for m in ("grpo", "zppo", "grpo_verl"))
+    # zppo.enable=false turns off the buffer and both reformulations at once (schema.py); nothing else differs.
+    assert _differences(grpo, zppo) == {"zppo_method.name", "zppo.enable"}
+    assert not grpo.zppo.enable and zppo.zppo.enable
+    assert _differences(grpo, grpo_verl) == {"zppo_method.name", "algorithm.adv_estimator"}
+
+
 def test_dry_run_passes_extra_overrides_last():
     overrides = _overrides("run_zppo_qwen3_5_2b.sh") + ["trainer.total_training_steps=7"]
     extra = subprocess.run(
