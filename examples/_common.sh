@@ -1,5 +1,7 @@
-# Sourced by the GPU run scripts of this folder (not run by itself). It holds what every scale shares, so each
-# script only says what differs. Environment variables a user sets (all optional except where noted):
+# Sourced by the GPU run scripts of this folder (not run by itself). Every script runs preset=paper (Table 8:
+# optimiser, clipping, loss, batch, lengths, steps, G_S/G_T, sampling, buffer; recipe/zppo/config/preset/paper.yaml)
+# and adds only what the paper leaves to the machine: the student model, the GPU layout, micro-batches and memory
+# knobs. Environment variables a user sets (all optional except where noted):
 #   MODEL        student model (hub id or local folder); default: the script's Qwen3.5 size
 #   DATA         folder of the ZPPO-77K builder's output (data_prep.build_zppo77k: train-*.parquet shards, val.parquet)
 #   TEACHER_DATA folder of data_prep.teacher_responses' output for those shards (default: $DATA, i.e. responses
@@ -22,17 +24,14 @@ TEACHER_MODEL=${TEACHER_MODEL:-Qwen/Qwen3.5-27B-FP8}
 TEACHER_GPUS=${TEACHER_GPUS:-6,7}
 STUDENT_GPUS=${STUDENT_GPUS:-0,1,2,3,4,5}
 
-# Shared by every scale: the paper's n=8 and thresholds (config defaults), prompt room for an NCQ (the question
-# and up to 8 compressed wrong rollouts of at most 512 tokens each, Figs 16 and 18), vLLM rollout, FSDP2 actor.
+# Shared by every scale: the paper's values (preset=paper), the data, vLLM rollout, checkpoint and validation
+# every 50 steps (ours), the run's folder and the teacher.
 zppo_common_args() {
     local experiment=$1
     ZPPO_ARGS+=(
+        preset=paper
         "data.train_files=$TRAIN_FILES" "data.val_files=$VAL_FILES"
-        data.max_prompt_length=10240 data.max_response_length=4096
-        actor_rollout_ref.rollout.name=vllm actor_rollout_ref.rollout.n=8
-        actor_rollout_ref.actor.strategy=fsdp2 actor_rollout_ref.ref.strategy=fsdp2
-        actor_rollout_ref.actor.use_kl_loss=false actor_rollout_ref.model.enable_gradient_checkpointing=true
-        actor_rollout_ref.actor.optim.lr=1e-6
+        actor_rollout_ref.rollout.name=vllm
         trainer.save_freq=50 trainer.test_freq=50
         "trainer.experiment_name=$experiment" "trainer.default_local_dir=${OUT:-$HOME/zppo_runs/$experiment}"
     )
@@ -56,14 +55,14 @@ zppo_node_gpus() {
                 "zppo.teacher.server.extra_args=[--data-parallel-size,${#teacher_gpus[@]}]")
 }
 
-# Per student size: micro-batch and rollout parallelism sized for 80 GB GPUs (H100/H200/A100-80G).
+# Per student size: micro-batch and rollout parallelism sized for 80 GB GPUs (H100/H200/A100-80G). The micro-batch
+# only splits the gradient accumulation (the paper's is 4, preset=paper's default): the update is the same.
 zppo_scale_args() {
     local micro
     case "$1" in 0.8b) micro=8 ;; 2b) micro=4 ;; 4b) micro=2 ;; 9b) micro=1 ;; *) micro=1 ;; esac
-    # Old log-probs and reference log-probs take the same micro-batch as the update (verl needs all three set).
+    # Old log-probs take the same micro-batch as the update (no reference model: the paper has no KL term).
     ZPPO_ARGS+=("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=$micro"
-                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=$micro"
-                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=$micro")
+                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=$micro")
     case "$1" in
         0.8b) ZPPO_ARGS+=(actor_rollout_ref.rollout.tensor_model_parallel_size=1
                           actor_rollout_ref.rollout.gpu_memory_utilization=0.6) ;;
@@ -81,14 +80,12 @@ zppo_scale_args() {
 # The hub id of the Qwen3.5 student of a size (0.8b -> Qwen/Qwen3.5-0.8B).
 zppo_default_model() { echo "Qwen/Qwen3.5-${1^^}"; }
 
-# The single-node ZPPO run of one student size (what run_zppo_qwen3_5_<size>.sh runs): 128 questions a step,
-# mini-batches of 32 questions, 8 GPUs.
+# The single-node ZPPO run of one student size (what run_zppo_qwen3_5_<size>.sh runs): the paper's batch (384 new
+# questions a step, 4 mini-batches) on one node of 8 GPUs, so a step takes longer than on the paper's 8 nodes.
 zppo_single_node() {
     local scale=$1
     shift
-    ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=${MODEL:-$(zppo_default_model "$scale")}"
-               data.train_batch_size=96 actor_rollout_ref.actor.ppo_mini_batch_size=24
-               trainer.nnodes=1)
+    ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=${MODEL:-$(zppo_default_model "$scale")}" trainer.nnodes=1)
     zppo_node_gpus
     zppo_common_args "zppo_qwen3_5_${scale/./_}"
     zppo_scale_args "$scale"

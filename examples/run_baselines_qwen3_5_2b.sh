@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every method of the paper's comparison at one scale (Qwen3.5-2B student), one run per call, same data, same
-# budget of steps: METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
-#   grpo, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
+# settings (preset=paper, 200 steps): METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
+#   grpo, grpo_verl, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
 #   on_policy_distill, on_policy_distill_buffer, off_policy_distill        (table: examples/README.md)
 # One node of 8 x 80 GB GPUs. The on-policy distillation methods serve the Qwen3.5-27B teacher (TEACHER_PATH) on
 # 2 of the 8 GPUs (its own resource pool) and train the student on the other 6; zppo, grpo_buffer_bcq and
@@ -14,7 +14,7 @@ METHOD=${METHOD:?set METHOD to one of the methods listed at the top of this scri
 MODEL=${MODEL:-Qwen/Qwen3.5-2B}
 TEACHER_PATH=${TEACHER_PATH:-Qwen/Qwen3.5-27B}
 STUDENT_GPU_COUNT=8
-ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL" trainer.total_training_steps=300)
+ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL")
 case "$METHOD" in
     grpo_matched)
         ZPPO_ARGS+=("zppo.matched.reference=${REFERENCE:-$HOME/zppo_runs/zppo_qwen3_5_2b}") ;;
@@ -24,7 +24,7 @@ case "$METHOD" in
                     distillation.nnodes=1 distillation.n_gpus_per_node=2
                     distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size=2) ;;
 esac
-ZPPO_ARGS+=(data.train_batch_size=96 actor_rollout_ref.actor.ppo_mini_batch_size=24 trainer.nnodes=1)
+ZPPO_ARGS+=(trainer.nnodes=1)
 case "$METHOD" in
     zppo|grpo_buffer_bcq|grpo_buffer_ncq) zppo_node_gpus ;;  # the teacher draws and compresses candidates
     *) ZPPO_ARGS+=("trainer.n_gpus_per_node=$STUDENT_GPU_COUNT") ;;

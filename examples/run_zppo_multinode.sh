@@ -10,11 +10,9 @@ source "$(dirname "$0")/_common.sh"
 SCALE=${SCALE:-9b}
 NNODES=${NNODES:-4}
 MODEL=${MODEL:-$(zppo_default_model "$SCALE")}
-# Batch grows with the cluster (96 questions per node, divisible over 6 student GPUs x n=8), mini-batches with it:
-# the same updates per step as on one node.
-ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=$MODEL"
-           "data.train_batch_size=$((96 * NNODES))" "actor_rollout_ref.actor.ppo_mini_batch_size=$((24 * NNODES))"
-           "trainer.nnodes=$NNODES")
+# The paper's batch (preset=paper: 384 questions x 8 rollouts a step) whatever the cluster's size: more nodes make a
+# step faster, not larger. verl needs the student's GPU count (NNODES x 6, or x 8 with TEACHER_URL) to divide 3,072.
+ZPPO_ARGS=(method=zppo "actor_rollout_ref.model.path=$MODEL" "trainer.nnodes=$NNODES")
 zppo_node_gpus
 zppo_common_args "zppo_qwen3_5_${SCALE/./_}_${NNODES}nodes"
 zppo_scale_args "$SCALE"

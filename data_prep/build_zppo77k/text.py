@@ -1,4 +1,4 @@
-"""Question text: task-specific format instructions out, the project's answer-format closer in.
+"""Question text: task-specific format instructions out, the answer-format closer (Fig. 8) in.
 
 Every training prompt ends with ``recipe.zppo.algo.answer_format.ANSWER_CLOSER`` (the same closer evaluation uses), so
 an upstream instruction that asks for another answer format ("Answer with the option's letter ... directly",
@@ -46,9 +46,14 @@ def _rule(name: str, pattern: str, example: str, replacement="") -> FormatRule:
 
 # Applied in this order. Patterns are anchored on the instruction's own words, so they do not eat question text.
 FORMAT_RULES: tuple[FormatRule, ...] = (
-    # The project's own closer (a row prepared by an earlier run): appended again, exactly once, afterwards.
-    # First, so that the rules below do not take it apart.
-    _rule("project_closer", re.escape(ANSWER_CLOSER), ANSWER_CLOSER),
+    # Fig. 8's closer (ANSWER_CLOSER, the R1-style system prompt that upstream rows fold into the question, or a
+    # row prepared by an earlier run) and its spacing variants: appended again, exactly once, afterwards. First,
+    # so that the rules below do not take it apart.
+    _rule("reasoning_monologue",
+          r"You FIRST think about the reasoning process as an internal monologue and then provide the final "
+          r"answer\.(?:\s*The reasoning process MUST BE enclosed within <think>\s*</think> tags\.)?"
+          r"(?:\s*The final answer MUST BE (?:put|placed) in \\boxed\{\s*\}\.)?",
+          ANSWER_CLOSER),
     # LLaVA-style multiple-choice suffix.
     _rule("mc_letter_directly",
           r"Answer with the option'?s letter from the given choices directly\.?",
@@ -70,14 +75,6 @@ FORMAT_RULES: tuple[FormatRule, ...] = (
           r"(?:Hint:\s*)?Please answer the question and provide the (?:correct option letter, e\.g\., A, B, C, D,"
           r"|final answer) at the end\.?",
           "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."),
-    # R1-style system prompt text when it was folded into the question.
-    _rule("reasoning_monologue",
-          r"You FIRST think about the reasoning process as an internal monologue and then provide the final "
-          r"answer\.(?:\s*The reasoning process MUST BE enclosed within <think>\s*</think> tags\.)?"
-          r"(?:\s*The final answer MUST BE (?:put|placed) in \\boxed\{\s*\}\.)?",
-          "You FIRST think about the reasoning process as an internal monologue and then provide the final "
-          "answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE "
-          "put in \\boxed{}."),
     # "<think> ... </think> and <answer> ... </answer>" instructions.
     _rule("think_answer_tags",
           r"(?:Output|Put|Provide|Enclose|Place) the (?:thinking|reasoning) process (?:with)?in <think>\s*</think>"
@@ -135,7 +132,7 @@ def question_with_placeholders(question: str, n_images: int) -> str:
 
 
 def user_content(question: str, n_images: int) -> str:
-    """The user turn of the prompt: placeholders, question, blank line, the project's answer-format closer."""
+    """The user turn of the prompt: placeholders, question, blank line, the answer-format closer (Fig. 8)."""
     return question_with_placeholders(question, n_images) + "\n\n" + ANSWER_CLOSER
 
 

@@ -60,7 +60,7 @@ EXTRA_INFO_KEYS = tuple(f.name for f in _EXTRA_T)
 
 
 def user_content(question: str) -> str:
-    """The user message: question (with its ``<image>`` placeholders), blank line, the project's answer closer."""
+    """The user message: question (with its ``<image>`` placeholders), blank line, the answer closer (Fig. 8)."""
     from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
     return question + "\n\n" + ANSWER_CLOSER

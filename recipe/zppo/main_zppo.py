@@ -73,14 +73,6 @@ def _absolute_local_paths(config: DictConfig) -> None:
         config.trainer.default_local_dir = os.path.abspath(os.path.expanduser(config.trainer.default_local_dir))
 
 
-def _apply_zppo_switch(config: DictConfig) -> None:
-    """``zppo.enable=false`` is plain GRPO: the "zppo" estimator gives way to verl's "grpo"."""
-    if not config.zppo.enable and config.algorithm.adv_estimator == "zppo":
-        with open_dict(config):
-            config.algorithm.adv_estimator = "grpo"
-        print("zppo: zppo.enable=false, using verl's GRPO advantage (algorithm.adv_estimator=grpo)")
-
-
 def _mark_process(config: DictConfig) -> None:
     """Before anything imports verl: the platform (resolved at import by some verl modules) and the run marker."""
     from .trainer.registration import RUN_MARKER
@@ -126,7 +118,6 @@ def run(config: DictConfig) -> None:
     except ConfigError as error:
         print(f"zppo: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    _apply_zppo_switch(config)
 
     _prepare_environment(config)
     with _console(config):

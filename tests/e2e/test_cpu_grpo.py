@@ -25,7 +25,8 @@ PROB_AGREEMENT_TOL = 1e-3
 
 
 def _common(run_dir: Path, model: Path, data: Path) -> list[str]:
-    # zppo.enable=false: plain GRPO, through the same trainer and data path as ZPPO
+    # zppo.enable=false: plain GRPO (the paper's: ZPPO's estimator, no buffer, no BCQ/NCQ, App. D.2), through the
+    # same trainer and data path as ZPPO
     return cpu_run_args(model, data, run_dir, "zppo.enable=false", *REWARD)
 
 

@@ -18,9 +18,12 @@ from recipe.zppo.algo.answer_format import (
 T = "<think>some reasoning</think>\n"
 
 
-def test_closer_asks_for_think_block_and_box():
-    assert "<think></think>" in ANSWER_CLOSER
-    assert "\\boxed{}" in ANSWER_CLOSER
+def test_closer_is_fig_8_verbatim():
+    # arXiv 2606.18216, Fig. 8 (App. B.2): the RL closer, copied from the paper character for character.
+    fig_8 = ("You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+             "The reasoning process MUST BE enclosed within <think> </think> tags. "
+             "The final answer MUST BE put in \\boxed{}.")
+    assert ANSWER_CLOSER == fig_8
 
 
 @pytest.mark.parametrize(

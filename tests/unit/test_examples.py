@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
@@ -20,6 +22,47 @@ from recipe.zppo.baselines.compute_matching import CUM_GENERATED
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GPU_SCRIPTS = sorted(p.name for p in EXAMPLES.glob("run_*.sh") if p.name != "run_cpu_tiny.sh")
 METHODS = sorted(p.stem for p in (EXAMPLES.parent / "recipe/zppo/config/method").glob("*.yaml"))
+PAPER_PRESET = EXAMPLES.parent / "recipe/zppo/config/preset/paper.yaml"
+
+# Table 8 of arXiv 2606.18216 (App. D.1), key by key: what preset=paper must give every run built on it.
+TABLE_8 = {
+    "actor_rollout_ref.actor.optim.optimizer": "AdamW",
+    "actor_rollout_ref.actor.optim.betas": [0.9, 0.999],
+    "actor_rollout_ref.actor.optim.override_optimizer_config.eps": 1e-8,
+    "actor_rollout_ref.actor.optim.weight_decay": 0.1,
+    "actor_rollout_ref.actor.optim.lr": 1e-6,
+    "actor_rollout_ref.actor.optim.lr_scheduler_type": "constant",
+    "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,
+    "actor_rollout_ref.actor.optim.clip_grad": 1.0,
+    "actor_rollout_ref.actor.clip_ratio_low": 0.2,
+    "actor_rollout_ref.actor.clip_ratio_high": 0.28,
+    "actor_rollout_ref.actor.clip_ratio_c": 10.0,
+    "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+    "actor_rollout_ref.actor.use_kl_loss": False,
+    "algorithm.use_kl_in_reward": False,
+    "actor_rollout_ref.rollout.n": 8,
+    "actor_rollout_ref.rollout.temperature": 1.0,
+    "actor_rollout_ref.rollout.top_p": 1.0,
+    "zppo.teacher.rollouts": 4,
+    "zppo.teacher.temperature": 1.0,
+    "zppo.teacher.top_p": 1.0,
+    "zppo.teacher.max_tokens": 12288,
+    "data.max_prompt_length": 4096,
+    "data.max_response_length": 12288,
+    "data.train_batch_size": 384,
+    "actor_rollout_ref.actor.ppo_mini_batch_size": 96,
+    "zppo.update.num_mini_batches": 4,
+    "actor_rollout_ref.actor.ppo_epochs": 1,
+    "trainer.total_training_steps": 200,
+    "zppo.hard_threshold": 0.5,
+    "zppo.replay.ratio": 0.25,
+    "zppo.buffer.capacity": 10000,
+    "zppo.teacher.compression.enable": True,
+    "zppo.teacher.compression.max_tokens": 512,
+}
+# What a script may set on top of the preset: the paper's micro-batch 4 is a memory knob at each scale.
+PER_SCALE_KEYS = {"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
+                  "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu"}
 
 
 def _overrides(script: str, **env) -> list[str]:
@@ -60,6 +103,7 @@ def test_zppo_scripts_compose(script, teacher_url):
     overrides = _overrides(script, **env)
     config = _compose(overrides)
     _check_accepted(config)
+    _assert_table_8(config)
     assert config.zppo_method.name == "zppo" and config.algorithm.adv_estimator == "zppo"
     assert config.actor_rollout_ref.rollout.name == "vllm"
     train_files = config.data.train_files
@@ -81,8 +125,90 @@ def test_baseline_script_composes_every_method(method, tmp_path):
     (tmp_path / "metrics" / "run.jsonl").write_text(json.dumps(record) + "\n")
     config = _compose(_overrides("run_baselines_qwen3_5_2b.sh", METHOD=method, REFERENCE=str(tmp_path)))
     assert config.zppo_method.name == method
+    _assert_table_8(config)
     if method != "off_policy_distill":  # verl's SFT trainer, with its own config (checked in test_distill)
         _check_accepted(config)
+
+
+def _assert_table_8(config) -> None:
+    for key, expected in TABLE_8.items():
+        value = OmegaConf.select(config, key)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        assert value == pytest.approx(expected) if isinstance(expected, float) else value == expected, (key, value)
+    from verl.trainer.ppo.utils import need_reference_policy
+
+    assert not need_reference_policy(config)  # Table 8: no KL term, so verl builds no reference model
+
+
+def test_paper_preset_gives_table_8_and_passes_verls_checks():
+    config = _compose(["preset=paper"])
+    _check_accepted(config)
+    _assert_table_8(config)
+
+
+def test_paper_preset_prints_without_a_gpu():
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.zppo.main_zppo", "preset=paper", "--cfg", "job"], capture_output=True,
+        text=True, timeout=300, cwd=EXAMPLES.parent, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["data"]["train_batch_size"] == 384 and printed["trainer"]["total_training_steps"] == 200
+    assert printed["actor_rollout_ref"]["actor"]["clip_ratio_c"] == 10.0
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_scripts_run_the_paper_preset_and_add_only_per_scale_keys(script):
+    overrides = _overrides(script, METHOD="zppo")
+    assert "preset=paper" in overrides
+    preset_keys = set(_leaves(yaml.safe_load(PAPER_PRESET.read_text())))
+    assert set(TABLE_8) <= preset_keys  # every Table 8 value comes from the preset, none from a script
+    script_keys = {item.split("=", 1)[0].lstrip("+~") for item in overrides if "=" in item}
+    assert script_keys & preset_keys <= PER_SCALE_KEYS, script_keys & preset_keys - PER_SCALE_KEYS
+
+
+def _leaves(node, prefix: str = "") -> dict:
+    """Every leaf of a composed config as {dotted key: value} (interpolations left unresolved)."""
+    container = OmegaConf.to_container(node, resolve=False) if not isinstance(node, dict) else node
+    out = {}
+    for key, value in container.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _differences(a, b) -> set[str]:
+    left, right = _leaves(a), _leaves(b)
+    return {key for key in left.keys() | right.keys() if left.get(key, "<absent>") != right.get(key, "<absent>")}
+
+
+DISTILLATION_METHODS = {"on_policy_distill", "on_policy_distill_buffer", "off_policy_distill"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_rl_method_uses_the_two_step_estimator(method):
+    # App. D.2: "GRPO is identical to ZPPO with BCQ, NCQ and buffer disabled": every RL row, baselines and
+    # ablations alike, uses the two-step estimator with zero groups excluded (App. C); verl's own is an ablation.
+    config = _compose([f"method={method}"])
+    assert config.zppo_method.name == method
+    if method == "grpo_verl":
+        assert config.algorithm.adv_estimator == "grpo"
+    elif method in DISTILLATION_METHODS:
+        # No task-reward advantage in their loss: SFT (off-policy), or the teacher's per-token signal alone.
+        assert "off_policy_distill" in config if method == "off_policy_distill" else (
+            config.distillation.enabled and not config.distillation.distillation_loss.use_task_rewards)
+    else:
+        assert config.algorithm.adv_estimator == "zppo" and config.algorithm.zppo.norm == "batch_nonzero"
+
+
+def test_grpo_is_zppo_without_bcq_ncq_and_buffer_and_grpo_verl_only_swaps_the_estimator():
+    grpo, zppo, grpo_verl = (_compose([f"method={m}"]) for m in ("grpo", "zppo", "grpo_verl"))
+    # zppo.enable=false turns off the buffer and both reformulations at once (schema.py); nothing else differs.
+    assert _differences(grpo, zppo) == {"zppo_method.name", "zppo.enable"}
+    assert not grpo.zppo.enable and zppo.zppo.enable
+    assert _differences(grpo, grpo_verl) == {"zppo_method.name", "algorithm.adv_estimator"}
 
 
 def test_dry_run_passes_extra_overrides_last():

@@ -14,6 +14,7 @@ from concurrent.futures import wait
 
 import pytest
 
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 from recipe.zppo.teacher import service as service_module
 from recipe.zppo.teacher.client import (
     IMAGE_OMITTED,
@@ -30,12 +31,11 @@ from recipe.zppo.teacher.service import TeacherServerConfig, TeacherService
 from ..conftest import start_teacher_server
 from ..fake_openai import FakeOpenAIServer, SilentServer, closed_port, completion_body
 
-CLOSER = "Think step by step inside <think></think> tags, then give the final answer inside \\boxed{}."
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # magic bytes are all the client looks at
 
 
 def question(text: str = "What is 2 + 3?") -> list[dict]:
-    return [{"role": "user", "content": f"{text}\n\n{CLOSER}"}]
+    return [{"role": "user", "content": f"{text}\n\n{ANSWER_CLOSER}"}]
 
 
 def client_of(url: str, model: str = "m", **config) -> TeacherClient:

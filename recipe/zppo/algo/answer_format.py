@@ -1,7 +1,9 @@
-"""The project's single answer format: one closer appended to every question, in training and evaluation.
+"""The single answer format: the paper's RL closer appended to every question, in training and evaluation.
 
-Every prompt the student sees (original, BCQ, NCQ, benchmark) ends with ``ANSWER_CLOSER``, so the policy is
-trained against exactly the extraction rules it is evaluated with.
+Every prompt the student sees (original, BCQ, NCQ, benchmark) ends with ``ANSWER_CLOSER``, the closer of Fig. 8
+(App. B.2 of arXiv 2606.18216, "applied identically at training and evaluation"), so the policy is trained
+against exactly the format it is evaluated with. The extraction rules below are the project's own: the closer asks
+for a ``\\boxed{}`` answer after the think block; the later rules are fallbacks for responses that give none.
 
 Extraction rules (``extract_answer``), in order; the first that yields a non-empty answer wins:
 
@@ -28,8 +30,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Fig. 8 (App. B.2), verbatim: the RL closer, on every prompt (plain, BCQ, NCQ; training and evaluation).
 ANSWER_CLOSER = (
-    "Think step by step inside <think></think> tags, then give the final answer inside \\boxed{}."
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
 )
 
 THINK_OPEN = "<think>"

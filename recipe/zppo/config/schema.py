@@ -98,8 +98,8 @@ class TransferConfig:
 class ZPPOConfig:
     """Every ``zppo.*`` key (see each node for its help and default)."""
 
-    # false: no reformulation and no replay buffer (the same trainer and data path); with it the advantage
-    # estimator "zppo" is replaced by verl's "grpo", so zppo.enable=false is plain GRPO.
+    # false: no reformulation and no replay buffer (the same trainer and data path): plain GRPO with whatever
+    # algorithm.adv_estimator says (method=grpo: "zppo", as the paper's GRPO row, App. D.2; method=grpo_verl: "grpo").
     enable: bool = True
     # A question is hard when its plain-prompt accuracy over the n rollouts is below this (tau). paper: 0.5
     hard_threshold: float = 0.5
