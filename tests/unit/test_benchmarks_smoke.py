@@ -65,9 +65,9 @@ def test_bench_rollout_reduced_run_generates_every_requested_token(tiny_assets, 
     assert row["generated_per_sec"] > 0 and "hf" in result.stdout
 
 
-def test_tiny_teacher_report_reduced_run_reports_rollouts_compressions_and_goals(tiny_assets, tmp_path):
+def test_tiny_teacher_report_reduced_run_reports_rollouts_compressions_and_goals(tiny_assets, tiny_teacher, tmp_path):
     out = tmp_path / "teacher.json"
-    result = _run("tiny_teacher_report.py", "--smoke", "--model", str(tiny_assets["teacher-model"]),
+    result = _run("tiny_teacher_report.py", "--smoke", "--model", str(tiny_teacher),
                   "--student", str(tiny_assets["text-model"]), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
