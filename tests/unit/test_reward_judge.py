@@ -199,17 +199,28 @@ def test_which_misses_go_to_the_judge(fake, reward_type, judged):
         assert (missed["route"], unboxed["route"]) == ("grader", "unparseable")
 
 
-def test_missing_boxes_go_to_the_judge_when_asked(fake):
-    """judge_missing_box: App. B.2's evaluation fallback "when a strict \\boxed{} cannot be parsed" (ours: a kwarg)."""
+def test_unresolved_answers_go_to_the_judge_when_asked(fake):
+    """judge_unresolved (ours, off by default): App. B.2's evaluation protocol, the judge "only after deterministic
+    parsing fails" and "when a strict \\boxed{} cannot be parsed", for every type."""
     server = fake()
     extra = {"reward_type": "multiple_choice", "question": QUESTION, "choices": ["cat", "dog"]}
-    result = compute_score("src", T + "It is B, the dog.", "B", extra, **kw(server.url, judge_missing_box=True))
+    on = kw(server.url, judge_unresolved=True)
+    # no box: the judge reads the whole response
+    result = compute_score("src", T + "It is B, the dog.", "B", extra, **on)
     assert (result["route"], result["score"]) == ("judge", 1.0)
-    prompt = server.bodies[-1]["messages"][0]["content"]
-    assert section(prompt, "Answer Options") == "A. cat\nB. dog"
-    # a boxed wrong letter is decided by the grader, as without the option
-    assert compute_score("src", boxed("A"), "B", extra, **kw(server.url, judge_missing_box=True))["route"] == "grader"
-    assert server.requests == 1
+    assert section(server.bodies[-1]["messages"][0]["content"], "Answer Options") == "A. cat\nB. dog"
+    # a box that names no letter (the option text): the judge, shown the options
+    result = compute_score("src", boxed("the dog, B"), "B", extra, **on)
+    assert (result["route"], result["score"]) == ("judge", 1.0)
+    # a boxed letter is resolved by the rule, right or wrong
+    assert compute_score("src", boxed("A"), "B", extra, **on)["route"] == "grader"
+    numeric = compute_score("src", T + "seven", "7", {"reward_type": "numeric"}, **on)
+    assert numeric["route"] == "judge"
+    assert server.requests == 3
+    # off (training, App. D.1): the same answers score 0 by the rule, no request
+    for response in (T + "It is B, the dog.", boxed("the dog, B")):
+        assert compute_score("src", response, "B", extra, **kw(server.url))["route"] in ("unparseable", "grader")
+    assert server.requests == 3
 
 
 def test_a_list_gold_is_shown_as_alternatives(fake):

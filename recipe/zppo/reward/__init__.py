@@ -22,9 +22,11 @@ One answer, in order:
    degree/percent strip and ``grade_answer`` once more; *ours*: choice letters, the row's tolerance, number lists.
    No box scores 0 (route "unparseable"): the paper's lenient extractors are not used (see docs/rewards.md);
 3. the judge (``judge.py``, Fig. 9) for a free-form row the grader did not find correct, also when there is no box
-   (then it is shown the whole response and looks inside the reasoning). With ``judge_missing_box=True`` (a reward
-   kwarg; *ours*, App. B.2's evaluation fallback "when a strict \\boxed{} cannot be parsed") a row of any type
-   without a box goes to the judge too.
+   (then it is shown the whole response and looks inside the reasoning). With ``judge_unresolved=True`` (a reward
+   kwarg, off by default; *ours*: App. B.2's evaluation protocol, "the shared LLM-as-judge only after deterministic
+   parsing fails", "the look-inside-reasoning fallback used when a strict \\boxed{} cannot be parsed") what the rule
+   cannot resolve goes to the judge for EVERY type: a response without a box, and a multiple-choice box that names
+   no option letter (option text). Training (App. D.1: "the reward is 1 iff either pass succeeds") leaves it off.
 
 Time: everything that may reach sympy runs in worker processes (``sandbox.py``) under one deadline per call, so
 the grader part of a call ends within ``GRADER_BUDGET_S`` (4.5 s) whatever the response; a judge call is bounded by
@@ -37,7 +39,7 @@ import logging
 import time
 
 from recipe.zppo.reward import sandbox
-from recipe.zppo.reward.grader import MAX_BOX_CHARS, boxed_answer, quick_grade
+from recipe.zppo.reward.grader import MAX_BOX_CHARS, boxed_answer, choice_letter, quick_grade
 from recipe.zppo.reward.judge import get_judge, judge_config_from
 from recipe.zppo.reward.metrics import ROUTES, route_shares
 from recipe.zppo.reward.routing import ROUTING, gold_answers, options_text, resolve_reward_type, tolerance_of
@@ -117,7 +119,7 @@ def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_
     - ``pred``: the boxed answer ("" when none), at most ``MAX_PRED_CHARS`` characters;
     - ``reward_type``: the row's type after aliases (``routing.ROUTING``'s keys).
 
-    Reward kwargs: the judge's (``judge_url``, ``judge_model``, ...: ``judge.py``), ``judge_missing_box`` (see the
+    Reward kwargs: the judge's (``judge_url``, ``judge_model``, ...: ``judge.py``), ``judge_unresolved`` (see the
     module docstring) and ``route_metrics=True`` (adds ``route_<route>`` 0/1 floats, which verl's validation
     averages per data source).
     """
@@ -145,6 +147,7 @@ def _compute_score(solution_str, ground_truth, extra_info, kwargs: dict, route_m
     golds = gold_answers(ground_truth, reward_type)
     if not golds:
         return result(False, ROUTE_UNSUPPORTED, "no_ground_truth")
+    unresolved_to_judge = bool(kwargs.get("judge_unresolved", False))
     box = boxed_answer(text) if text else None
     if box is not None:
         if len(box) > MAX_BOX_CHARS:
@@ -155,12 +158,13 @@ def _compute_score(solution_str, ground_truth, extra_info, kwargs: dict, route_m
         if correct:
             return result(True, ROUTE_GRADER, why, box)
         fallback = ROUTE_GRADER_FAILED if correct is None else ROUTE_GRADER
-        if not route.judge:
+        unresolved = unresolved_to_judge and route.mode == "choice" and choice_letter(box) is None
+        if not (route.judge or unresolved):
             return result(False, fallback, why, box)
     else:
         if not text.strip():
             return result(False, ROUTE_UNPARSEABLE, "empty_response")
-        if not route.judge and not kwargs.get("judge_missing_box", False):
+        if not (route.judge or unresolved_to_judge):
             return result(False, ROUTE_UNPARSEABLE, "no_box")
         fallback, why = ROUTE_UNPARSEABLE, "no_box"
 
