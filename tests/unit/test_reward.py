@@ -16,7 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recipe.zppo.reward import GRADER_BUDGET_S, RESULT_KEYS, ROUTES, compute_score, route_shares, sandbox
+from recipe.zppo.reward import (
+    GRADER_BUDGET_S,
+    RESULT_KEYS,
+    ROUTES,
+    compute_score,
+    route_shares,
+    sandbox,
+    verdict_cache,
+)
 from recipe.zppo.reward.grader import boxed_answer, choice_letter, exact_number, grade, quick_grade, split_items
 from recipe.zppo.reward.routing import ROUTING, resolve_reward_type, tolerance_of
 
@@ -297,7 +305,22 @@ def test_a_worker_stuck_past_its_deadline_is_killed_and_replaced():
     assert (correct, reason) == (None, sandbox.TIMEOUT)
     assert elapsed < 2.0 and pool.kills == kills + 1
     assert pool.wait_ready(180)  # a replacement started by itself
-    assert score(boxed("x+1"), "1+x", "math")["reason"] == "grade_answer"  # graded by a worker again
+    verdict_cache.clear()
+    calls = pool.calls
+    assert score(boxed("x+1"), "1+x", "math")["reason"] == "grade_answer"
+    assert pool.calls == calls + 1  # graded by a worker again
+
+
+def test_worker_verdicts_are_cached_but_timeouts_are_not():
+    pool = sandbox.pool()
+    verdict_cache.clear()
+    calls = pool.calls
+    for _ in range(3):  # the 8 rollouts of a question often box the same answer: one worker call
+        assert score(boxed("\\sqrt{8}"), "2\\sqrt{2}", "math")["acc"] == 1.0
+    assert pool.calls == calls + 1 and verdict_cache.hits == 2
+    for _ in range(2):
+        assert score(boxed("9**9**9**9"), "2.5", "numeric")["route"] == "grader_failed"
+    assert pool.calls == calls + 3
 
 
 def test_a_slow_grading_in_a_worker_is_stopped_by_its_own_timer():

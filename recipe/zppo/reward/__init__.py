@@ -36,7 +36,9 @@ its own timeout and retries (``judge.py``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 
 from recipe.zppo.reward import sandbox
 from recipe.zppo.reward.grader import MAX_BOX_CHARS, boxed_answer, choice_letter, quick_grade
@@ -55,6 +57,7 @@ RESULT_KEYS = ("score", "acc", "route", "reason", "pred", "reward_type")
 MAX_PRED_CHARS = 512  # the pred kept in the result (and in verl's batch / dumps)
 GRADER_BUDGET_S = 4.5  # the grader part of one call ends by then (the project's bound: a call within 5 s)
 GRADE_LIMIT_S = 2.0  # *ours*: a worker's own timer stops one grading after this (sympy grinding in Python)
+VERDICT_CACHE_SIZE = 100_000  # *ours*: grader verdicts kept per process
 
 _warned: set[str] = set()
 
@@ -75,17 +78,58 @@ def _result(correct: bool, route: str, reason: str, pred: str, reward_type: str,
     return out
 
 
+class _VerdictCache:
+    """The grader's verdicts by (answer, golds, mode, tolerance), LRU (*ours*): ``grade`` is a pure function, and the
+    8 rollouts of a question often box the same (right or wrong) answer, which then costs one worker call."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[tuple, tuple[bool, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: tuple) -> tuple[bool, str] | None:
+        with self._lock:
+            verdict = self._entries.get(key)
+            if verdict is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return verdict
+
+    def put(self, key: tuple, verdict: tuple[bool, str]) -> None:
+        with self._lock:
+            self._entries[key] = verdict
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = 0
+
+
+verdict_cache = _VerdictCache(VERDICT_CACHE_SIZE)
+
+
 def grade_bounded(given: str, golds: list[str], mode: str = "plain", tolerance: float | None = None,
                   deadline: float | None = None) -> tuple[bool | None, str]:
     """``grader.grade`` by ``deadline`` (time.monotonic(); default now + GRADER_BUDGET_S): (correct, how), or
     (None, why) when it could not be decided in time (grader_timeout, grader_busy, grader_unavailable, grader_error).
-    What string operations decide is decided here; the rest goes to a worker process."""
+    What string operations decide is decided here; a verdict graded before comes from the cache; the rest goes to a
+    worker process."""
     quick = quick_grade(given, golds, mode, tolerance)
     if quick is not None:
         return quick
+    key = (given, tuple(golds), mode, tolerance)
+    cached = verdict_cache.get(key)
+    if cached is not None:
+        return cached
     deadline = time.monotonic() + GRADER_BUDGET_S if deadline is None else deadline
     args = {"given": given, "golds": list(golds), "mode": mode, "tolerance": tolerance}
-    return sandbox.pool().run(args, deadline, GRADE_LIMIT_S)
+    correct, how = sandbox.pool().run(args, deadline, GRADE_LIMIT_S)
+    if correct is not None:  # timeouts are not cached: a busy moment must not fix a verdict
+        verdict_cache.put(key, (correct, how))
+    return correct, how
 
 
 def _as_text(value) -> str:

@@ -162,6 +162,7 @@ class Pool:
         self.failed_starts = 0  # in a row
         self.last_failure = 0.0
         self.kills = 0  # workers killed at a deadline (stuck in C)
+        self.calls = 0  # gradings sent to a worker
         self.closed = False
 
     def warm(self) -> None:
@@ -219,6 +220,8 @@ class Pool:
     def run(self, args: dict, deadline: float, limit_s: float) -> tuple:
         """``grade(**args)`` in a worker: (correct, detail), or (None, reason) with reason in TIMEOUT, BUSY,
         UNAVAILABLE, ERROR. Returns by ``deadline`` (time.monotonic()) whatever the input."""
+        with self.lock:
+            self.calls += 1
         self._top_up()
         if self.broken():
             return None, UNAVAILABLE
@@ -245,6 +248,10 @@ class Pool:
             return None, ERROR
         self.idle.put(worker)
         return correct, detail
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the idle workers (for CPU accounting in the benchmark)."""
+        return [worker.proc.pid for worker in list(self.idle.queue)]
 
     def close(self) -> None:
         with self.lock:
