@@ -311,6 +311,18 @@ def test_a_worker_stuck_past_its_deadline_is_killed_and_replaced():
     assert pool.calls == calls + 1  # graded by a worker again
 
 
+def test_a_dead_worker_is_replaced_and_the_answer_still_graded():
+    pool = sandbox.pool()
+    assert pool.wait_ready(180)
+    victim = pool.idle.queue[-1]  # the next one lent (LIFO)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(timeout=10)
+    verdict_cache.clear()
+    result = score(boxed("x+1"), "1+x", "math")
+    assert (result["route"], result["reason"]) == ("grader", "grade_answer")
+    assert pool.wait_ready(180)  # the dead one was replaced
+
+
 def test_worker_verdicts_are_cached_but_timeouts_are_not():
     pool = sandbox.pool()
     verdict_cache.clear()

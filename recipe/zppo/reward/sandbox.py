@@ -222,32 +222,34 @@ class Pool:
         UNAVAILABLE, ERROR. Returns by ``deadline`` (time.monotonic()) whatever the input."""
         with self.lock:
             self.calls += 1
-        self._top_up()
-        if self.broken():
-            return None, UNAVAILABLE
-        try:
-            worker = self.idle.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None, UNAVAILABLE if self.broken() else BUSY
-        left = deadline - time.monotonic()
-        if left <= 0.02:
+        for _ in range(2):  # a worker found dead (its pipe broken) is replaced and the next one asked
+            self._top_up()
+            if self.broken():
+                return None, UNAVAILABLE
+            try:
+                worker = self.idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None, UNAVAILABLE if self.broken() else BUSY
+            left = deadline - time.monotonic()
+            if left <= 0.02:
+                self.idle.put(worker)
+                return None, BUSY
+            try:
+                # the worker's own timer stops Python-level work a little before the caller gives up on it
+                correct, detail = worker.call(args, min(limit_s, max(0.01, left - 0.1)), left)
+            except TimeoutError:
+                logger.info("zppo reward: grader worker killed at its deadline on %r", str(args)[:160])
+                with self.lock:
+                    self.kills += 1
+                self._discard(worker)
+                return None, TIMEOUT
+            except Exception as exc:
+                logger.warning("zppo reward: grader worker failed (%r); replacing it", exc)
+                self._discard(worker)
+                continue
             self.idle.put(worker)
-            return None, BUSY
-        try:
-            # the worker's own timer stops Python-level work a little before the caller gives up on it
-            correct, detail = worker.call(args, min(limit_s, max(0.01, left - 0.1)), left)
-        except TimeoutError:
-            logger.info("zppo reward: grader worker killed at its deadline on %r", str(args)[:160])
-            with self.lock:
-                self.kills += 1
-            self._discard(worker)
-            return None, TIMEOUT
-        except Exception as exc:
-            logger.warning("zppo reward: grader worker failed (%r); replacing it", exc)
-            self._discard(worker)
-            return None, ERROR
-        self.idle.put(worker)
-        return correct, detail
+            return correct, detail
+        return None, ERROR
 
     def worker_pids(self) -> list[int]:
         """Process ids of the idle workers (for CPU accounting in the benchmark)."""
