@@ -217,9 +217,10 @@ def test_unresolved_answers_go_to_the_judge_when_asked(fake):
     numeric = compute_score("src", T + "seven", "7", {"reward_type": "numeric"}, **on)
     assert numeric["route"] == "judge"
     assert server.requests == 3
-    # off (training, App. D.1): the same answers score 0 by the rule, no request
+    # off (training, App. D.1): the same answers score 0 by the rule, no request; "false" from a config is off
     for response in (T + "It is B, the dog.", boxed("the dog, B")):
         assert compute_score("src", response, "B", extra, **kw(server.url))["route"] in ("unparseable", "grader")
+        assert compute_score("src", response, "B", extra, **kw(server.url, judge_unresolved="false"))["score"] == 0.0
     assert server.requests == 3
 
 

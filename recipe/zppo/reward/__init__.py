@@ -42,7 +42,7 @@ from collections import OrderedDict
 
 from recipe.zppo.reward import sandbox
 from recipe.zppo.reward.grader import MAX_BOX_CHARS, boxed_answer, choice_letter, quick_grade
-from recipe.zppo.reward.judge import get_judge, judge_config_from
+from recipe.zppo.reward.judge import get_judge, judge_config_from, judge_unresolved
 from recipe.zppo.reward.metrics import ROUTES, route_shares
 from recipe.zppo.reward.routing import ROUTING, gold_answers, options_text, resolve_reward_type, tolerance_of
 
@@ -191,7 +191,7 @@ def _compute_score(solution_str, ground_truth, extra_info, kwargs: dict, route_m
     golds = gold_answers(ground_truth, reward_type)
     if not golds:
         return result(False, ROUTE_UNSUPPORTED, "no_ground_truth")
-    unresolved_to_judge = bool(kwargs.get("judge_unresolved", False))
+    unresolved_to_judge = judge_unresolved(kwargs)
     box = boxed_answer(text) if text else None
     if box is not None:
         if len(box) > MAX_BOX_CHARS:

@@ -158,6 +158,16 @@ def _truthy(value) -> bool:
     return bool(value)
 
 
+def judge_unresolved(kwargs: dict | None = None, environ=None) -> bool:
+    """The reward kwarg ``judge_unresolved`` (else ``ZPPO_JUDGE_UNRESOLVED``; default false): answers the rule cannot
+    resolve go to the judge for every type (App. B.2's evaluation protocol; ``recipe.zppo.reward``)."""
+    environ = os.environ if environ is None else environ
+    value = (kwargs or {}).get("judge_unresolved")
+    if value is None:
+        value = environ.get("ZPPO_JUDGE_UNRESOLVED", "")
+    return _truthy(value)
+
+
 def judge_config_from(kwargs: dict | None = None, environ=None) -> JudgeConfig | None:
     """The judge configuration from compute_score's kwargs and the environment; None when the judge is off."""
     kwargs = dict(kwargs or {})
