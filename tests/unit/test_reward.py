@@ -501,3 +501,16 @@ def test_verl_loads_and_calls_the_reward(path):
                                          {k: list(v) for k, v in columns.items()})
     assert set(metrics["src"]) == {"score", "acc"}
     assert route_shares(columns)["reward/route_unparseable"] == 0.4
+
+
+def test_the_trainer_keeps_the_routes_of_the_teacher_responses_it_scores():
+    """Teacher responses are scored in the trainer's process (the judge's calls for them are logged per step as
+    zppo/reward/teacher_judge_calls and teacher_judge_share)."""
+    from recipe.zppo.trainer.zppo_trainer import ZPPOTrainer
+
+    trainer = object.__new__(ZPPOTrainer)  # only what _teacher_correct reads
+    trainer._score_fn, trainer._teacher_routes = compute_score, []
+    row = {"data_source": "src", "reward_model": {"ground_truth": "dog"}, "extra_info": {"reward_type": "string_match"}}
+    assert trainer._teacher_correct(boxed("Dog"), row) is True
+    assert trainer._teacher_correct(T + "a cat", row) is False
+    assert trainer._teacher_routes == ["grader", "unparseable"]
