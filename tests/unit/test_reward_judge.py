@@ -21,6 +21,7 @@ from recipe.zppo.reward.judge import (
     parse_verdict,
     render_prompt,
 )
+from recipe.zppo.reward.routing import options_text
 
 from ..fake_openai import FakeOpenAIServer, SilentServer, closed_port, completion_body
 
@@ -222,6 +223,12 @@ def test_unresolved_answers_go_to_the_judge_when_asked(fake):
         assert compute_score("src", response, "B", extra, **kw(server.url))["route"] in ("unparseable", "grader")
         assert compute_score("src", response, "B", extra, **kw(server.url, judge_unresolved="false"))["score"] == 0.0
     assert server.requests == 3
+
+
+def test_options_for_the_judge():
+    assert options_text({"choices": ["cat", "B. dog", "(C) cow"]}) == "A. cat\nB. dog\n(C) cow"
+    assert options_text({"options": {"A": "x", "B": "y"}}) == "A. x\nB. y"
+    assert options_text({"question": "A. cat B. dog"}) == ""  # the question itself already shows its options
 
 
 def test_a_list_gold_is_shown_as_alternatives(fake):

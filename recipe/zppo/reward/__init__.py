@@ -46,7 +46,7 @@ from recipe.zppo.reward.judge import get_judge, judge_config_from, judge_unresol
 from recipe.zppo.reward.metrics import ROUTES, route_shares
 from recipe.zppo.reward.routing import ROUTING, gold_answers, options_text, resolve_reward_type, tolerance_of
 
-__all__ = ["compute_score", "grade_bounded", "route_shares", "ROUTES", "RESULT_KEYS", "MAX_PRED_CHARS",
+__all__ = ["compute_score", "grade_bounded", "route_shares", "verdict_cache", "ROUTES", "RESULT_KEYS", "MAX_PRED_CHARS",
            "GRADER_BUDGET_S"]
 
 logger = logging.getLogger(__name__)

@@ -219,8 +219,10 @@ def options_text(extra_info) -> str:
         if isinstance(raw, dict):
             return "\n".join(f"{k}. {v}" for k, v in raw.items())
         if _is_listlike(raw):
-            items = raw.tolist() if hasattr(raw, "tolist") else list(raw)
-            return "\n".join(f"{chr(65 + i)}. {v}" for i, v in enumerate(items[:26]))
+            items = [str(v).strip() for v in (raw.tolist() if hasattr(raw, "tolist") else list(raw))[:26]]
+            # an item that already carries its letter ("B. dog", "(B) dog") is shown as it is
+            return "\n".join(v if v[:2] == f"{chr(65 + i)}." or v[:3] == f"({chr(65 + i)})" else f"{chr(65 + i)}. {v}"
+                             for i, v in enumerate(items))
         if isinstance(raw, str) and raw.strip():
             return raw.strip()
     return ""
