@@ -40,6 +40,15 @@ setup(
         "qwen-vl-utils",
         # python -m recipe.zppo.report draws its PNG plots with it (pure wheels, no torch).
         "matplotlib",
+        # The paper's reward grader (App. D.1: mathruler.grader's extract_boxed_content and grade_answer). Pinned: the
+        # reward calls its functions as they are; its package declares no dependencies, so they are listed here
+        # (sympy for grade_answer, pylatexenc for its LaTeX reading, tqdm imported at module level).
+        "mathruler==0.1.0",
+        "sympy>=1.12",
+        "pylatexenc>=2.10",
+        "tqdm",
+        # The judge's prompt is the paper's Jinja2 template (Fig. 9; recipe/zppo/reward/judge.py).
+        "jinja2>=3.1",
         # The teacher client (recipe/zppo/teacher/client.py); transformers serve needs openai>=1.98 itself.
         "openai>=1.98",
         # `transformers serve`, the CPU teacher server (teacher/service.py): what transformers' `serving` extra

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recipe.zppo.reward.verifiers import ALIASES, REWARD_TYPES
+from recipe.zppo.reward.routing import ALIASES, REWARD_TYPES
 
 from .text import clean_question, infer_reward_type
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from recipe.zppo.reward.verifiers import gold_items
+from recipe.zppo.reward.routing import gold_items
 
 IMAGE_PLACEHOLDER = "<image>"
 _SPLIT = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)})")

@@ -19,6 +19,7 @@ import pytest
 from data_prep.tiny import build_vl_dataset
 from recipe.zppo.algo.answer_format import extract_final_answer
 from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
+from recipe.zppo.reward.metrics import ROUTES
 
 from ..conftest import run_main
 from .helpers import cpu_run_args, failure_context, step_metrics
@@ -84,8 +85,7 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
         _check_on_policy_and_used(step)
         # Every rollout of the step was scored by the project's reward, and the route shares are logged.
         assert step["zppo/reward/n_scored"] == 4 * N + step.get("zppo/reformulated_rollouts", 0.0)
-        routes = ("parser", "judge", "unparseable", "judge_unavailable")
-        assert abs(sum(step[f"zppo/reward/route_{r}"] for r in routes) - 1.0) < 1e-6
+        assert abs(sum(step[f"zppo/reward/route_{r}"] for r in ROUTES) - 1.0) < 1e-6
     # The warm-started tiny student answers in the format but wrongly: hard questions; the tiny teacher solves some
     # and compresses the candidates (fresh teacher rollouts at each step, replayed questions included).
     # (The tiny teacher solves about 86% of the train questions in 4 samples and keeps the answer in about 80% of

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,10 +16,12 @@ from PIL import Image
 from data_prep.benchmarks import BENCHMARKS, FAMILIES, convert_many, resolve, suite
 from data_prep.benchmarks.__main__ import main as convert_main
 from data_prep.benchmarks.common import (
+    LETTERS,
     ROW_SCHEMA,
     Clip,
     ConvertOptions,
     SourceError,
+    clean_option,
     sample_frames,
     split_options,
 )
@@ -68,11 +71,18 @@ def test_every_registered_benchmark_converts_with_the_trainer_schema(converted):
 
 
 def test_reward_grades_converted_rows_right_and_wrong(converted):
-    """For multiple choice the fixture's correct OPTION TEXT must be graded right: this checks the gold letter."""
+    """For multiple choice the answer is the letter of the fixture's correct OPTION TEXT among the row's choices (the
+    paper's grader reads letters, not option text): graded right, this checks the gold letter."""
     _, out, expected, _ = converted
     for name, answers in expected.items():
         for row, correct in zip(_rows(out, name), answers):
             gold, info = row["reward_model"]["ground_truth"], row["extra_info"]
+            if info["reward_type"] == "multiple_choice" and info.get("choices") is not None:
+                cleaned = [clean_option(c).lower() for c in info["choices"]]
+                if clean_option(str(correct)).lower() in cleaned:
+                    correct = LETTERS[cleaned.index(clean_option(str(correct)).lower())]
+            elif info["reward_type"] == "multiple_choice":  # options only in the image: the fixture names the letter
+                correct = re.fullmatch(r"option ([A-Z]) of row \d+", str(correct)).group(1)
             right = compute_score(name, _respond(correct), gold, info)
             wrong = compute_score(name, _respond("zebra 987654"), gold, info)
             assert right["acc"] == 1.0, (name, correct, gold, info["reward_type"], right)

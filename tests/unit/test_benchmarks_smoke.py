@@ -132,6 +132,9 @@ def test_bench_reward_bounds_measure_the_judge_down_path():
     result = _run("bench_reward.py", "--only", "bounds", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = _goal_lines(result.stdout)
-    assert len(lines) == 3
+    assert len(lines) == 4
+    # the pathological answers were all scored (by the grader, or given up at its deadline), not failed otherwise
+    assert "pathological" in lines[2] and "internal_error" not in lines[2]
+    assert "grader_failed/grader_timeout" in lines[2]  # 9**9**9**9 never finishes: stopped at its deadline
     # the judge-down figure is of refused calls and an open circuit, not of some other failure
-    assert "judge_connection_error, judge_connection_error, judge_circuit_open, judge_circuit_open" in lines[2]
+    assert "judge_connection_error, judge_connection_error, judge_circuit_open, judge_circuit_open" in lines[3]

@@ -24,7 +24,8 @@ def test_process_results_grades_with_the_project_reward():
     process = make_process_results("answer", "multiple_choice", choices_field="options", answer_is_index=True)
     doc = {"question": "Which is a prime?", "options": ["4", "6", "7"], "answer": 2}
     assert process(doc, ["<think>7 is prime</think> \\boxed{C}"]) == {"zppo_acc": 1.0}
-    assert process(doc, ["<think>7 is prime</think> \\boxed{7}"]) == {"zppo_acc": 1.0}  # the option text
+    # the option text: the paper's grader reads letters (the judge reads it under reward kwarg judge_unresolved)
+    assert process(doc, ["<think>7 is prime</think> \\boxed{7}"]) == {"zppo_acc": 0.0}
     assert process(doc, ["<think>hm</think> \\boxed{A}"]) == {"zppo_acc": 0.0}
     assert process(doc, ["<think>cut off before the answer"]) == {"zppo_acc": 0.0}
     numeric = make_process_results("answer", "numeric", tolerance=0.05)

@@ -28,7 +28,7 @@ def _answers(seed: int, benches: list[str], n: int) -> list[dict]:
             for s in range(n):
                 acc = float(rng.random() < 0.3 + 0.1 * seed)
                 rows.append({"data_source": bench, "question_id": f"{bench}-{q}", "uid": f"u{bench}{q}_0_{s}",
-                             "acc": acc, "score": acc, "route": "parser" if rng.random() < 0.9 else "unparseable"})
+                             "acc": acc, "score": acc, "route": "grader" if rng.random() < 0.9 else "unparseable"})
     return rows
 
 

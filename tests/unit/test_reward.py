@@ -1,27 +1,32 @@
-"""The reward: verifiers per answer type, routes, judge fallback (real loopback HTTP servers), metrics, and
-verl 0.9.1's own reward plumbing calling ``recipe.zppo.reward.compute_score`` by path and name."""
+"""The reward as the paper grades (recipe.zppo.reward): mathruler's boxed grader and its degree/percent retry (App.
+D.1), our choices where the paper is silent (choice letters, tolerances, number lists), the routing table, the time
+bound on pathological answers, the metrics, and verl 0.9.1's own reward plumbing calling ``compute_score`` by path.
+The judge's protocol is in test_reward_judge.py (fake server) and test_reward_judge_live.py (a served model)."""
 
 from __future__ import annotations
 
-import json
-import math
+import contextlib
 import os
-import socket
-import threading
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recipe.zppo.reward import RESULT_KEYS, compute_score, route_shares
-from recipe.zppo.reward import judge as judge_mod
-from recipe.zppo.reward.judge import JudgeConfig, judge_config_from, parse_verdict
-from recipe.zppo.reward.verifiers import auto_type, options_of, resolve_reward_type
+from recipe.zppo.reward import (
+    GRADER_BUDGET_S,
+    RESULT_KEYS,
+    ROUTES,
+    compute_score,
+    route_shares,
+    sandbox,
+    verdict_cache,
+)
+from recipe.zppo.reward.grader import boxed_answer, choice_letter, exact_number, grade, quick_grade, split_items
+from recipe.zppo.reward.routing import ROUTING, resolve_reward_type, tolerance_of
 
 T = "<think>I looked at the image and worked it out.</think>\n"
 
@@ -31,147 +36,360 @@ def boxed(answer: str) -> str:
 
 
 def check_shape(result: dict) -> None:
-    """The contract verl relies on: same keys every time, float-or-str values, score in [0, 1]."""
+    """The contract verl relies on: same keys every time, float-or-str values, binary score."""
     assert tuple(result) == RESULT_KEYS
-    assert isinstance(result["score"], float) and 0.0 <= result["score"] <= 1.0
-    assert result["acc"] in (0.0, 1.0) and isinstance(result["acc"], float)
-    assert result["route"] in ("parser", "judge", "unparseable", "judge_unavailable")
+    assert result["score"] in (0.0, 1.0) and isinstance(result["score"], float)
+    assert result["acc"] == result["score"] and isinstance(result["acc"], float)
+    assert result["route"] in ROUTES
     for key in ("route", "reason", "pred", "reward_type"):
         assert isinstance(result[key], str)
 
 
-pytestmark = pytest.mark.usefixtures("fresh_judge")  # tests/unit/conftest.py
+pytestmark = pytest.mark.usefixtures("fresh_judge")  # tests/unit/conftest.py: no judge from the environment
 
 
-MC_QUESTION = "What animal is shown?\nA. cat\nB. dog\nC. cow\nD. hen"
+@pytest.fixture(scope="module", autouse=True)
+def grader_workers():
+    """Started once (about 2 s each on a quiet machine): the cases below test verdicts, not a cold start."""
+    assert sandbox.pool().wait_ready(180), "the grader's worker processes did not start"
+    yield
 
-# (reward_type or None, response, ground truth, extra_info, expected acc, expected route)
-CASES = [
-    # --- multiple_choice: letter or option text, options from extra_info or the question text
-    ("multiple_choice", boxed("B"), "B", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("(B)"), "B", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("b"), "B", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("\\text{B. dog}"), "B", {"question": MC_QUESTION}, 1.0, "parser"),
-    ("multiple_choice", boxed("Option C"), "C", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("dog"), "B", {"question": MC_QUESTION}, 1.0, "parser"),
-    ("multiple_choice", boxed("A dog"), "B", {"question": MC_QUESTION}, 1.0, "parser"),  # article dropped
-    ("multiple_choice", boxed("cat"), "B", {"question": MC_QUESTION}, 0.0, "parser"),
-    ("multiple_choice", boxed("B"), "dog", {"choices": ["cat", "dog", "cow"]}, 1.0, "parser"),
-    ("multiple_choice", boxed("B"), "dog", {"choices": {"A": "cat", "B": "dog"}}, 1.0, "parser"),
-    ("multiple_choice", boxed("C"), "dog", {"choices": np.array(["cat", "dog", "cow"])}, 0.0, "parser"),
-    ("multiple_choice", boxed("B"), "(B) dog", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("A"), "B", {}, 0.0, "parser"),
-    ("multiple_choice", boxed("A or B"), "B", {}, 0.0, "parser"),  # hedging between letters is wrong
-    ("multiple_choice", boxed("A, B, C, D"), "B", {}, 0.0, "parser"),
-    ("multiple_choice", T + "Answer: B", "B", {}, 1.0, "parser"),
-    ("multiple_choice", T + "(B)", "B", {}, 1.0, "parser"),
-    ("multiple_choice", T + "B.", "B", {}, 1.0, "parser"),
-    ("multiple_choice", boxed("a horse"), "B", {"question": MC_QUESTION}, 0.0, "unparseable"),  # no choice named
-    # --- numeric: units, percent, separators, fractions vs decimals, scientific, unicode minus, tolerance
-    ("numeric", boxed("1,234"), "1234", {}, 1.0, "parser"),
-    ("numeric", boxed("1{,}234.50"), "1234.5", {}, 1.0, "parser"),
-    ("numeric", boxed("12 cm"), "12", {}, 1.0, "parser"),
-    ("numeric", boxed("\\$5"), "5", {}, 1.0, "parser"),
-    ("numeric", boxed("45^\\circ"), "45", {}, 1.0, "parser"),
-    ("numeric", boxed("50\\%"), "0.5", {}, 1.0, "parser"),
-    ("numeric", boxed("0.5"), "50%", {}, 1.0, "parser"),
-    ("numeric", boxed("\\frac{3}{4}"), "0.75", {}, 1.0, "parser"),
-    ("numeric", boxed("0.33"), "1/3", {}, 1.0, "parser"),  # decimal of >= 2 places rounds the fraction
-    ("numeric", boxed("0.3"), "1/3", {}, 0.0, "parser"),
-    ("numeric", boxed("1.5e3"), "1500", {}, 1.0, "parser"),
-    ("numeric", boxed("1.5 \\times 10^{3}"), "1500", {}, 1.0, "parser"),
-    ("numeric", boxed("\u22127"), "-7", {}, 1.0, "parser"),  # unicode minus
-    ("numeric", boxed("7"), "-7", {}, 0.0, "parser"),
-    ("numeric", boxed("x = 3.0"), "3", {}, 1.0, "parser"),
-    ("numeric", boxed("78"), "78.5", {"tolerance": 0.01}, 1.0, "parser"),
-    ("numeric", boxed("77"), "78.5", {"tolerance": 0.01}, 0.0, "parser"),
-    ("numeric", boxed("78"), "78.5", {"tolerance": "1%"}, 1.0, "parser"),
-    ("numeric", boxed("78"), "78.5", {}, 0.0, "parser"),
-    ("numeric", boxed("0.04"), "0", {"tolerance": 0.05}, 1.0, "parser"),  # absolute when gold is 0
-    ("numeric", boxed("2\\sqrt{3}"), "3.4641", {"tolerance": 0.001}, 1.0, "parser"),  # via math-verify
-    ("numeric", boxed("five"), "5", {}, 1.0, "parser"),
-    ("numeric", boxed("3 or 4"), "3", {}, 0.0, "parser"),
-    ("numeric", boxed("1,2"), "12", {}, 0.0, "parser"),  # not a thousands separator
-    # --- counting
-    ("counting", boxed("3"), "3", {}, 1.0, "parser"),
-    ("counting", boxed("three apples"), 3, {}, 1.0, "parser"),
-    ("counting", boxed("4"), 3, {}, 0.0, "parser"),
-    ("counting", boxed("several"), "3", {}, 0.0, "unparseable"),
-    # --- number_list: ordered
-    ("number_list", boxed("[1, 2, 3]"), "[1, 2, 3]", {}, 1.0, "parser"),
-    ("number_list", boxed("1, 2, 3"), [1, 2, 3], {}, 1.0, "parser"),
-    ("number_list", boxed("(1; 2; 3)"), "1,2,3", {}, 1.0, "parser"),
-    ("number_list", boxed("3, 2, 1"), "[1, 2, 3]", {}, 0.0, "parser"),
-    ("number_list", boxed("1, 2"), "[1, 2, 3]", {}, 0.0, "parser"),
-    ("number_list", boxed("0.5, -2"), np.array([0.5, -2.0]), {}, 1.0, "parser"),
-    ("number_list", boxed("one two"), "[1, 2]", {}, 1.0, "parser"),
-    ("number_list", boxed("left, right"), "[1, 2]", {}, 0.0, "unparseable"),
-    # --- list_string_match: any acceptable answer
-    ("list_string_match", boxed("Coconut body-butter"), "['body butter', 'coconut body butter']", {}, 1.0, "parser"),
-    ("list_string_match", boxed("body butter"), ["body butter", "lotion"], {}, 1.0, "parser"),
-    ("list_string_match", boxed("soap"), '["body butter", "lotion"]', {}, 0.0, "parser"),
-    # --- string_match
-    ("string_match", boxed("\\text{The Eiffel Tower}"), "eiffel tower", {}, 1.0, "parser"),
-    ("string_match", boxed("Yes, it is."), "yes", {}, 1.0, "parser"),
-    ("string_match", boxed("No"), "yes", {}, 0.0, "parser"),
-    ("string_match", boxed("Café"), "cafe", {}, 1.0, "parser"),
-    ("string_match", boxed("-3"), "3", {}, 0.0, "parser"),  # the sign is not punctuation
-    ("string_match", boxed("C++"), "C", {}, 0.0, "parser"),
-    ("string_match", boxed("5.0"), "5", {}, 1.0, "parser"),
-    ("string_match", boxed("12 cm"), "12", {}, 1.0, "parser"),
-    ("string_match", boxed("3 Idiots"), "3 Musketeers", {}, 0.0, "parser"),  # same number, other words
-    ("string_match", boxed("Seven Eleven"), "Seven Up", {}, 0.0, "parser"),
-    ("exact_match", boxed("red"), "Red", {}, 1.0, "parser"),  # alias
-    # --- math (math-verify for expressions)
-    ("math", boxed("\\frac{\\sqrt{3}}{2}"), "\\sqrt{3}/2", {}, 1.0, "parser"),
-    ("math", boxed("(x+1)^2"), "x^2+2x+1", {}, 1.0, "parser"),
-    ("math", boxed("x^2+1"), "x^2+2x+1", {}, 0.0, "parser"),
-    ("math", boxed("\\dfrac{1}{2}"), "\\frac{1}{2}", {}, 1.0, "parser"),
-    ("math", boxed("0.5"), "\\frac12", {}, 1.0, "parser"),
-    ("math", boxed("[1, 3)"), "[1,3)", {}, 1.0, "parser"),
-    # --- missing / unknown reward type: chosen from the gold
-    (None, boxed("C"), "C", {"question": "Pick one.\n(A) x\n(B) y\n(C) z"}, 1.0, "parser"),
-    (None, boxed("1,000"), "1000", None, 1.0, "parser"),
-    (None, boxed("2\\pi"), "2\\pi", {}, 1.0, "parser"),
-    (None, boxed("\\frac{\\pi}{2}"), "\\pi/2", {}, 1.0, "parser"),
-    (None, boxed("blue"), "Blue", {}, 1.0, "parser"),
-    ("grounding", boxed("blue"), "Blue", {}, 1.0, "parser"),  # unsupported type: auto
-    # --- adversarial: format
-    ("numeric", T + "\\boxed{3} no wait \\boxed{4}", "4", {}, 1.0, "parser"),  # several boxes: the last
-    ("numeric", T + "\\boxed{4} no wait \\boxed{3}", "4", {}, 0.0, "parser"),
-    ("numeric", "<think>\\boxed{4}</think>\nI am not sure.\nMaybe later I will know.", "4", {}, 0.0, "unparseable"),
-    ("numeric", "<think>it is \\boxed{4} and", "4", {}, 0.0, "unparseable"),  # unclosed think
-    ("numeric", "", "4", {}, 0.0, "unparseable"),
-    ("numeric", None, "4", {}, 0.0, "unparseable"),
-    ("numeric", boxed("4"), None, {}, 0.0, "parser"),  # no gold: never correct
-    ("numeric", boxed("4"), "", {}, 0.0, "parser"),
-    ("numeric", boxed("4"), float("nan"), {}, 0.0, "parser"),
-    # --- non-string ground truths
-    ("numeric", boxed("4"), 4, {}, 1.0, "parser"),
-    ("numeric", boxed("0.25"), 0.25, {}, 1.0, "parser"),
-    ("numeric", boxed("4"), np.int64(4), {}, 1.0, "parser"),
-    ("numeric", boxed("4"), ["4", "four"], {}, 1.0, "parser"),
-    ("string_match", boxed("True"), True, {}, 1.0, "parser"),
-    (None, boxed("4"), 4, {}, 1.0, "parser"),
+
+def score(response, gold, reward_type=None, **extra):
+    info = dict(extra, reward_type=reward_type) if reward_type else (extra or None)
+    result = compute_score("src", response, gold, info)
+    check_shape(result)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ App. D.1's grader
+@pytest.mark.parametrize("response, gold, acc, reason", [
+    # the LAST box of the response decides (mathruler's extract_boxed_content)
+    (T + "\\boxed{3} no wait \\boxed{4}", "4", 1.0, "grade_answer"),
+    (T + "\\boxed{4} no wait \\boxed{3}", "4", 0.0, "grade_answer"),
+    # nested boxes: the innermost last opening brace is the last box
+    (T + "\\boxed{\\boxed{4}}", "4", 1.0, "grade_answer"),
+    (T + "\\boxed{\\frac{1}{\\boxed{2}}}", "2", 1.0, "grade_answer"),
+    (T + "\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}", 1.0, "grade_answer"),
+    # LaTeX and numerical equivalences (App. D.1's examples: 1/2 vs 0.5, \frac{1}{2} vs 0.5)
+    (boxed("1/2"), "0.5", 1.0, "grade_answer"),
+    (boxed("\\frac{1}{2}"), "0.5", 1.0, "grade_answer"),
+    (boxed("\\dfrac{3}{4}"), "\\frac{3}{4}", 1.0, "grade_answer"),
+    (boxed("\\sqrt{3}/2"), "\\frac{\\sqrt{3}}{2}", 1.0, "grade_answer"),
+    (boxed("x^2+2x+1"), "(x+1)^2", 1.0, "grade_answer"),
+    (boxed("12.50"), "12.5", 1.0, "grade_answer"),
+    (boxed("1,234"), "1234", 1.0, "grade_answer"),
+    (boxed("x = 5"), "5", 1.0, "grade_answer"),
+    (boxed("\\text{Paris}"), "paris", 1.0, "grade_answer"),
+    (boxed("13"), "12", 0.0, "grade_answer"),
+    (boxed("-7"), "7", 0.0, "grade_answer"),
+    (boxed("\\frac{2}{4}"), "\\frac{1}{2}", 0.0, "grade_answer"),  # mathruler refuses unreduced fractions
+    (boxed("2/4"), "1/2", 0.0, "grade_answer"),
+    # the second pass: degree and percent marks stripped from both sides (App. D.1)
+    (boxed("45°"), "45", 1.0, "grade_answer_stripped"),
+    (boxed("45"), "45°", 1.0, "grade_answer_stripped"),
+    (boxed("30∘"), "30", 1.0, "grade_answer_stripped"),
+    (boxed("30\\circ"), "30", 1.0, "grade_answer_stripped"),
+    (boxed("12.5\\%"), "12.5", 1.0, "grade_answer"),  # mathruler drops \% itself
+    (boxed("45^\\circ"), "45", 1.0, "grade_answer"),
+    (boxed("46°"), "45°", 0.0, "grade_answer"),
+])
+def test_the_grader_is_mathruler_with_the_degree_percent_retry(response, gold, acc, reason):
+    result = score(response, gold, "math")
+    assert (result["acc"], result["route"], result["reason"]) == (acc, "grader", reason), result
+
+
+@pytest.mark.parametrize("response, reason", [
+    (T + "The answer is 4.", "no_box"),  # the paper's reward needs a box: lenient extractors are not used
+    (T + "Answer: 4", "no_box"),
+    (T + "<answer>4</answer>", "no_box"),
+    (T + "4", "no_box"),
+    (T + "\\boxed{4} and then \\boxed{4", "no_box"),  # the last box never closes: no box (mathruler's "None")
+    (T + "\\boxed{", "no_box"),
+    ("", "empty_response"),
+    ("   \n", "empty_response"),
+    (None, "empty_response"),
+])
+def test_no_closed_last_box_scores_zero(response, reason):
+    result = score(response, "4", "numeric")
+    assert (result["acc"], result["route"], result["reason"], result["pred"]) == (0.0, "unparseable", reason, "")
+
+
+def test_the_box_is_looked_for_in_the_whole_response_as_mathruler_does():
+    # App. D.1: "the last \boxed{...} span of the response": a cut-off answer whose reasoning boxed it is graded
+    assert score("<think>so it is \\boxed{4} and", "4", "numeric")["acc"] == 1.0
+    assert score("no think block at all, \\boxed{4}", "4", "numeric")["acc"] == 1.0
+
+
+def test_a_literal_none_box_is_an_answer_but_no_box_never_matches_none():
+    # mathruler returns the string "None" when there is no box; that must not match a gold "None"
+    assert score(boxed("None"), "None", "string_match")["acc"] == 1.0
+    assert (score(T + "None of them.", "None", "string_match")["route"]) == "unparseable"
+    assert score(T + "\\boxed{None", "None", "string_match")["acc"] == 0.0
+
+
+def test_ground_truths_of_any_shape():
+    assert score(boxed("4"), 4, "numeric")["acc"] == 1.0
+    assert score(boxed("4"), 4.0, "numeric")["acc"] == 1.0
+    assert score(boxed("0.25"), 0.25, "numeric")["acc"] == 1.0
+    assert score(boxed("4"), np.int64(4), "numeric")["acc"] == 1.0
+    assert score(boxed("four"), ["4", "four"], "numeric")["acc"] == 1.0  # a list: any item
+    assert score(boxed("B"), np.array(["B"]), "multiple_choice")["acc"] == 1.0
+    for gold in (None, "", "  ", float("nan"), [], [None]):
+        result = score(boxed("4"), gold, "numeric")
+        assert (result["acc"], result["route"], result["reason"]) == (0.0, "unsupported", "no_ground_truth")
+
+
+def test_pred_is_the_box_capped_and_overlong_boxes_are_not_graded():
+    assert score(boxed("\\frac{1}{2}"), "0.5", "numeric")["pred"] == "\\frac{1}{2}"
+    result = score(boxed("a" * 3000), "a", "string_match")
+    assert (result["acc"], result["reason"], len(result["pred"])) == (0.0, "box_too_long", 512)
+
+
+# ------------------------------------------------------------------------------------------------ ours: letters
+@pytest.mark.parametrize("answer, gold, acc", [
+    ("B", "B", 1.0), ("b", "B", 1.0), ("(B)", "B", 1.0), ("[B]", "B", 1.0), ("B.", "B", 1.0), ("B)", "B", 1.0),
+    ("\\text{B}", "B", 1.0), ("\\text{(B)}", "B", 1.0), ("$B$", "B", 1.0), ("B. dog", "B", 1.0),
+    ("(B) dog", "B", 1.0), ("B", "(B)", 1.0), ("B", "B.", 1.0), ("C) dog", "(B) dog", 0.0),
+    ("A", "B", 0.0), ("A or B", "B", 0.0), ("A, B", "B", 0.0), ("AB", "B", 0.0), ("dog", "B", 0.0),
+    ("a cat", "A", 0.0),  # lower-case text is not an option letter
+    ("dog", "dog", 1.0),  # a gold that is option text: plain grade_answer
+])
+def test_multiple_choice_letters(answer, gold, acc):
+    result = score(boxed(answer), gold, "multiple_choice")
+    assert (result["acc"], result["route"]) == (acc, "grader"), result
+
+
+def test_choice_letter_reading():
+    assert [choice_letter(s) for s in ("B", " (c) ", "\\textbf{D}", "E.", "A: yes", "x", "AB", "", "a dog")] == [
+        "B", "C", "D", "E", "A", "X", None, None, None]
+
+
+# ------------------------------------------------------------------------------------------------ ours: tolerance
+@pytest.mark.parametrize("answer, gold, tolerance, acc, reason", [
+    ("101", "100", 0.05, 1.0, "tolerance"), ("106", "100", 0.05, 0.0, "grade_answer"),
+    ("-99", "-100", 0.05, 1.0, "tolerance"), ("0.004", "0", 0.01, 1.0, "tolerance"),  # absolute at gold 0
+    ("101", "100", "5%", 1.0, "tolerance"), ("104\\%", "100", 0.05, 1.0, "tolerance"),
+    ("\\frac{201}{2}", "100", 0.01, 1.0, "tolerance"), ("1.01 \\times 10^{3}", "1000", 0.02, 1.0, "tolerance"),
+    ("1,010", "1000", 0.02, 1.0, "tolerance"), ("101", "100", None, 0.0, "grade_answer"),
+    ("101", "100", 10**400, 0.0, "grade_answer"),  # does not fit a float: ignored, no error
+    ("101", "100", "bad", 0.0, "grade_answer"), ("101", "100", -1, 0.0, "grade_answer"),
+    ("101", "100", float("nan"), 0.0, "grade_answer"),
+    ("1e5 \\times 10^{400}", "1e405", 0.01, 1.0, "tolerance"),  # exact arithmetic: no overflow
+    ("1e5 \\times 10^{400}", "1e405", None, 0.0, "grade_answer"),
+])
+def test_numeric_tolerance_is_relative(answer, gold, tolerance, acc, reason):
+    result = score(boxed(answer), gold, "numeric", tolerance=tolerance)
+    assert (result["acc"], result["route"], result["reason"]) == (acc, "grader", reason), result
+
+
+def test_tolerance_and_exact_number_reading():
+    assert [tolerance_of({"tolerance": t}) for t in (0.1, "0.1", "10%", 0, None, True, "x", 10**400)] == [
+        0.1, 0.1, 0.1, None, None, None, None, None]
+    assert exact_number("1{,}234.5") == exact_number("1234.5") == exact_number("2469/2")
+    assert exact_number("-\\frac{3}{4}") == exact_number("-0.75")
+    assert exact_number("2.5e-3") == exact_number("2.5 \\times 10^{-3}")
+    for text in ("x", "1/0", "\\frac{1}{0}", "9" * 2000, "1e99999", "1 2", "3!"):
+        assert exact_number(text) is None, text
+
+
+# ------------------------------------------------------------------------------------------------ ours: lists
+@pytest.mark.parametrize("answer, gold, acc, reason", [
+    ("1, 2, 3", "[1, 2, 3]", 1.0, "number_list"), ("[1, 2, 3]", [1, 2, 3], 1.0, "grade_answer"),
+    ("(1; 2; 3)", "1, 2, 3", 1.0, "number_list"), ("\\left(1, 2, 3\\right)", np.array([1, 2, 3]), 1.0, "number_list"),
+    ("1, \\frac{1}{2}, 3", "1, 0.5, 3", 1.0, "number_list"), ("3, 2, 1", "[1, 2, 3]", 0.0, "grade_answer"),
+    ("1, 2", "[1, 2, 3]", 0.0, "grade_answer"), ("1, 2, 3, 4", "[1, 2, 3]", 0.0, "grade_answer"),
+    ("4, 5", [[1, 2], [4, 5]], 1.0, "number_list"),  # a list of lists: alternatives
+])
+def test_number_lists_in_order(answer, gold, acc, reason):
+    result = score(boxed(answer), gold, "number_list")
+    assert (result["acc"], result["reason"]) == (acc, reason), result
+
+
+def test_number_list_items_with_tolerance():
+    assert score(boxed("1.01, 2"), "[1, 2]", "number_list", tolerance=0.02)["acc"] == 1.0
+    assert split_items("[1, (2, 3), 4]") == ["1", "(2, 3)", "4"]
+    assert split_items("1,,2") is None and split_items(",".join("1" * 200)) is None
+
+
+def test_list_string_match_accepts_any_listed_answer():
+    gold = "['body butter', 'coconut body butter']"
+    assert score(boxed("Coconut Body Butter"), gold, "list_string_match")["acc"] == 1.0
+    assert score(boxed("body butter"), ["body butter", "lotion"], "list_string_match")["acc"] == 1.0
+    assert score(boxed("lotion"), gold, "list_string_match")["acc"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ routing
+def test_routing_table_covers_every_vero_type():
+    grader_only = {"multiple_choice", "numeric", "counting", "number_list"}
+    judged = {"string_match", "list_string_match", "math", "llm_judge"}
+    unsupported = {"grounding", "clicking", "web_action", "ordering", "instruction_following"}
+    assert set(ROUTING) == grader_only | judged | unsupported
+    assert {t for t, r in ROUTING.items() if r is not None and not r.judge} == grader_only
+    assert {t for t, r in ROUTING.items() if r is not None and r.judge} == judged
+    assert {t for t, r in ROUTING.items() if r is None} == unsupported
+    assert {t for t, r in ROUTING.items() if r is not None and r.tolerance} == {"numeric", "counting", "number_list"}
+
+
+@pytest.mark.parametrize("reward_type", ["grounding", "clicking", "web_action", "ordering", "instruction_following"])
+def test_unsupported_types_score_zero_without_grading(reward_type):
+    result = score(boxed("4"), "4", reward_type)
+    assert (result["acc"], result["route"], result["reason"]) == (0.0, "unsupported", "unsupported_reward_type")
+
+
+def test_reward_type_aliases_and_a_missing_type():
+    assert resolve_reward_type({"reward_type": " Multiple_Choice "}) == "multiple_choice"
+    assert resolve_reward_type({"reward_type": "search"}) == "string_match"
+    assert resolve_reward_type({"reward_type": "count"}) == "counting"
+    # missing or unknown: from the gold (*ours*)
+    assert [resolve_reward_type(None, g) for g in ("B", "(C)", "12", "-1.5", "\\sqrt{2}", "Paris", None)] == [
+        "multiple_choice", "multiple_choice", "numeric", "numeric", "string_match", "string_match", "string_match"]
+    assert resolve_reward_type({"reward_type": "no_such_type"}, "7") == "numeric"
+    assert score(boxed("(B)"), "B")["acc"] == 1.0  # no extra_info at all
+
+
+# ------------------------------------------------------------------------------------------------ bounded in time
+# (response, gold, extra_info, expected acc): the issue's pathological answers and their neighbours. The expected acc
+# is what a correct grader says, or 0 where an input is beyond the grader's bounds (noted).
+PATHOLOGICAL = [
+    (boxed("answer" + " " * 300 + "1"), "B", {"reward_type": "multiple_choice"}, 0.0),
+    (boxed("answer" + " " * 300 + "1"), "B", {"reward_type": "string_match"}, 0.0),
+    (boxed("9^{9^{9^{9}}}"), ["1", "2", "3"], {"reward_type": "math"}, 0.0),
+    (boxed("9**9**9**9"), ["2.5", "x", "y+1"], {"reward_type": "math"}, 0.0),
+    (boxed("((((((9^9)^9)^9)^9)^9)^9)^9"), "2.5", {"reward_type": "numeric"}, 0.0),
+    (boxed("10**10**8"), "x", {"reward_type": "math"}, 0.0),
+    (boxed("101"), "100", {"reward_type": "numeric", "tolerance": 10**400}, 0.0),  # tolerance unreadable: exact
+    (boxed("1e5 \\times 10^{400}"), "1e405", {"reward_type": "numeric", "tolerance": 0.01}, 1.0),
+    (boxed("1e5 \\times 10^{400}"), "2", {"reward_type": "numeric"}, 0.0),
+    (boxed("9" * 5000), "9" * 5000, {"reward_type": "numeric"}, 0.0),  # a box over 2,000 characters: not graded
+    (boxed("7" * 1500), "7" * 1499 + "8", {"reward_type": "numeric", "tolerance": 0.1}, 0.0),  # over 1,000 digits
+    (boxed("123"), "9" * 5000, {"reward_type": "numeric", "tolerance": 0.1}, 0.0),
+    (boxed("[" + ", ".join(["9**9**9"] * 50) + "]"), "[" + ", ".join(["2.5"] * 50) + "]",
+     {"reward_type": "number_list"}, 0.0),
+    (T + "\\boxed{" * 50_000, "4", {"reward_type": "numeric"}, 0.0),
+    ("<think>" + "blah " * 400_000 + "</think>" + "blah " * 400_000 + "\\boxed{9}", "9", {"reward_type": "numeric"},
+     1.0),
 ]
 
 
-@pytest.mark.parametrize("reward_type, response, gold, extra, acc, route", CASES)
-def test_each_reward_type_scores_the_documented_cases(reward_type, response, gold, extra, acc, route):
-    if reward_type is not None:
-        extra = dict(extra or {}, reward_type=reward_type)
+@pytest.mark.parametrize("response, gold, extra, acc", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_every_call_returns_within_five_seconds(response, gold, extra, acc):
+    # A correctness bound (the issue's 5 s per call), not a benchmark: the grader's own budget is 4.5 s.
+    start = time.monotonic()
     result = compute_score("src", response, gold, extra)
+    elapsed = time.monotonic() - start
     check_shape(result)
-    assert (result["acc"], result["route"]) == (acc, route), result
-    assert result["score"] == result["acc"]
+    assert elapsed < 5.0, (elapsed, result)
+    assert not result["reason"].startswith("internal_error"), result
+    assert result["acc"] == acc, result
+    assert result["route"] in ("grader", "grader_failed", "unparseable"), result
 
 
+def test_a_worker_stuck_past_its_deadline_is_killed_and_replaced():
+    pool = sandbox.pool()
+    assert pool.wait_ready(180)
+    kills = pool.kills
+    # Work stuck in C code never returns to the worker's own timer; a stopped process behaves the same way.
+    workers = list(pool.idle.queue)
+    for worker in workers:
+        os.kill(worker.proc.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    try:
+        correct, reason = pool.run({"given": "x+1", "golds": ["1+x"], "mode": "plain", "tolerance": None},
+                                   deadline=time.monotonic() + 1.0, limit_s=0.5)
+        elapsed = time.monotonic() - start
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.proc.pid, signal.SIGCONT)
+    assert (correct, reason) == (None, sandbox.TIMEOUT)
+    assert elapsed < 2.0 and pool.kills == kills + 1
+    assert pool.wait_ready(180)  # a replacement started by itself
+    verdict_cache.clear()
+    calls = pool.calls
+    assert score(boxed("x+1"), "1+x", "math")["reason"] == "grade_answer"
+    assert pool.calls == calls + 1  # graded by a worker again
+
+
+def test_a_dead_worker_is_replaced_and_the_answer_still_graded():
+    pool = sandbox.pool()
+    assert pool.wait_ready(180)
+    victim = pool.idle.queue[-1]  # the next one lent (LIFO)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(timeout=10)
+    verdict_cache.clear()
+    result = score(boxed("x+1"), "1+x", "math")
+    assert (result["route"], result["reason"]) == ("grader", "grade_answer")
+    assert pool.wait_ready(180)  # the dead one was replaced
+
+
+def test_worker_verdicts_are_cached_but_timeouts_are_not():
+    pool = sandbox.pool()
+    verdict_cache.clear()
+    calls = pool.calls
+    for _ in range(3):  # the 8 rollouts of a question often box the same answer: one worker call
+        assert score(boxed("\\sqrt{8}"), "2\\sqrt{2}", "math")["acc"] == 1.0
+    assert pool.calls == calls + 1 and verdict_cache.hits == 2
+    for _ in range(2):
+        assert score(boxed("9**9**9**9"), "2.5", "numeric")["route"] == "grader_failed"
+    assert pool.calls == calls + 3
+
+
+def test_a_slow_grading_in_a_worker_is_stopped_by_its_own_timer():
+    pool = sandbox.pool()
+    kills = pool.kills
+    correct, reason = pool.run({"given": "10**10**8", "golds": ["x"], "mode": "plain", "tolerance": None},
+                               deadline=time.monotonic() + GRADER_BUDGET_S, limit_s=0.5)
+    assert (correct, reason) == (None, sandbox.TIMEOUT) and pool.kills == kills  # the worker lives on
+
+
+def test_answers_are_graded_from_executor_threads():
+    """verl calls the reward from executor threads (no signals there): the workers do the timing."""
+    jobs = [(boxed("\\frac{\\sqrt{2}}{2}"), "\\sqrt{2}/2", "math", 1.0), (boxed("x^2"), "x^3", "math", 0.0),
+            (boxed("B"), "B", "multiple_choice", 1.0), (boxed("2\\sqrt{2}"), "2.828", "numeric", 0.0),
+            (boxed("9**9**9**9"), "2.5", "numeric", 0.0)] * 3
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda j: compute_score("src", j[0], j[1], {"reward_type": j[2]}), jobs))
+    assert [r["acc"] for r in results] == [j[3] for j in jobs]
+
+
+# ------------------------------------------------------------------------------------------------ quick == full
+_NUMBERS = st.one_of(st.integers(-10**6, 10**6).map(str), st.decimals(-1000, 1000, places=3).map(str),
+                     st.integers(0, 99).map(lambda i: f".{i}"), st.integers(0, 99).map(lambda i: f"0{i}"),
+                     st.integers(0, 99).map(lambda i: f"+{i}.0"))
+_LETTERS = st.sampled_from(["B", "b", "(B)", "[C]", "A.", "\\text{D}", "$B$", "B. dog", "(C) cow", "A or B", "AB",
+                            "a cat", "12", "x", "(B) dog"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pred=_NUMBERS, golds=st.lists(_NUMBERS, min_size=1, max_size=2),
+       tolerance=st.sampled_from([None, 0.01, 0.5]))
+def test_the_in_process_shortcut_agrees_with_the_full_grader_on_numbers(pred, golds, tolerance):
+    quick = quick_grade(pred, golds, "plain", tolerance)
+    assert quick is None or quick[0] == grade(pred, golds, "plain", tolerance)[0]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pred=_LETTERS, golds=st.lists(_LETTERS, min_size=1, max_size=2))
+def test_the_in_process_shortcut_agrees_with_the_full_grader_on_letters(pred, golds):
+    quick = quick_grade(pred, golds, "choice")
+    assert quick is None or quick[0] == grade(pred, golds, "choice")[0]
+
+
+def test_boxed_answer_is_mathrulers():
+    assert boxed_answer("a \\boxed{1} b \\boxed{2}") == "2"
+    assert boxed_answer("\\boxed{ {x} }") == "{x}"
+    assert boxed_answer("\\boxed{1} \\boxed{2") is None
+    assert boxed_answer("\\boxed{None}") == "None" and boxed_answer("no box") is None
+
+
+# ------------------------------------------------------------------------------------------------ robustness
 WEIRD = [None, "", "   ", 0, 1.5, float("nan"), float("inf"), True, [], [None], {}, {"a": 1}, b"\xff\xfe", np.array([]),
          np.array([1, 2]), ["A", 3, None], "x" * 200_000, object()]
 
 
 @pytest.mark.parametrize("reward_type", [None, "multiple_choice", "numeric", "number_list", "list_string_match",
-                                         "counting", "math", "string_match", 17, ["numeric"]])
+                                         "counting", "math", "string_match", "llm_judge", 17, ["numeric"]])
 def test_never_raises_on_odd_inputs(reward_type):
     responses = [None, "", boxed("4"), "<think>", "\\boxed{", boxed("}{"), boxed("\\frac{1}{0}"), boxed("1/0"),
                  boxed("1e999"), boxed("9" * 400), T + "Answer: " * 1000, 12345, b"\\boxed{3}"]
@@ -185,353 +403,44 @@ def test_never_raises_on_odd_inputs(reward_type):
         check_shape(compute_score(None, boxed("4"), "4", extra))
 
 
-def test_two_megabyte_responses_are_scored_like_short_ones():
-    # How long these take is measured by benchmarks/bench_reward.py (goal: under 5 s), not asserted here.
-    filler = "The figure shows many things. " * 70_000  # ~2 MB
-    result = compute_score("src", "<think>" + filler + "</think>" + filler + "\\boxed{7}", "7",
-                           {"reward_type": "numeric"})
-    assert result["acc"] == 1.0
-    result = compute_score("src", "<think>" + filler, "7", {"reward_type": "numeric"})
-    assert (result["acc"], result["reason"]) == (0.0, "unclosed_think")
-    result = compute_score("src", T + filler, "7", {"reward_type": "string_match"})
-    assert result["route"] == "unparseable"
-
-
-def test_pred_is_capped():
-    result = compute_score("src", boxed("a" * 3000), "a", {"reward_type": "string_match"})
-    assert len(result["pred"]) <= 512 and result["acc"] == 0.0
-
-
-def test_math_verify_timeout_is_bounded(monkeypatch):
-    monkeypatch.setenv("ZPPO_MATH_VERIFY_TIMEOUT_S", "0.5")
-    start = time.perf_counter()
-    result = compute_score("src", boxed("9^{9^{9^{9}}}"), "1", {"reward_type": "math"})
-    assert result["acc"] == 0.0 and result["reason"] == "math_verify_timeout"
-    assert time.perf_counter() - start < 10.0
-    # the pool recovers: the next comparison works
-    assert compute_score("src", boxed("\\sqrt{4}"), "2", {"reward_type": "math"})["acc"] == 1.0
-
-
-def test_math_answers_are_scored_from_executor_threads():
-    """verl calls the reward function from executor threads (math-verify's signals do not work there)."""
-    jobs = [(boxed("\\frac{\\sqrt{2}}{2}"), "\\sqrt{2}/2", "math", 1.0), (boxed("x^2"), "x^3", "math", 0.0),
-            (boxed("B"), "B", "multiple_choice", 1.0), (boxed("2\\sqrt{2}"), "2.828", "numeric", 0.0)] * 3
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda j: compute_score("src", j[0], j[1], {"reward_type": j[2]}), jobs))
-    assert [r["acc"] for r in results] == [j[3] for j in jobs]
-
-
-def test_reward_type_is_normalised_or_inferred_from_the_gold():
-    assert resolve_reward_type({"reward_type": " Multiple_Choice "}) == "multiple_choice"
-    assert resolve_reward_type({"reward_type": "search"}) == "string_match"
-    assert resolve_reward_type({"reward_type": "web_action"}) == "auto"
-    assert resolve_reward_type(None) == "auto"
-    assert [auto_type(g) for g in ("B", "(C)", "12", "\\sqrt{2}", "Paris", None)] == [
-        "multiple_choice", "multiple_choice", "numeric", "math", "string_match", "string_match"]
-
-
-def test_options_are_read_from_the_question_or_the_choices_field():
-    assert options_of({"question": MC_QUESTION}) == {"A": "cat", "B": "dog", "C": "cow", "D": "hen"}
-    assert options_of({"question": "Choose: (A) red (B) blue (C) green"}) == {"A": "red", "B": "blue", "C": "green"}
-    assert options_of({"choices": "['x', 'y']"}) == {"A": "x", "B": "y"}
-    assert options_of({"question": "I. think so.\nWhat is it?"}) == {}  # prose is not options
-    assert options_of({"choices": ["A. cat", "B. dog"]}) == {"A": "cat", "B": "dog"}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Property-based: numerically equal answers in different spellings score 1, clearly different ones 0
-# ---------------------------------------------------------------------------------------------------------
-def _spellings(value: int) -> list[str]:
-    sign = "-" if value < 0 else ""
-    mag = abs(value)
-    out = [str(value), f"{value:,}", f"{value}.0", f"{value} units", f"\\text{{{value}}}", f"${value}$",
-           f"{sign}{mag:,}".replace(",", "{,}"), f"x = {value}"]
-    if value < 0:
-        out.append("\u2212" + str(mag))
-    if mag != 0 and mag % 1000 == 0:
-        out.append(f"{value // 1000}e3")
-        out.append(f"{value // 1000}.0 \\times 10^{{3}}")
-    return out
+_TYPES = st.sampled_from([None, "multiple_choice", "numeric", "number_list", "list_string_match", "counting",
+                          "math", "string_match", "web_action"])
+_GOLDS = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.floats(),
+                   st.lists(st.text(max_size=8), max_size=3), st.lists(st.integers(), max_size=4))
+_PIECES = st.sampled_from(["<think>", "</think>", "\\boxed{", "}", "{", "Answer:", "(B)", "\n", " ", "1,234",
+                           "\\frac{1}{2}", "%", "-", "A", "x^2", "\u2212", "e5", "B.", "°", "\\circ", "**", "^"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(value=st.integers(min_value=-10**9, max_value=10**9), data=st.data())
-def test_equal_numbers_any_spelling_score_one(value, data):
-    pred = data.draw(st.sampled_from(_spellings(value)))
-    gold = data.draw(st.sampled_from([str(value), value, float(value)]))
-    rtype = data.draw(st.sampled_from(["numeric", None, "counting", "math"]))
-    result = compute_score("src", boxed(pred), gold, {"reward_type": rtype} if rtype else None)
-    assert result["acc"] == 1.0, (pred, gold, rtype, result)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(num=st.integers(-999, 999), den=st.integers(1, 64), data=st.data())
-def test_a_fraction_and_its_decimal_spellings_score_one(num, den, data):
-    frac = Fraction(num, den)
-    spelled = data.draw(st.sampled_from([f"{frac.numerator}/{frac.denominator}",
-                                         f"\\frac{{{frac.numerator}}}{{{frac.denominator}}}",
-                                         f"{float(frac):.10f}"]))
-    gold = data.draw(st.sampled_from([f"{frac.numerator}/{frac.denominator}", repr(float(frac))]))
-    assert compute_score("src", boxed(spelled), gold, {"reward_type": "numeric"})["acc"] == 1.0
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(a=st.floats(-1e6, 1e6, allow_nan=False), b=st.floats(-1e6, 1e6, allow_nan=False),
-       rtype=st.sampled_from(["numeric", None, "math"]))
-def test_clearly_different_numbers_score_zero(a, b, rtype):
-    if abs(a - b) <= 1e-3 * max(1.0, abs(a), abs(b)):
-        return
-    result = compute_score("src", boxed(repr(a)), repr(b), {"reward_type": rtype} if rtype else None)
-    assert result["acc"] == 0.0, (a, b, result)
-
-
-@settings(max_examples=100, deadline=None)
-@given(gold=st.floats(-1e4, 1e4, allow_nan=False).filter(lambda g: abs(g) > 1e-3),
-       tol=st.sampled_from([0.01, 0.05, 0.1]), frac=st.floats(0, 0.98))
-def test_tolerance_is_relative(gold, tol, frac):
-    inside = gold * (1 + tol * frac)
-    outside = gold * (1 + tol * 1.5)
-    extra = {"reward_type": "numeric", "tolerance": tol}
-    assert compute_score("src", boxed(repr(inside)), repr(gold), extra)["acc"] == 1.0
-    assert compute_score("src", boxed(repr(outside)), repr(gold), extra)["acc"] == 0.0
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Judge fallback against real loopback HTTP servers
-# ---------------------------------------------------------------------------------------------------------
-class _OpenAIHandler(BaseHTTPRequestHandler):
-    """Answers like an OpenAI chat-completions endpoint; says CORRECT when the gold text is in the response."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        server = self.server
-        counted = True
-        with server.lock:
-            server.requests.append(self.path)
-            server.in_flight += 1
-            server.max_in_flight = max(server.max_in_flight, server.in_flight)
-        try:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            server.bodies.append(body)
-            server.auth.append(self.headers.get("Authorization"))
-            if server.delay:
-                time.sleep(server.delay)
-            # Out of flight before the reply is sent: once the client has the reply it may send its next request
-            # at once, and counting both would report one more in flight than the client ever had.
-            with server.lock:
-                server.in_flight -= 1
-                counted = False
-            if server.status != 200:
-                self.send_response(server.status)
-                self.end_headers()
-                return
-            user = body["messages"][-1]["content"]
-            gold = user.split("Gold answer:\n", 1)[1].split("\n", 1)[0].strip()
-            tail = user.split("End of the student's response:\n", 1)[1]
-            verdict = server.reply or ("CORRECT" if gold.lower() in tail.lower() else "INCORRECT")
-            payload = {"id": "x", "object": "chat.completion", "model": body["model"],
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": verdict},
-                                    "finish_reason": "stop"}]}
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        finally:
-            if counted:
-                with server.lock:
-                    server.in_flight -= 1
-
-
-@pytest.fixture
-def judge_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpenAIHandler)
-    server.daemon_threads = True
-    server.lock = threading.Lock()
-    server.requests, server.bodies, server.auth = [], [], []
-    server.in_flight = server.max_in_flight = 0
-    server.delay, server.status, server.reply = 0.0, 200, None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def judge_kwargs(url: str, **extra) -> dict:
-    kw = {"judge_url": url, "judge_model": "tiny-judge", "judge_timeout_s": 2, "judge_max_retries": 1}
-    kw.update(extra)
-    return kw
-
-
-UNPARSEABLE = T + "The object on the left is larger than the one on the right,\nso it must be the dog."
-
-
-def test_judge_decides_only_unparseable_answers(judge_server):
-    kw = judge_kwargs(judge_server.url)
-    extra = {"reward_type": "string_match", "question": "What animal?"}
-    result = compute_score("src", UNPARSEABLE, "dog", extra, **kw)
+@given(pieces=st.lists(st.one_of(_PIECES, st.text(max_size=5)), max_size=25), gold=_GOLDS, rtype=_TYPES)
+def test_random_responses_always_give_a_well_formed_result(pieces, gold, rtype):
+    result = compute_score("src", "".join(pieces), gold, {"reward_type": rtype, "tolerance": 0.1})
     check_shape(result)
-    assert (result["route"], result["acc"], result["reason"]) == ("judge", 1.0, "judge")
-    result = compute_score("src", UNPARSEABLE, "cat", extra, **kw)
-    assert (result["route"], result["acc"]) == ("judge", 0.0)
-    assert judge_server.requests == ["/v1/chat/completions"] * 2
-    body = judge_server.bodies[0]
-    assert body["model"] == "tiny-judge" and body["temperature"] == 0.0
-    assert "What animal?" in body["messages"][-1]["content"]
-    # a parseable answer never reaches the judge; nor does a cut-off or empty response
-    assert compute_score("src", boxed("dog"), "dog", extra, **kw)["route"] == "parser"
-    assert compute_score("src", "<think>the dog", "dog", extra, **kw)["route"] == "unparseable"
-    assert compute_score("src", "", "dog", extra, **kw)["route"] == "unparseable"
-    # an answer the verifier cannot read (no number for a numeric type) does
-    assert compute_score("src", boxed("many"), "7", {"reward_type": "counting"}, **kw)["route"] == "judge"
-    assert len(judge_server.requests) == 3
+    assert not result["reason"].startswith("internal_error"), result
 
 
-def test_judge_is_off_by_default(judge_server):
-    result = compute_score("src", UNPARSEABLE, "dog", {"reward_type": "string_match"})
-    assert (result["route"], result["reason"]) == ("unparseable", "no_answer")
-    assert judge_server.requests == []
-    off = judge_kwargs(judge_server.url, judge_enable=False)
-    assert compute_score("src", UNPARSEABLE, "dog", {}, **off)["route"] == "unparseable"
-    assert judge_server.requests == []
-
-
-def test_judge_verdict_is_cached_per_question_and_answer(judge_server):
-    kw = judge_kwargs(judge_server.url)
-    first = compute_score("src", UNPARSEABLE, "dog", {"question": "Q"}, **kw)
-    second = compute_score("src", UNPARSEABLE, "dog", {"question": "Q"}, **kw)
-    assert (first["reason"], second["reason"]) == ("judge", "judge_cached")
-    assert first["acc"] == second["acc"] == 1.0
-    assert len(judge_server.requests) == 1
-    compute_score("src", UNPARSEABLE, "dog", {"question": "another question"}, **kw)
-    assert len(judge_server.requests) == 2
-
-
-def test_judge_is_configured_from_the_environment_with_its_api_key(judge_server, monkeypatch):
-    monkeypatch.setenv("ZPPO_JUDGE_URL", judge_server.url + "/chat/completions")
-    monkeypatch.setenv("ZPPO_JUDGE_MODEL", "env-judge")
-    monkeypatch.setenv("ZPPO_JUDGE_API_KEY_ENV", "MY_JUDGE_KEY")
-    monkeypatch.setenv("MY_JUDGE_KEY", "sekret")
-    result = compute_score("src", UNPARSEABLE, "dog", {})
-    assert result["route"] == "judge"
-    assert judge_server.bodies[-1]["model"] == "env-judge"
-    assert judge_server.auth[-1] == "Bearer sekret"
-
-
-def test_judge_config_is_read_from_reward_kwargs_with_defaults_for_bad_values():
-    from omegaconf import OmegaConf
-
-    assert judge_config_from({}, environ={}) is None
-    assert judge_config_from({"judge_url": "http://h:1"}, environ={}) is None  # model missing: off
-    cfg = judge_config_from({"judge": OmegaConf.create({"url": "http://h:1/", "model": "m", "timeout_s": "5",
-                                                         "extra_body": {"chat_template_kwargs": {
-                                                             "enable_thinking": False}}})},
-                            environ={"ZPPO_JUDGE_MAX_RETRIES": "4"})
-    assert cfg.endpoint == "http://h:1/v1/chat/completions"
-    assert (cfg.timeout_s, cfg.max_retries) == (5.0, 4)
-    assert json.loads(cfg.extra_body) == {"chat_template_kwargs": {"enable_thinking": False}}
-    assert JudgeConfig(url="http://h/v1/chat/completions", model="m").endpoint == "http://h/v1/chat/completions"
-    assert judge_config_from({"judge_url": "u", "judge_model": "m", "judge_timeout_s": "oops"},
-                             environ={}).timeout_s == 30.0
-
-
-@pytest.mark.parametrize("content, verdict", [
-    ("CORRECT", True), ("INCORRECT", False), ("correct.", True), ("<think>maybe CORRECT</think>INCORRECT", False),
-    ("The answer is NOT CORRECT", False), ("Incorrect. Wait, actually it is CORRECT", True), ("dunno", None),
-    (None, None), ("<think>CORRECT", None),
-])
-def test_judge_verdict_is_parsed_from_its_reply(content, verdict):
-    assert parse_verdict(content) == verdict
-
-
-def test_judge_reply_without_a_verdict_is_unavailable_and_scores_zero(judge_server):
-    judge_server.reply = "I would rather not say."
-    result = compute_score("src", UNPARSEABLE, "dog", {}, **judge_kwargs(judge_server.url))
-    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
-
-
-def test_judge_server_errors_are_retried_boundedly(judge_server):
-    judge_server.status = 500
-    result = compute_score("src", UNPARSEABLE, "dog", {}, **judge_kwargs(judge_server.url, judge_max_retries=2))
-    assert (result["route"], result["reason"]) == ("judge_unavailable", "judge_http_500")
-    assert len(judge_server.requests) == 3
-    judge_server.status = 404  # a client error is not retried
-    judge_mod.reset_clients()
-    compute_score("src", UNPARSEABLE, "dog", {}, **judge_kwargs(judge_server.url, judge_max_retries=2))
-    assert len(judge_server.requests) == 4
-
-
-def test_judge_hanging_server_times_out():
-    hang = socket.socket()
-    hang.bind(("127.0.0.1", 0))
-    hang.listen(16)  # accepts connections (kernel backlog) and never answers
-    try:
-        url = f"http://127.0.0.1:{hang.getsockname()[1]}/v1"
-        start = time.perf_counter()
-        result = compute_score("src", UNPARSEABLE, "dog", {},
-                               **judge_kwargs(url, judge_timeout_s=0.3, judge_max_retries=1))
-        elapsed = time.perf_counter() - start
-        assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_timeout", 0.0)
-        assert elapsed < 3.0
-    finally:
-        hang.close()
-
-
-def test_judge_closed_port_is_a_connection_error_then_the_circuit_opens():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
-    kw = judge_kwargs(f"http://127.0.0.1:{port}/v1", judge_max_retries=0, judge_fail_threshold=2, judge_cooldown_s=60)
-    reasons = [compute_score("src", UNPARSEABLE, "dog", {}, **kw)["reason"] for _ in range(4)]
-    # That these fail at once (no timeout waited) is measured by benchmarks/bench_reward.py.
-    assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open", "judge_circuit_open"]
-    shares = route_shares([compute_score("src", UNPARSEABLE, "dog", {}, **kw),
-                           compute_score("src", boxed("dog"), "dog", {}, **kw)])
-    assert shares["reward/route_judge_unavailable"] == 0.5 and shares["reward/route_judge_unavailable_count"] == 1.0
-
-
-def test_judge_requests_in_flight_never_exceed_the_limit(judge_server):
-    judge_server.delay = 0.15
-    kw = judge_kwargs(judge_server.url, judge_max_concurrency=2)
-    responses = [T + f"I think it is probably the animal number {i}.\nHard to say more than that." for i in range(8)]
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda r: compute_score("src", r, "dog", {}, **kw), responses))
-    assert all(r["route"] == "judge" for r in results)
-    assert len(judge_server.requests) == 8
-    assert judge_server.max_in_flight <= 2
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------------------------------------
-def test_route_shares_are_fractions_of_the_scored_answers():
-    results = [{"route": "parser"}] * 3 + [{"route": "judge"}, {"route": "unparseable"}] + ["judge_unavailable"] * 3
+# ------------------------------------------------------------------------------------------------ metrics
+def test_route_shares_count_each_route_and_the_judge_calls():
+    results = ([{"route": "grader"}] * 4 + [{"route": "judge"}, {"route": "judge_cached"}, {"route": "unparseable"}]
+               + ["judge_failed"])
     shares = route_shares(results)
-    assert shares["reward/route_parser"] == 3 / 8 and shares["reward/route_judge_unavailable"] == 3 / 8
-    assert shares["reward/route_parser_count"] == 3.0 and shares["reward/n_scored"] == 8.0
-    routes = ("parser", "judge", "unparseable", "judge_unavailable")
-    assert math.isclose(sum(shares[f"reward/route_{r}"] for r in routes), 1.0)
-    columns = {"route": np.array(["parser", "judge"], dtype=object), "acc": np.array([1.0, 0.0])}
+    assert shares["reward/route_grader"] == 0.5 and shares["reward/route_grader_count"] == 4.0
+    assert shares["reward/route_judge_failed"] == 1 / 8 and shares["reward/n_scored"] == 8.0
+    assert shares["reward/judge_calls"] == 2.0  # a cached verdict is not a call
+    assert shares["reward/judge_share"] == 3 / 8
+    assert sum(shares[f"reward/route_{r}"] for r in ROUTES) == pytest.approx(1.0)
+    columns = {"route": np.array(["grader", "judge"], dtype=object), "acc": np.array([1.0, 0.0])}
     assert route_shares(columns, prefix="val/")["val/route_judge"] == 0.5
-    assert route_shares([])["reward/route_parser"] == 0.0
+    assert route_shares([])["reward/route_grader"] == 0.0 and route_shares([])["reward/judge_share"] == 0.0
 
 
 def test_route_metrics_option_adds_one_flag_per_route():
     result = compute_score("src", boxed("4"), "4", {"reward_type": "numeric"}, route_metrics=True)
-    assert result["route_parser"] == 1.0 and result["route_judge"] == 0.0
-    assert set(result) == set(RESULT_KEYS) | {
-        "route_parser", "route_judge", "route_unparseable", "route_judge_unavailable"}
+    assert result["route_grader"] == 1.0 and result["route_judge"] == 0.0
+    assert set(result) == set(RESULT_KEYS) | {f"route_{r}" for r in ROUTES}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# verl 0.9.1's own plumbing: load by path/name, call through the naive reward manager, build the batch
-# ---------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------ verl's plumbing
 class _FakeTokenizer:
     """Decodes the token ids of the test: id i -> self.texts[i] (one 'token' per response)."""
 
@@ -561,8 +470,8 @@ def test_verl_loads_and_calls_the_reward(path):
     fn = get_custom_reward_fn(config)
     assert fn("src", boxed("B"), "B", {"reward_type": "multiple_choice"})["acc"] == 1.0
 
-    texts = [boxed("B"), boxed("12 cm"), "<think>cut off", UNPARSEABLE, boxed("\\frac{\\sqrt{3}}{2}")]
-    golds = ["B", "12", "3", "dog", "\\sqrt{3}/2"]
+    texts = [boxed("B"), boxed("45°"), "<think>cut off", T + "it is the dog", boxed("\\frac{\\sqrt{3}}{2}")]
+    golds = ["B", "45", "3", "dog", "\\sqrt{3}/2"]
     types = ["multiple_choice", "numeric", "numeric", "string_match", "math"]
     manager = load_reward_manager(config, _FakeTokenizer(texts))
     loop = asyncio.new_event_loop()
@@ -585,7 +494,7 @@ def test_verl_loads_and_calls_the_reward(path):
     infos = [o["reward_extra_info"] for o in outputs]
     keys = list(infos[0].keys())
     columns = {k: np.array([info[k] for info in infos]) for k in keys}
-    assert [str(r) for r in columns["route"]] == ["parser", "parser", "unparseable", "unparseable", "parser"]
+    assert [str(r) for r in columns["route"]] == ["grader", "grader", "unparseable", "unparseable", "grader"]
     assert columns["acc"].dtype == np.float64
     # validation: numeric keys are averaged per data source, strings skipped, pred used for majority votes
     metrics = process_validation_metrics(["src"] * 5, ["u1", "u1", "u2", "u2", "u3"],
@@ -594,26 +503,14 @@ def test_verl_loads_and_calls_the_reward(path):
     assert route_shares(columns)["reward/route_unparseable"] == 0.4
 
 
-_TYPES = st.sampled_from([None, "multiple_choice", "numeric", "number_list", "list_string_match", "counting",
-                          "math", "string_match", "web_action"])
-_GOLDS = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.floats(),
-                   st.lists(st.text(max_size=8), max_size=3),
-                   st.lists(st.integers(), max_size=4))
-_PIECES = st.sampled_from(["<think>", "</think>", "\\boxed{", "}", "{", "Answer:", "(B)", "<answer>", "</answer>",
-                           "\n", " ", "1,234", "\\frac{1}{2}", "%", "-", "A", "x^2", "\u2212", "e5", "B."])
+def test_the_trainer_keeps_the_routes_of_the_teacher_responses_it_scores():
+    """Teacher responses are scored in the trainer's process (the judge's calls for them are logged per step as
+    zppo/reward/teacher_judge_calls and teacher_judge_share)."""
+    from recipe.zppo.trainer.zppo_trainer import ZPPOTrainer
 
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pieces=st.lists(st.one_of(_PIECES, st.text(max_size=5)), max_size=25), gold=_GOLDS, rtype=_TYPES)
-def test_random_responses_always_give_a_well_formed_result(pieces, gold, rtype):
-    old = os.environ.get("ZPPO_MATH_VERIFY_TIMEOUT_S")
-    os.environ["ZPPO_MATH_VERIFY_TIMEOUT_S"] = "0.5"
-    try:
-        result = compute_score("src", "".join(pieces), gold, {"reward_type": rtype, "question": MC_QUESTION})
-        check_shape(result)
-        assert not result["reason"].startswith("internal_error"), result
-    finally:
-        if old is None:
-            os.environ.pop("ZPPO_MATH_VERIFY_TIMEOUT_S", None)
-        else:
-            os.environ["ZPPO_MATH_VERIFY_TIMEOUT_S"] = old
+    trainer = object.__new__(ZPPOTrainer)  # only what _teacher_correct reads
+    trainer._score_fn, trainer._teacher_routes = compute_score, []
+    row = {"data_source": "src", "reward_model": {"ground_truth": "dog"}, "extra_info": {"reward_type": "string_match"}}
+    assert trainer._teacher_correct(boxed("Dog"), row) is True
+    assert trainer._teacher_correct(T + "a cat", row) is False
+    assert trainer._teacher_routes == ["grader", "unparseable"]

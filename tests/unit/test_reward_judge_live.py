@@ -1,11 +1,11 @@
-"""The reward's judge fallback against a REAL OpenAI-compatible server on loopback: ``transformers serve`` of the
-tiny text model (started and stopped by this module through ``TeacherService``), plus the hung (timeout) and
-down cases.
+"""The reward's judge against a REAL OpenAI-compatible server on loopback: ``transformers serve`` of the tiny text
+model (started and stopped by this module through ``TeacherService``), asked through the project's teacher client,
+plus the hung (timeout) and down cases.
 
-The tiny model is random apart from the answer format, so its greedy reply to the judge prompt is not expected to
-be a verdict. What ``recipe.zppo.reward.judge`` then does is exact and documented: route ``judge_unavailable``,
-reason ``judge_bad_reply``, score 0, and nothing cached (only verdicts are). The expected outcome is computed from
-the server's own reply to the same request (``parse_verdict``), so the verdict path (``judge`` then
+The tiny model is random apart from the answer format, so its greedy reply to the Fig. 9 prompt is not expected to
+be a strict JSON verdict. What ``recipe.zppo.reward.judge`` then does is exact and documented (App. B.2): route
+``judge``, reason ``judge_malformed``, score 0, and nothing cached (only verdicts are). The expected outcome is
+computed from the server's own reply to the same request (``parse_verdict``), so the verdict path (``judge`` then
 ``judge_cached``) is asserted instead if the reply ever parses.
 
 ``transformers serve`` has no request counter: the requests it served are counted from its access log (one
@@ -28,16 +28,16 @@ from pathlib import Path
 
 import pytest
 
-from recipe.zppo.algo.answer_format import extract_answer
 from recipe.zppo.reward import RESULT_KEYS, compute_score
-from recipe.zppo.reward.judge import build_messages, get_client, judge_config_from, parse_verdict
+from recipe.zppo.reward.judge import get_judge, judge_config_from, parse_verdict, render_prompt
+from recipe.zppo.teacher.client import join_reasoning
 from recipe.zppo.teacher.service import TeacherService
 
 from ..conftest import start_teacher_server
 
-MAX_TOKENS = 16  # the judge's request max_tokens: a few ms of generation per call
-UNPARSEABLE = ("<think>I looked at the image and worked it out.</think>\n"
-               "The object on the left is larger than the one on the right,\nso it must be the dog.")
+MAX_TOKENS = 16  # the judge's max new tokens here (the paper's 512 would be seconds per call on a CPU)
+UNBOXED = ("<think>I looked at the image and worked it out.</think>\n"
+           "The object on the left is larger than the one on the right,\nso it must be the dog.")
 EXTRA = {"reward_type": "string_match", "question": "What animal is shown?"}
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _ACCESS = re.compile(r'"POST /v1/chat/completions HTTP/[\d.]+" (\d{3})')
@@ -108,23 +108,22 @@ def delta(before: dict, after: dict) -> dict:
     return {key: after[key] - before[key] for key in before}
 
 
-def test_unparseable_answer_is_judged_by_the_live_server(server):
-    # the deterministic path finds no answer here, and without a judge it stays unparseable
-    assert extract_answer(UNPARSEABLE).answer is None
-    assert compute_score("src", UNPARSEABLE, "dog", EXTRA)["route"] == "unparseable"
+def test_free_form_answer_is_judged_by_the_live_server(server):
+    # without a judge, a free-form answer without a box is scored 0 by the rule alone
+    assert compute_score("src", UNBOXED, "dog", EXTRA)["route"] == "unparseable"
 
     # the tiny model's own reply to exactly the request the judge sends (greedy: deterministic)
-    tail = extract_answer(UNPARSEABLE).answer_part
-    reply = server.chat({"model": server.model, "messages": build_messages(EXTRA["question"], "dog", tail),
-                         "temperature": 0.0, "max_tokens": MAX_TOKENS})
-    content = reply["choices"][0]["message"]["content"]
-    verdict = parse_verdict(content)
+    prompt = render_prompt(EXTRA["question"], "", UNBOXED, "dog")
+    reply = server.chat({"model": server.model, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0,
+                         "messages": [{"role": "user", "content": prompt}],
+                         "chat_template_kwargs": {"enable_thinking": False}})
+    verdict = parse_verdict(join_reasoning(reply["choices"][0]["message"]))
 
     kw = judge_kwargs(server)
     before = server.stats()
-    first = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+    first = compute_score("src", UNBOXED, "dog", EXTRA, **kw)
     after_first = server.stats()
-    second = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+    second = compute_score("src", UNBOXED, "dog", EXTRA, **kw)
     after_second = server.stats()
 
     for result in (first, second):
@@ -132,40 +131,39 @@ def test_unparseable_answer_is_judged_by_the_live_server(server):
         assert result["score"] == result["acc"] and result["score"] in (0.0, 1.0)
     # the request reached the live server and was answered (a wrong model name would be an HTTP error)
     assert delta(before, after_first) == {"requests": 1, "ok": 1, "errors": 0}
-    client = get_client(judge_config_from(kw, environ={}))
-    if verdict is None:  # what the tiny model does: an unusable reply, not cached, asked again
-        assert (first["route"], first["reason"], first["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
-        assert (second["route"], second["reason"], second["score"]) == ("judge_unavailable", "judge_bad_reply", 0.0)
+    stats = get_judge(judge_config_from(kw, environ={})).stats
+    if verdict is None:  # what the tiny model does: a malformed verdict scores 0, not cached, asked again
+        assert (first["route"], first["reason"], first["score"]) == ("judge", "judge_malformed", 0.0)
+        assert (second["route"], second["reason"], second["score"]) == ("judge", "judge_malformed", 0.0)
         assert delta(after_first, after_second)["requests"] == 1
-        assert (client.stats.requests, client.stats.bad_replies, client.stats.cache_hits) == (2, 2, 0)
+        assert (stats.requests, stats.malformed, stats.cache_hits) == (2, 2, 0)
     else:  # a reply that parses: the verdict decides, and the identical second call is served from the cache
         assert (first["route"], first["reason"], first["score"]) == ("judge", "judge", float(verdict))
-        assert (second["route"], second["reason"], second["score"]) == ("judge", "judge_cached", float(verdict))
+        assert (second["route"], second["reason"], second["score"]) == ("judge_cached", "judge_cached", float(verdict))
         assert delta(after_first, after_second)["requests"] == 0
-        assert (client.stats.requests, client.stats.verdicts, client.stats.cache_hits) == (1, 1, 1)
+        assert (stats.requests, stats.verdicts, stats.cache_hits) == (1, 1, 1)
 
 
-def test_unknown_model_name_is_an_http_error_not_retried(server):
+def test_unknown_model_name_is_a_failure_not_retried(server):
     before = server.stats()
-    result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **judge_kwargs(server, judge_model="no-such-model",
-                                                                               judge_max_retries=2))
-    # transformers serve: 400 ("Server is pinned to <model>"); vLLM would answer 404. Either is final.
-    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_http_400", 0.0)
+    result = compute_score("src", UNBOXED, "dog", EXTRA, **judge_kwargs(server, judge_model="no-such-model",
+                                                                        judge_max_retries=2))
+    # transformers serve: 400 ("Server is pinned to <model>"); vLLM would answer 404. Either is final for openai.
+    assert (result["route"], result["reason"], result["score"]) == ("judge_failed", "judge_http_400", 0.0)
     assert delta(before, server.stats()) == {"requests": 1, "ok": 0, "errors": 1}
 
 
-def test_parseable_or_no_answer_responses_never_reach_the_judge(server):
+def test_answers_the_grader_decides_never_reach_the_judge(server):
     kw = judge_kwargs(server)
     before = server.stats()
     right = compute_score("src", "<think>hmm</think> The answer is \\boxed{dog}.", "dog", EXTRA, **kw)
-    wrong = compute_score("src", "<think>hmm</think> The answer is \\boxed{cat}.", "dog", EXTRA, **kw)
-    assert (right["route"], right["score"], wrong["route"], wrong["score"]) == ("parser", 1.0, "parser", 0.0)
-    for response, reason in (("", "empty_response"), ("<think>it is the dog", "unclosed_think")):
-        result = compute_score("src", response, "dog", EXTRA, **kw)
-        assert (result["route"], result["reason"]) == ("unparseable", reason)
+    letter = compute_score("src", "<think>hmm</think> \\boxed{A}", "B", {"reward_type": "multiple_choice"}, **kw)
+    empty = compute_score("src", "", "dog", EXTRA, **kw)
+    assert (right["route"], right["score"], letter["route"], letter["score"]) == ("grader", 1.0, "grader", 0.0)
+    assert (empty["route"], empty["reason"]) == ("unparseable", "empty_response")
     assert delta(before, server.stats())["requests"] == 0
-    # control: the same settings do reach the server for an unparseable answer
-    assert compute_score("src", UNPARSEABLE, "cat", EXTRA, **kw)["route"] in ("judge", "judge_unavailable")
+    # control: the same settings do reach the server for a free-form answer the grader misses
+    assert compute_score("src", "<think>hmm</think> \\boxed{a cat}", "dog", EXTRA, **kw)["route"] == "judge"
     assert delta(before, server.stats())["requests"] == 1
 
 
@@ -175,16 +173,17 @@ def test_hung_server_times_out_boundedly(server):
     os.kill(server.pid, signal.SIGSTOP)  # the kernel still accepts connections; nobody answers
     try:
         start = time.perf_counter()
-        result = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
+        result = compute_score("src", UNBOXED, "dog", EXTRA, **kw)
         elapsed = time.perf_counter() - start
     finally:
         os.kill(server.pid, signal.SIGCONT)
-    assert (result["route"], result["reason"], result["score"]) == ("judge_unavailable", "judge_timeout", 0.0)
-    assert elapsed < 3.0  # 2 attempts x 0.3 s + 0.25 s backoff
-    assert get_client(judge_config_from(kw, environ={})).stats.requests == 2  # both attempts were made
+    assert (result["route"], result["reason"], result["score"]) == ("judge_failed", "judge_timeout", 0.0)
+    assert elapsed < 5.0  # 2 attempts x 0.3 s + openai's backoff (under 1 s for one retry)
+    judge = get_judge(judge_config_from(kw, environ={}))
+    assert (judge.stats.requests, judge.stats.failures, judge.client.stats()["attempts"]) == (1, 1, 2)
     # uvicorn drops the queued requests whose client has gone; once it runs again the server answers new ones
-    again = compute_score("src", UNPARSEABLE, "cat", EXTRA, **judge_kwargs(server))
-    assert again["reason"] in ("judge", "judge_bad_reply")
+    again = compute_score("src", UNBOXED, "cat", EXTRA, **judge_kwargs(server))
+    assert again["route"] == "judge"
     assert delta(before, server.stats())["ok"] >= 1
 
 
@@ -195,9 +194,8 @@ def test_server_down_is_a_connection_error_then_the_circuit_opens(server):
     port = server.port
     with socket.socket() as probe:  # nothing listens there any more
         assert probe.connect_ex(("127.0.0.1", port)) != 0
-    reasons = [compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)["reason"] for _ in range(3)]
-    # That a refused connection fails at once (no timeout waited) is measured by benchmarks/bench_reward.py.
+    reasons = [compute_score("src", UNBOXED, "dog", EXTRA, **kw)["reason"] for _ in range(3)]
     assert reasons == ["judge_connection_error", "judge_connection_error", "judge_circuit_open"]
-    down = compute_score("src", UNPARSEABLE, "dog", EXTRA, **kw)
-    assert (down["route"], down["score"]) == ("judge_unavailable", 0.0)
-    assert compute_score("src", "<think>x</think> \\boxed{dog}", "dog", EXTRA, **kw)["route"] == "parser"
+    down = compute_score("src", UNBOXED, "dog", EXTRA, **kw)
+    assert (down["route"], down["score"]) == ("judge_failed", 0.0)
+    assert compute_score("src", "<think>x</think> \\boxed{dog}", "dog", EXTRA, **kw)["route"] == "grader"

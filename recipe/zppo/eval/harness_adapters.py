@@ -1,5 +1,5 @@
 """Adapters that let lm-evaluation-harness (LLM tasks) and lmms-eval (image/video tasks) score with ZPPO's answer
-format: the same closer appended to every question and the same extraction and verifiers as training.
+format: the same closer appended to every question and the same reward (the boxed grader) as training.
 
 Neither harness is a dependency; this module imports neither at load time. The pieces are plain functions a task
 YAML points at (``!function``), so a task written for the harness keeps its data loading and only swaps prompt

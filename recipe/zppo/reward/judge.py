@@ -1,40 +1,39 @@
-"""Judge-model fallback: an OpenAI-compatible chat-completions endpoint (e.g. vLLM serving Qwen3.5-27B).
+"""The LLM judge for free-form answers (App. D.1 "LLM-as-a-judge for free-form rewards", App. B.2, Fig. 9).
 
-Off by default. ``compute_score`` consults it only when the deterministic path found no answer it could
-interpret (never for an empty response or an unclosed think block). Standard library only (urllib).
+The paper: the judge is the teacher model (Qwen3.5-27B-FP8) on a sidecar pool, at temperature 0.0, top-p 1.0 and
+at most 512 new tokens, prompted with the shared Jinja2 template of Fig. 9, "parsing only a strict JSON
+{"verdict": "correct" | "wrong"} from the response (any malformed or out-of-vocabulary verdict is conservatively
+scored as 0, i.e. wrong)"; when the final answer is missing (format error, truncation) it looks inside the reasoning.
+Which answers reach it is ``routing.py``'s table.
 
-Configuration: keyword arguments of ``compute_score`` (what verl passes from
-``reward.custom_reward_function.reward_kwargs``; flat ``judge_<key>`` or a nested ``judge: {<key>: ...}``),
-else the environment variable ``ZPPO_JUDGE_<KEY>``, else the default:
+Here the judge is asked through the project's one OpenAI-compatible client (``recipe.zppo.teacher.client``:
+openai's timeouts and retries, a pool of ``max_concurrency`` requests), so it runs on the teacher's server (or any
+endpoint). Around it: an LRU cache of verdicts, and a circuit breaker (after ``fail_threshold`` failed calls in a
+row, calls fail at once for ``cooldown_s``), so that a judge outage scores 0 and is counted (route
+"judge_failed") but never holds up a training step for long.
 
-================ ========================== ==========================================================
-key              env var                    meaning (default)
-================ ========================== ==========================================================
-url              ZPPO_JUDGE_URL             base URL (``http://host:8000/v1``) or the full
-                                            ``.../chat/completions`` URL; the judge is on iff url and
-                                            model are set (none)
-model            ZPPO_JUDGE_MODEL           model name sent in the request (none)
-enable           ZPPO_JUDGE_ENABLE          set false to switch a configured judge off (true)
-api_key_env      ZPPO_JUDGE_API_KEY_ENV     NAME of the env var holding the API key, sent as
-                                            ``Authorization: Bearer`` (none: no header)
-timeout_s        ZPPO_JUDGE_TIMEOUT_S       per-request socket timeout (30)
-max_retries      ZPPO_JUDGE_MAX_RETRIES     retries after a failed request (timeouts, connection errors,
-                                            HTTP 429/5xx; not other 4xx), backoff 0.25 s doubling (2)
-max_concurrency  ZPPO_JUDGE_MAX_CONCURRENCY requests in flight per process (8); a caller waits at most
-                                            one request's worst case for a slot, then gives up
-cache_size       ZPPO_JUDGE_CACHE_SIZE      verdicts kept in memory per process, keyed by (model,
-                                            question, gold, response tail); LRU (100000)
-max_tokens       ZPPO_JUDGE_MAX_TOKENS      max_tokens of the request (512)
-response_chars   ZPPO_JUDGE_RESPONSE_CHARS  tail of the response (after the think block) shown (4000)
-fail_threshold   ZPPO_JUDGE_FAIL_THRESHOLD  consecutive failed calls that open the circuit breaker (3)
-cooldown_s       ZPPO_JUDGE_COOLDOWN_S      while open, calls fail at once as judge_unavailable (30)
-extra_body       ZPPO_JUDGE_EXTRA_BODY      dict (or JSON text) merged into the request body, e.g.
-                                            ``{"chat_template_kwargs": {"enable_thinking": false}}``
-================ ========================== ==========================================================
+Configuration: keyword arguments of ``compute_score`` (verl's ``reward.custom_reward_function.reward_kwargs``; flat
+``judge_<key>`` or nested ``judge: {<key>: ...}``), else the environment variable ``ZPPO_JUDGE_<KEY>``, else:
 
-Failure never raises and never hangs: the verdict is None with a reason ("judge_timeout",
-"judge_connection_error", "judge_http_<code>", "judge_bad_reply", "judge_circuit_open", "judge_busy").
-Worst-case time of one call: (max_retries + 1) * timeout_s + backoff (about 0.75 s with 2 retries).
+=============== =================================================================================================
+key             meaning (default)
+=============== =================================================================================================
+url             the server (``http://host:8000``, ``.../v1`` or ``.../v1/chat/completions``); the judge is on iff
+                url and model are set (none)
+model           the served model name (none; the paper: the teacher, Qwen/Qwen3.5-27B-FP8)
+enable          false switches a configured judge off (true)
+timeout_s       seconds per HTTP attempt (60; *ours*)
+max_retries     attempts after the first, by openai (1; *ours*)
+max_concurrency requests in flight per process (8; *ours*; verl runs ``reward.num_workers`` reward processes)
+cache_size      verdicts kept per process, keyed by the exact prompt (100000; *ours*)
+max_tokens      new tokens (512: App. B.2)
+response_chars  tail of a full response shown when it has no boxed answer (32000 characters; *ours*)
+thinking        the chat template's thinking mode (false; *ours*: 512 tokens cannot hold a Qwen3.5 reasoning trace
+                and the JSON verdict)
+fail_threshold  failed calls in a row that open the circuit breaker (3; *ours*)
+cooldown_s      how long it stays open (30; *ours*)
+api_key_env     NAME of the environment variable with the API key (ZPPO_TEACHER_API_KEY, the teacher's)
+=============== =================================================================================================
 """
 
 from __future__ import annotations
@@ -43,70 +42,107 @@ import hashlib
 import json
 import logging
 import os
-import re
-import socket
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 logger = logging.getLogger(__name__)
 
-JUDGE_KEYS = (
-    "url", "model", "enable", "api_key_env", "timeout_s", "max_retries", "max_concurrency", "cache_size",
-    "max_tokens", "response_chars", "fail_threshold", "cooldown_s", "extra_body",
+# Fig. 9, verbatim (the paper's typographic quotes and bullets kept), as a Jinja2 template as in the paper. The figure
+# labels the options section "(rendered only when non-empty)": that label is the figure's note on the template, so
+# the section (heading and options) is rendered only for a row with options.
+FIG9_TEMPLATE = (
+    "You are an expert judge evaluating whether a model’s response is correct according to the ground truth.\n"
+    "## Your Role (READ FIRST)\n"
+    "You are a COMPARATOR, not a solver. Your ONLY job is to decide how well the model’s response matches the "
+    "provided GROUND TRUTH.\n"
+    "• Do NOT attempt to solve the problem yourself.\n"
+    "• Do NOT infer or derive what the “real” answer should be.\n"
+    "• Do NOT second-guess the ground truth, even if it seems wrong.\n"
+    "• The “Model Response” section below MAY be either (a) the model’s full trajectory including any "
+    "<think>...</think> reasoning and a concluding \\boxed{...} answer, OR (b) a short EXTRACTED snippet that was "
+    "already pulled out as the candidate final answer (e.g. a bare letter like B, a number like 42, an expression "
+    "like x = 5/3). Treat both forms uniformly: the snippet (when given) IS the model’s committed final answer, and a "
+    "full trajectory’s final answer is the content inside the last \\boxed{...} or the concluding sentence AFTER any "
+    "</think> tag.\n"
+    "• If the final answer is missing due to answer format error, truncation, or other reasons, look inside thinking "
+    "or reasoning.\n"
+    "• You should OUTPUT JSON with the format {\"verdict\": \"correct\" or \"wrong\"} based on the model’s response "
+    "and the ground truth.\n"
+    "## Question\n"
+    "{{ question }}\n"
+    "{% if options %}## Answer Options\n"
+    "{{ options }}\n"
+    "{% endif %}## Model Response\n"
+    "{{ model_response }}\n"
+    "## Ground Truth Answer\n"
+    "{{ ground_truth }}\n"
+    "Output ONLY a valid JSON object with exactly this format (no prose, no code fences, no trailing commentary): "
+    "{\"verdict\": \"correct\" or \"wrong\"}"
 )
+MAX_NEW_TOKENS = 512  # App. B.2: max-new-tokens=512
+TEMPERATURE = 0.0  # App. B.2
+TOP_P = 1.0  # App. B.2
+MAX_QUESTION_CHARS = 16_000  # *ours*: a question longer than this is cut (its head kept)
 
-SYSTEM_PROMPT = (
-    "You grade answers. You are given a question, its gold answer and the end of a student's response. "
-    "Decide whether the student's final answer is equivalent to the gold answer (same value, choice or "
-    "meaning; formatting, units and wording do not matter; a response that hedges between several answers "
-    "is incorrect). Reply with exactly one word: CORRECT or INCORRECT."
-)
-_VERDICT_RE = re.compile(r"\b(INCORRECT|NOT\s+CORRECT|CORRECT)\b", re.IGNORECASE)
-_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
+_template = None
+_template_lock = threading.Lock()
 
 
+def render_prompt(question: str, options: str, model_response: str, ground_truth: str) -> str:
+    """The Fig. 9 prompt for one answer (Jinja2; no autoescaping: the values are plain text)."""
+    global _template
+    with _template_lock:
+        if _template is None:
+            import jinja2
+
+            environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                             keep_trailing_newline=True)
+            _template = environment.from_string(FIG9_TEMPLATE)
+    return _template.render(question=question, options=options, model_response=model_response,
+                            ground_truth=ground_truth)
+
+
+def parse_verdict(text) -> bool | None:
+    """True for ``{"verdict": "correct"}``, False for ``{"verdict": "wrong"}``, None for anything else.
+
+    Strict as App. B.2: the reply (after a closed reasoning block, which the client joins back as
+    ``<think>...</think>``) must be exactly one JSON object with the one key "verdict" and one of the two values;
+    prose, code fences, other keys or values, a reasoning block that never closes are all malformed."""
+    if not isinstance(text, str):
+        return None
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    elif "<think>" in text:
+        return None
+    try:
+        reply = json.loads(text.strip())
+    except ValueError:
+        return None
+    if not isinstance(reply, dict) or list(reply) != ["verdict"]:
+        return None
+    return {"correct": True, "wrong": False}.get(reply["verdict"]) if isinstance(reply["verdict"], str) else None
+
+
+# ------------------------------------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
 class JudgeConfig:
     url: str
     model: str
-    api_key_env: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 2
+    timeout_s: float = 60.0
+    max_retries: int = 1
     max_concurrency: int = 8
     cache_size: int = 100_000
-    max_tokens: int = 512
-    response_chars: int = 4000
+    max_tokens: int = MAX_NEW_TOKENS
+    response_chars: int = 32_000
+    thinking: bool = False
     fail_threshold: int = 3
     cooldown_s: float = 30.0
-    extra_body: str = "{}"  # JSON text (hashable)
-
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        if url.endswith("/chat/completions"):
-            return url
-        if not url.endswith("/v1"):
-            url += "/v1"
-        return url + "/chat/completions"
+    api_key_env: str = "ZPPO_TEACHER_API_KEY"
 
 
-@dataclass(frozen=True)
-class JudgeResult:
-    verdict: bool | None  # None: the judge could not be used
-    reason: str
-
-
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
+JUDGE_KEYS = tuple(f.name for f in fields(JudgeConfig)) + ("enable",)
 _warned: set[str] = set()
 
 
@@ -116,12 +152,28 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+def judge_unresolved(kwargs: dict | None = None, environ=None) -> bool:
+    """The reward kwarg ``judge_unresolved`` (else ``ZPPO_JUDGE_UNRESOLVED``; default false): answers the rule cannot
+    resolve go to the judge for every type (App. B.2's evaluation protocol; ``recipe.zppo.reward``)."""
+    environ = os.environ if environ is None else environ
+    value = (kwargs or {}).get("judge_unresolved")
+    if value is None:
+        value = environ.get("ZPPO_JUDGE_UNRESOLVED", "")
+    return _truthy(value)
+
+
 def judge_config_from(kwargs: dict | None = None, environ=None) -> JudgeConfig | None:
     """The judge configuration from compute_score's kwargs and the environment; None when the judge is off."""
     kwargs = dict(kwargs or {})
     environ = os.environ if environ is None else environ
     nested = kwargs.get("judge")
-    if hasattr(nested, "items"):  # dict or OmegaConf DictConfig
+    if hasattr(nested, "items"):  # a dict or an OmegaConf DictConfig
         for key, value in nested.items():
             kwargs.setdefault(f"judge_{key}", value)
 
@@ -136,239 +188,175 @@ def judge_config_from(kwargs: dict | None = None, environ=None) -> JudgeConfig |
     url, model = get("url"), get("model")
     if not url or not model:
         if url or model:
-            _warn_once("zppo judge: both judge url and judge model are needed; the judge stays off")
+            _warn_once("zppo judge: both judge_url and judge_model are needed; the judge stays off")
         return None
-    extra = get("extra_body", {})
-    try:
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        if hasattr(extra, "items"):
-            extra = {k: (dict(v) if hasattr(v, "items") else v) for k, v in extra.items()}
-        extra_json = json.dumps(extra if isinstance(extra, dict) else {}, sort_keys=True)
-    except (TypeError, ValueError):
-        _warn_once(f"zppo judge: extra_body {extra!r} is not a JSON object; ignored")
-        extra_json = "{}"
-
-    def num(key, default, cast):
+    values = {}
+    for f in fields(JudgeConfig):
+        if f.name in ("url", "model"):
+            continue
+        raw = get(f.name)
+        if raw is None:
+            continue
         try:
-            value = cast(get(key, default))
+            values[f.name] = _truthy(raw) if f.type in ("bool", bool) else type(f.default)(raw)
         except (TypeError, ValueError):
-            _warn_once(f"zppo judge: bad value for {key}; using {default}")
-            return default
-        return value
-
-    return JudgeConfig(
-        url=str(url),
-        model=str(model),
-        api_key_env=str(get("api_key_env")) if get("api_key_env") else None,
-        timeout_s=max(0.05, num("timeout_s", 30.0, float)),
-        max_retries=max(0, num("max_retries", 2, int)),
-        max_concurrency=max(1, num("max_concurrency", 8, int)),
-        cache_size=max(0, num("cache_size", 100_000, int)),
-        max_tokens=max(1, num("max_tokens", 512, int)),
-        response_chars=max(200, num("response_chars", 4000, int)),
-        fail_threshold=max(1, num("fail_threshold", 3, int)),
-        cooldown_s=max(0.0, num("cooldown_s", 30.0, float)),
-        extra_body=extra_json,
-    )
+            _warn_once(f"zppo judge: bad value {raw!r} for {f.name}; using {f.default!r}")
+    config = JudgeConfig(url=str(url), model=str(model), **values)
+    minimums = {"timeout_s": 0.05, "max_retries": 0, "max_concurrency": 1, "cache_size": 0, "max_tokens": 1,
+                "response_chars": 200, "fail_threshold": 1, "cooldown_s": 0.0}
+    fixed = {key: max(getattr(config, key), low) for key, low in minimums.items()}
+    return JudgeConfig(**{**config.__dict__, **fixed})
 
 
-def parse_verdict(content) -> bool | None:
-    """CORRECT -> True, INCORRECT -> False (the last one said, outside any think block); else None."""
-    if not isinstance(content, str):
-        return None
-    content = _THINK_RE.sub(" ", content)
-    if "</think>" in content:
-        content = content.rsplit("</think>", 1)[1]
-    if "<think>" in content:  # reasoning cut off before a verdict
-        return None
-    found = _VERDICT_RE.findall(content)
-    if not found:
-        return None
-    return found[-1].upper() == "CORRECT"
+# ------------------------------------------------------------------------------------------------ the judge
+@dataclass(frozen=True)
+class JudgeResult:
+    """``outcome``: "verdict" (the judge said correct/wrong), "cached" (the same prompt was judged before),
+    "malformed" (it answered, not in the strict format: scored 0, App. B.2), "failed" (no answer: timeout,
+    connection, HTTP error, busy, circuit open; scored 0). ``correct`` is False unless the judge said correct."""
 
-
-def build_messages(question: str, gold: str, response_tail: str) -> list[dict]:
-    user = (
-        f"Question:\n{question.strip() or '(not given)'}\n\n"
-        f"Gold answer:\n{gold.strip()}\n\n"
-        f"End of the student's response:\n{response_tail.strip()}\n\n"
-        "Is the student's final answer correct? Reply with exactly one word: CORRECT or INCORRECT."
-    )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+    correct: bool
+    outcome: str
+    reason: str
 
 
 @dataclass
 class JudgeStats:
-    requests: int = 0
-    cache_hits: int = 0
+    requests: int = 0  # calls sent to the server (openai's retries inside one call not counted)
     verdicts: int = 0
+    malformed: int = 0
     failures: int = 0
-    bad_replies: int = 0
+    cache_hits: int = 0
     circuit_rejections: int = 0
+    failure_reasons: dict = field(default_factory=dict)
 
 
-class JudgeClient:
-    """One endpoint's client: concurrency limit, LRU cache, bounded retries, circuit breaker (per process)."""
+def _failure_reason(error: str | None) -> str:
+    """The client's one-line error (``TeacherClient._describe``) as a short reason."""
+    error = error or ""
+    if error.startswith("timed out"):
+        return "judge_timeout"
+    if error.startswith("connection failed"):
+        return "judge_connection_error"
+    if error.startswith("HTTP "):
+        return "judge_http_" + error[5:8]
+    if error.startswith("malformed reply"):
+        return "judge_bad_reply"
+    return "judge_error"
+
+
+class Judge:
+    """One endpoint: the teacher client, the cache, the circuit breaker and the counters (per process)."""
 
     def __init__(self, config: JudgeConfig):
+        from recipe.zppo.teacher.client import TeacherClient, TeacherClientConfig
+
         self.config = config
-        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self.client = TeacherClient(config.url, config.model, TeacherClientConfig(
+            timeout_s=float(config.timeout_s), max_retries=int(config.max_retries),
+            max_concurrency=int(config.max_concurrency), api_key_env=config.api_key_env, send_images=False))
         self._cache: OrderedDict[str, bool] = OrderedDict()
         self._lock = threading.Lock()
-        self._consecutive_failures = 0
+        self._failures_in_a_row = 0
         self._open_until = 0.0
         self.stats = JudgeStats()
-        host = urllib.parse.urlsplit(config.endpoint).hostname or ""
-        handlers = [urllib.request.ProxyHandler({})] if host in ("localhost", "127.0.0.1", "::1") else []
-        self._opener = urllib.request.build_opener(*handlers)
+        # A caller waits for its request (queue included) at most this long: every attempt's timeout, openai's
+        # backoff between attempts (at most 8 s each), and one request's worth of queueing.
+        self.wait_s = (config.max_retries + 1) * (config.timeout_s + 8.0) + config.timeout_s
 
-    def _key(self, question: str, gold: str, tail: str) -> str:
-        raw = json.dumps([self.config.model, question, gold, tail], ensure_ascii=False)
-        return hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
+    def _count(self, name: str, reason: str | None = None) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+            if reason:
+                self.stats.failure_reasons[reason] = self.stats.failure_reasons.get(reason, 0) + 1
 
-    def _cache_get(self, key: str) -> bool | None:
+    def judge(self, question: str, options: str, response: str, ground_truth: str) -> JudgeResult:
+        """Ask the Fig. 9 question for one answer. Never raises; returns within about ``wait_s``."""
+        cfg = self.config
+        prompt = render_prompt((question or "")[:MAX_QUESTION_CHARS], options or "",
+                               (response or "")[-cfg.response_chars:], ground_truth)
+        key = hashlib.sha256(json.dumps([cfg.model, cfg.thinking, cfg.max_tokens, prompt]).encode()).hexdigest()
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.stats.cache_hits += 1
-                return self._cache[key]
-        return None
-
-    def _cache_put(self, key: str, verdict: bool) -> None:
-        if self.config.cache_size <= 0:
-            return
-        with self._lock:
-            self._cache[key] = verdict
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
-
-    def _post(self, payload: dict) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.config.api_key_env:
-            key = os.environ.get(self.config.api_key_env)
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(
-            self.config.endpoint, data=json.dumps(payload).encode("utf-8"), headers=headers, method="POST"
-        )
-        try:
-            with self._opener.open(request, timeout=self.config.timeout_s) as response:
-                body = response.read(4 * 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429 or exc.code >= 500:
-                raise _Retryable(f"judge_http_{exc.code}") from exc
-            raise _Fatal(f"judge_http_{exc.code}") from exc
-        except TimeoutError as exc:
-            raise _Retryable("judge_timeout") from exc
-        except urllib.error.URLError as exc:
-            reason = getattr(exc, "reason", None)
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise _Retryable("judge_timeout") from exc
-            raise _Retryable("judge_connection_error") from exc
-        except (ConnectionError, OSError) as exc:
-            raise _Retryable("judge_connection_error") from exc
-        try:
-            return json.loads(body.decode("utf-8", errors="replace"))
-        except ValueError as exc:
-            raise _Retryable("judge_bad_json") from exc
-
-    def judge(self, question: str, gold: str, response_tail: str) -> JudgeResult:
-        cfg = self.config
-        tail = (response_tail or "")[-cfg.response_chars :]
-        question = (question or "")[:8000]
-        gold = (gold or "")[:2000]
-        key = self._key(question, gold, tail)
-        cached = self._cache_get(key)
-        if cached is not None:
-            return JudgeResult(cached, "judge_cached")
-        with self._lock:
+                return JudgeResult(self._cache[key], "cached", "judge_cached")
             if time.monotonic() < self._open_until:
                 self.stats.circuit_rejections += 1
-                return JudgeResult(None, "judge_circuit_open")
-        worst_case = (cfg.max_retries + 1) * cfg.timeout_s + 1.0
-        if not self._slots.acquire(timeout=worst_case):
-            return JudgeResult(None, "judge_busy")
+                return JudgeResult(False, "failed", "judge_circuit_open")
+        self._count("requests")
+        future = self.client.submit([{"role": "user", "content": prompt}], max_tokens=cfg.max_tokens,
+                                    temperature=TEMPERATURE, top_p=TOP_P, thinking=cfg.thinking)
         try:
-            return self._judge_uncached(key, question, gold, tail)
-        except Exception as exc:  # never raise into verl's reward loop
-            logger.warning("zppo judge: unexpected error %r", exc)
-            return JudgeResult(None, "judge_error")
-        finally:
-            self._slots.release()
-
-    def _judge_uncached(self, key: str, question: str, gold: str, tail: str) -> JudgeResult:
-        cfg = self.config
-        payload = {
-            "model": cfg.model,
-            "messages": build_messages(question, gold, tail),
-            "temperature": 0.0,
-            "max_tokens": cfg.max_tokens,
-        }
-        payload.update(json.loads(cfg.extra_body))
-        reason = "judge_error"
-        for attempt in range(cfg.max_retries + 1):
-            with self._lock:
-                self.stats.requests += 1
-            try:
-                reply = self._post(payload)
-            except _Fatal as exc:
-                reason = exc.reason
-                break
-            except _Retryable as exc:
-                reason = exc.reason
-                if attempt < cfg.max_retries:
-                    time.sleep(min(0.25 * 2**attempt, 2.0))
-                continue
-            with self._lock:
-                self._consecutive_failures = 0
-            try:
-                content = reply["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError):
-                content = None
-            verdict = parse_verdict(content)
-            if verdict is None:
-                with self._lock:
-                    self.stats.bad_replies += 1
-                return JudgeResult(None, "judge_bad_reply")
-            with self._lock:
-                self.stats.verdicts += 1
-            self._cache_put(key, verdict)
-            return JudgeResult(verdict, "judge")
+            reply = future.result(timeout=self.wait_s)
+        except Exception:  # still queued or running after the wait: given up (it ends by its own timeout)
+            future.cancel()
+            reply, reason = None, "judge_busy"
+        else:
+            reason = None if reply.completion is not None else _failure_reason(reply.error)
+        if reason is not None:
+            return self._failed(reason)
         with self._lock:
-            self.stats.failures += 1
-            self._consecutive_failures += 1
-            if self._consecutive_failures >= cfg.fail_threshold:
+            self._failures_in_a_row = 0
+        verdict = parse_verdict(reply.completion.text)
+        if verdict is None:
+            self._count("malformed")
+            return JudgeResult(False, "malformed", "judge_malformed")
+        self._count("verdicts")
+        if cfg.cache_size > 0:
+            with self._lock:
+                self._cache[key] = verdict
+                while len(self._cache) > cfg.cache_size:
+                    self._cache.popitem(last=False)
+        return JudgeResult(verdict, "verdict", "judge")
+
+    def _failed(self, reason: str) -> JudgeResult:
+        self._count("failures", reason)
+        cfg = self.config
+        with self._lock:
+            self._failures_in_a_row += 1
+            if self._failures_in_a_row >= cfg.fail_threshold:
                 self._open_until = time.monotonic() + cfg.cooldown_s
-                self._consecutive_failures = 0
-                _warn_once(f"zppo judge: {cfg.endpoint} keeps failing ({reason}); pausing it for {cfg.cooldown_s}s")
-        return JudgeResult(None, reason)
+                self._failures_in_a_row = 0
+                opened = True
+            else:
+                opened = False
+        if opened:
+            _warn_once(f"zppo judge: {self.client.base_url} keeps failing ({reason}); answers that need it score 0 "
+                       f"for {cfg.cooldown_s:g} s at a time (route judge_failed)")
+        return JudgeResult(False, "failed", reason)
+
+    def close(self) -> None:
+        self.client.close()
 
 
-class _Fatal(_Retryable):
-    pass
+_judges: dict[JudgeConfig, Judge] = {}
+_judges_lock = threading.Lock()
 
 
-_clients: dict[JudgeConfig, JudgeClient] = {}
-_clients_lock = threading.Lock()
+def get_judge(config: JudgeConfig) -> Judge:
+    with _judges_lock:
+        judge = _judges.get(config)
+        if judge is None:
+            judge = _judges[config] = Judge(config)
+        return judge
 
 
-def get_client(config: JudgeConfig) -> JudgeClient:
-    with _clients_lock:
-        client = _clients.get(config)
-        if client is None:
-            client = _clients[config] = JudgeClient(config)
-        return client
+def judge_stats() -> dict[str, float]:
+    """This process's judge counters, summed over its endpoints (cumulative)."""
+    out: dict[str, float] = {}
+    with _judges_lock:
+        judges = list(_judges.values())
+    for judge in judges:
+        for name in ("requests", "verdicts", "malformed", "failures", "cache_hits", "circuit_rejections"):
+            out[name] = out.get(name, 0.0) + getattr(judge.stats, name)
+    return out
 
 
 def reset_clients() -> None:
-    """Forget every client (caches, circuit breakers); for tests."""
-    with _clients_lock:
-        _clients.clear()
+    """Forget every judge (clients, caches, circuit breakers, counters); for tests."""
+    with _judges_lock:
+        judges = list(_judges.values())
+        _judges.clear()
+    for judge in judges:
+        judge.close()

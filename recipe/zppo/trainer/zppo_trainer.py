@@ -157,6 +157,7 @@ class ZPPOTrainer(PPOTrainerSync):
         self.prompt_dump = PromptDump(config.trainer.default_local_dir, self.zppo.dump_prompts)
         self._plain = zstep.PlainOutcome()  # this step's plain-prompt outcome: set in phase 1, read at the step end
         self._routes: list[str] = []  # reward routes of this step's rollouts
+        self._teacher_routes: list[str] = []  # reward routes of the teacher responses scored this step
 
     # ------------------------------------------------------------------ data
 
@@ -185,7 +186,7 @@ class ZPPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ 1. fresh + replayed questions
 
     def prepare_step(self) -> dict:
-        self._plain, self._routes = zstep.PlainOutcome(), []
+        self._plain, self._routes, self._teacher_routes = zstep.PlainOutcome(), [], []
         self._early_rollouts, self._early_uids = {}, set()
         self.teacher_work.begin_step(self.global_steps)
         if self.teacher_client is not None:
@@ -352,6 +353,8 @@ class ZPPOTrainer(PPOTrainerSync):
         result = self._score_fn(row.get("data_source"), text, (row.get("reward_model") or {}).get("ground_truth"),
                                 extra_info)
         score = result.get("acc", result.get("score", 0.0)) if isinstance(result, dict) else result
+        if isinstance(result, dict) and result.get("route"):  # the judge's calls for the teacher are logged too
+            self._teacher_routes.append(str(result["route"]))
         return float(score) >= 0.5
 
     def _build_second_phase(self, hard_groups: list[zstep.Group], metrics: dict):
@@ -545,6 +548,12 @@ class ZPPOTrainer(PPOTrainerSync):
             from ..reward import route_shares
 
             metrics.update(route_shares(self._routes, prefix="zppo/reward/"))
+        if self._teacher_routes:  # teacher responses are scored in this process (the same reward, judge included)
+            from ..reward import route_shares
+
+            teacher = route_shares(self._teacher_routes, prefix="")
+            metrics["zppo/reward/teacher_judge_calls"] = teacher["judge_calls"]
+            metrics["zppo/reward/teacher_judge_share"] = teacher["judge_share"]
         with marked_timer("zppo/buffer", timing_raw):
             if self.zppo.enable and self.zppo.replay.enable:  # membership from PLAIN groups only
                 for question_id, accuracy in self._plain.replay_accuracy.items():
