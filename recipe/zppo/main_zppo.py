@@ -135,12 +135,33 @@ def _console(config: DictConfig):
     return StepConsole(config.trainer.default_local_dir, config.trainer.get("total_training_steps"))
 
 
+def _judge_on_teacher(config: DictConfig) -> None:
+    """The reward's judge on the run's teacher server (App. D.1: the teacher model judges), unless the reward
+    kwargs or the environment name a judge or ``zppo.teacher.judge=false``. The reward workers read it from their
+    environment (``ZPPO_JUDGE_URL`` / ``ZPPO_JUDGE_MODEL``, reward/judge.py)."""
+    teacher = (config.get("zppo") or {}).get("teacher") or {}
+    url, model = teacher.get("server", {}).get("url"), teacher.get("server", {}).get("model")
+    kwargs = (config.reward.get("custom_reward_function") or {}).get("reward_kwargs") or {}
+    nested = kwargs.get("judge")
+    named = (kwargs.get("judge_url") or (nested.get("url") if hasattr(nested, "get") else None)
+             or os.environ.get("ZPPO_JUDGE_URL"))
+    if not (url and model and teacher.get("judge", True)) or named:
+        return
+    env = {"ZPPO_JUDGE_URL": str(url), "ZPPO_JUDGE_MODEL": str(model)}
+    os.environ.update(env)
+    with open_dict(config):
+        config.ray_kwargs.ray_init.runtime_env.env_vars.update(env)
+    print(f"zppo: the reward's judge is the teacher at {url}", flush=True)
+
+
 def _run_training(config: DictConfig) -> None:
     try:
         teacher_service = _start_teacher_service(config)
     except RuntimeError as error:  # the server did not come up: its one-line reason, with its log's tail
         print(f"zppo: teacher server: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+    _judge_on_teacher(config)
 
     # Imported after the environment is set: verl resolves its platform (VERL_PLATFORM) on first use.
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo

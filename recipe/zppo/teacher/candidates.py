@@ -66,6 +66,9 @@ class TeacherConfig:
     # Qwen3.5's thinking template for teacher rollouts (chat_template_kwargs.enable_thinking). ours: on (the
     # model's default; the answer format asks for a think block)
     thinking: bool = True
+    # The reward's LLM judge (Fig. 9) is served by the teacher (paper, App. D.1): when the run has a teacher server
+    # and the reward names no judge (judge_url / ZPPO_JUDGE_URL), the judge uses this server. false: no judge
+    judge: bool = True
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     client: TeacherClientConfig = field(default_factory=TeacherClientConfig)
     server: TeacherServerConfig = field(default_factory=TeacherServerConfig)
