@@ -1,7 +1,8 @@
 """zppo: Zone of Proximal Policy Optimization as a verl recipe.
 
 Install (CPU, what CI does):   pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[test]"
-Install (GPU cluster):          pip install -e ".[gpu]"   (adds vllm and flash-attn; not installable on CPU machines)
+Install (GPU cluster):          see examples/README.md, "GPU install" (verl 0.9.1's tested pins; flash-attn and
+                                causal-conv1d built with --no-build-isolation; not installable on CPU machines)
 """
 
 from pathlib import Path
@@ -10,6 +11,21 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERL_PIN = (HERE / "REQUIRED_VERL.txt").read_text().strip()  # verl==0.9.1
+# The GPU stack, on the pins verl 0.9.1 was tested with (its own extras: `vllm` for vllm, torch, torchvision and
+# transformers; `fsdp` for flash-attn and flash-linear-attention), not open ranges: pip would otherwise take today's
+# vLLM, built on another torch. tests/unit/test_gpu_runs.py compares these with verl's installed metadata.
+# causal-conv1d (ours: verl lists none) is the other kernel of Qwen3.5's gated-delta-net layers; without it and
+# flash-linear-attention transformers falls back to a slow torch path.
+GPU_EXTRA = [
+    "vllm==0.24.0",
+    "torch==2.11.0",
+    "torchvision==0.26.0",
+    "torchaudio==2.11.0",
+    "transformers==5.9.0",
+    "flash-attn==2.8.3",
+    "flash-linear-attention==0.5.2",
+    "causal-conv1d>=1.5",
+]
 
 setup(
     name="zppo",
@@ -61,7 +77,7 @@ setup(
         # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).
         "test": ["pytest>=8", "hypothesis>=6", "ruff==0.17.6"],
         # GPU clusters only: these do not install (or run) on a CPU machine.
-        "gpu": ["vllm>=0.24", "flash-attn>=2.7"],
+        "gpu": GPU_EXTRA,
     },
     entry_points={
         # verl imports every module of this group when `verl` is imported, in the driver and in every Ray worker.

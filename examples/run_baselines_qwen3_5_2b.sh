@@ -17,7 +17,7 @@ STUDENT_GPU_COUNT=8
 ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL")
 case "$METHOD" in
     grpo_matched)
-        ZPPO_ARGS+=("zppo.matched.reference=${REFERENCE:-$HOME/zppo_runs/zppo_qwen3_5_2b}") ;;
+        ZPPO_ARGS+=("zppo.matched.reference=${REFERENCE:-$HOME/zppo_runs/zppo_qwen3_5_2b_baselines}") ;;
     on_policy_distill|on_policy_distill_buffer)
         STUDENT_GPU_COUNT=6
         ZPPO_ARGS+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH"
@@ -29,6 +29,6 @@ case "$METHOD" in
     zppo|grpo_buffer_bcq|grpo_buffer_ncq) zppo_node_gpus ;;  # the teacher draws and compresses candidates
     *) ZPPO_ARGS+=("trainer.n_gpus_per_node=$STUDENT_GPU_COUNT") ;;
 esac
-zppo_common_args "${METHOD}_qwen3_5_2b"
+zppo_common_args "${METHOD}_qwen3_5_2b_baselines"  # not run_zppo_qwen3_5_2b.sh's folder (METHOD=zppo)
 zppo_scale_args 2b
 zppo_launch "$@"

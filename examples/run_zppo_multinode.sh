@@ -4,11 +4,11 @@
 # run this on the head node with RAY_ADDRESS=<head>:6379 (the run attaches to that cluster).
 # The teacher: best served elsewhere (TEACHER_URL, e.g. `vllm serve` on its own nodes); without it the run serves it
 # on the head node's TEACHER_GPUS and the student takes 6 GPUs on every node.
-# Usage: SCALE=9b NNODES=4 MODEL=... DATA=... bash examples/run_zppo_multinode.sh [hydra overrides]
+# Usage: SCALE=9b NNODES=8 MODEL=... DATA=... bash examples/run_zppo_multinode.sh [hydra overrides]
 # Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
 source "$(dirname "$0")/_common.sh"
 SCALE=${SCALE:-9b}
-NNODES=${NNODES:-4}
+NNODES=${NNODES:-8}  # Tab. 8: 8 nodes x 8 GPUs
 MODEL=${MODEL:-$(zppo_default_model "$SCALE")}
 # The paper's batch (preset=paper: 384 questions x 8 rollouts a step) whatever the cluster's size: more nodes make a
 # step faster, not larger. verl needs the student's GPU count (NNODES x 6, or x 8 with TEACHER_URL) to divide 3,072.

@@ -45,6 +45,9 @@ class ZPPODataset(RLHFDataset):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        from .preflight import check_image_patch_size
+
+        check_image_patch_size(self.image_patch_size, self.processor)  # the rollout's patch size, or refuse
         self._build_question_table()
         self._teacher_correct_cache: dict[int, list[bool]] = {}
 

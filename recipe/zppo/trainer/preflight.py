@@ -9,6 +9,7 @@ path that does not exist; a data file that does not exist or lacks a required co
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import re
 
@@ -259,3 +260,60 @@ def check_config(config: DictConfig) -> None:
     check_data_files("data.train_files", config.data.train_files, columns)
     check_data_files("data.val_files", config.data.val_files, columns)
     check_teacher_source(config, zppo)
+    check_token_budgets(config)
+    check_gpu_stack(config)
+
+
+# The GPU pieces a vllm run imports (module -> the package that provides it, setup.py's `gpu` extra): vLLM for the
+# rollout, flash-attn for the student's attention and its cross-entropy, flash-linear-attention and causal-conv1d for
+# Qwen3.5's gated-delta-net layers (transformers falls back to a slow torch path without the last two).
+GPU_MODULES = {"vllm": "vllm", "flash_attn": "flash-attn", "fla": "flash-linear-attention",
+               "causal_conv1d": "causal-conv1d"}
+
+
+def check_gpu_stack(config: DictConfig, import_module=importlib.import_module) -> None:
+    """With ``rollout.name=vllm``, import each GPU package now: one line naming a missing (or broken) one, rather
+    than a traceback from a Ray worker minutes later. Other engines (the CPU preset's ``hf``) are not checked."""
+    if config.actor_rollout_ref.rollout.get("name") != "vllm":
+        return
+    for module, package in GPU_MODULES.items():
+        try:
+            import_module(module)
+        except Exception as error:  # ImportError, or a binary built against another torch/CUDA (OSError, ...)
+            raise ConfigError(
+                f"actor_rollout_ref.rollout.name=vllm needs the GPU package {package} (import {module} failed: "
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); install the GPU "
+                "stack as examples/README.md says ('GPU install')"
+            ) from None
+
+
+def check_token_budgets(config: DictConfig) -> None:
+    """verl's token-budget micro-batches (``use_dynamic_bsz``) need every budget >= the longest row (verl asserts it
+    mid-step otherwise): the rollout's prompt budget (``rollout.prompt_length``, BCQ/NCQ prompts included) plus
+    ``data.max_response_length``."""
+    from .memory import token_budgets
+
+    arr = config.actor_rollout_ref
+    if not arr.actor.get("use_dynamic_bsz", False):
+        return
+    prompt = arr.rollout.get("prompt_length") or config.data.max_prompt_length
+    longest = int(prompt) + int(config.data.max_response_length)
+    for key, budget in token_budgets(config).items():
+        if budget is not None and int(budget) < longest:
+            raise ConfigError(
+                f"{key}={budget}: below the longest row, {longest} tokens (actor_rollout_ref.rollout.prompt_length "
+                f"{prompt} + data.max_response_length {config.data.max_response_length}); raise it"
+            )
+
+
+def check_image_patch_size(patch_size, processor) -> None:
+    """The dataset's image patch size must be the processor's: verl's rollout resizes images with the processor's
+    (agent_loop.py), so another value makes prompt lengths measured at start and for BCQ/NCQ disagree with the
+    rollout's. ``data.image_patch_size: null`` (zppo_trainer.yaml) takes the processor's."""
+    actual = getattr(getattr(processor, "image_processor", None), "patch_size", None)
+    if processor is None or actual is None or patch_size is None or int(patch_size) == int(actual):
+        return
+    raise ConfigError(
+        f"data.image_patch_size={patch_size} but the processor's patch size is {actual} (what the rollout uses): "
+        "set data.image_patch_size=null or to the processor's value"
+    )
