@@ -60,7 +60,8 @@ TABLE_8 = {
     "zppo.teacher.compression.enable": True,
     "zppo.teacher.compression.max_tokens": 512,
 }
-# What a script may set on top of the preset: the paper's micro-batch 4 is a memory knob at each scale.
+# What a script may set on top of the preset: the paper's micro-batch 4 is a memory knob (the scripts now use token
+# budgets instead, tests/unit/test_gpu_runs.py).
 PER_SCALE_KEYS = {"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
                   "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu"}
 
