@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from recipe.zppo.algo.replay_buffer import PromptReplayBuffer
 from recipe.zppo.algo.step import (
     KIND_ORIGINAL,
     KIND_REPLAY,
@@ -15,7 +16,7 @@ from recipe.zppo.algo.step import (
     group_rollouts,
     plain_metrics,
     prefix_audit,
-    replay_count,
+    refresh_buffer,
     second_phase_metrics,
     stale_rollouts,
     summary_line,
@@ -56,16 +57,33 @@ def test_second_phase_groups_are_refused_by_the_hardness_rule():
 
 def test_plain_metrics_count_hard_and_trivial_groups():
     groups = group_rollouts(_group("u1", "a", KIND_ORIGINAL, [0, 0]) + _group("u2", "b", KIND_ORIGINAL, [1, 0])
-                            + _group("u3", "c", KIND_ORIGINAL, [1, 1]))
+                            + _group("u3", "c", KIND_ORIGINAL, [1, 1]) + _group("u4", "d", KIND_REPLAY, [1, 0, 0, 0]))
     outcome = assess_plain_groups(groups, 0.5)
     metrics = plain_metrics(groups, outcome, 0.5)
-    assert metrics["zppo/hard_questions"] == 1 and metrics["zppo/hard_frac"] == pytest.approx(1 / 3)
-    assert metrics["zppo/zero_adv_group_frac"] == pytest.approx(2 / 3)  # all-wrong and all-right groups
-    assert metrics["zppo/fresh_acc"] == pytest.approx(0.5) and math.isnan(metrics["zppo/replay_acc"])
+    assert metrics["zppo/hard_questions"] == 2 and metrics["zppo/hard_frac"] == pytest.approx(2 / 4)
+    assert metrics["zppo/plain_acc_hard"] == pytest.approx((0.0 + 0.25) / 2)  # the hard ones' plain accuracy
+    assert math.isnan(plain_metrics(groups[1:3], assess_plain_groups(groups[1:3], 0.5), 0.5)["zppo/plain_acc_hard"])
+    assert metrics["zppo/zero_adv_group_frac"] == pytest.approx(2 / 4)  # all-wrong and all-right groups
+    assert metrics["zppo/fresh_acc"] == pytest.approx(0.5) and metrics["zppo/replay_acc"] == 0.25
 
 
-def test_replay_count_is_the_ratio_of_the_batch_rounded_down():
-    assert replay_count(384, 0.25) == 96 and replay_count(4, 0.25) == 1 and replay_count(3, 0.25) == 0
+def test_buffer_membership_comes_from_plain_groups_only():
+    # Algorithm 1 line 19: a buffered question failed on its plain prompt stays even if its BCQ/NCQ groups were
+    # solved; a new question solved only with BCQ/NCQ help is admitted; a replayed one solved plain graduates even
+    # if its NCQ group failed.
+    buffer = PromptReplayBuffer(capacity=10, threshold=0.5)
+    buffer.admit("stays", 0.0, step=0)
+    buffer.admit("graduates", 0.0, step=0)
+    rollouts = (_group("p1", "stays", KIND_REPLAY, [0, 0, 0, 1]) + _group("b1", "stays", "bcq", [1, 1, 1, 1])
+                + _group("n1", "stays", "ncq", [1, 1, 1, 1])
+                + _group("p2", "graduates", KIND_REPLAY, [1, 1, 0, 0]) + _group("n2", "graduates", "ncq", [0] * 4)
+                + _group("p3", "new-hard", KIND_ORIGINAL, [0, 0, 0, 0]) + _group("b3", "new-hard", "bcq", [1] * 4)
+                + _group("p4", "new-easy", KIND_ORIGINAL, [1, 1, 1, 0]) + _group("n4", "new-easy", "ncq", [0] * 4)
+                + _group("h5", "hint-only", "hint", [0, 0, 0, 0]) + _group("x6", "extra-only", "extra", [0] * 4))
+    refresh_buffer(buffer, group_rollouts(rollouts), step=1)
+    assert buffer.question_ids() == ["stays", "new-hard"]
+    assert buffer.stats("stays").last_accuracy == 0.25 and buffer.stats("new-hard").admission_accuracy == 0.0
+    assert buffer.counters() == {"admitted": 3, "graduated": 1, "evicted": 0}
 
 
 def test_stale_rollouts_count_other_weight_versions_and_ignore_unknown_ones():
@@ -102,17 +120,25 @@ def test_counts_of_two_builders_add_up():
 
 
 def test_summary_line_reads_the_step_metrics():
-    metrics = {"zppo/hard_questions": 3, "zppo/bcq_built": 2, "zppo/bcq_acc": 0.5, "zppo/ncq_built": 3,
-               "zppo/ncq_acc": 0.25, "zppo/hint_built": 1, "zppo/hint_acc": 1.0, "zppo/skipped_for_length": 1}
-    line = summary_line(7, metrics, num_questions=4, guidance_mode="hint", buffer_size=9,
+    metrics = {"zppo/new_questions": 8, "zppo/replayed_questions": 2, "zppo/hard_questions": 7,
+               "zppo/bcq_built": 2, "zppo/bcq_acc": 0.5, "zppo/ncq_built": 3, "zppo/ncq_acc": 0.25,
+               "zppo/hint_built": 1, "zppo/hint_acc": 1.0, "zppo/skipped_for_length": 1, "zppo/aug_cap": 6,
+               "zppo/aug_dropped_by_cap": 1, "zppo/aug_questions_dropped_by_cap": 2}
+    line = summary_line(7, metrics, guidance_mode="hint", buffer_size=9,
                         deltas={"admitted": 2, "graduated": 1, "evicted": 0})
-    assert line == ("[zppo] step 7: hard 3/4 | BCQ 2 (acc 0.50) | NCQ 3 (acc 0.25) | hint 1 (acc 1.00)"
-                    " | skipped for length 1 | buffer 9 (+2 in, -1 graduated, -0 evicted)")
+    assert line == ("[zppo] step 7: new 8 + replayed 2 | hard 7 | BCQ 2 (acc 0.50) | NCQ 3 (acc 0.25)"
+                    " | hint 1 (acc 1.00) | cap 6 (3 over it) | skipped for length 1"
+                    " | buffer 9 (+2 in, -1 graduated, -0 evicted)")
+    # Nothing over the cap: no count; no cap logged (plain GRPO): no cap part.
+    metrics["zppo/aug_dropped_by_cap"] = metrics["zppo/aug_questions_dropped_by_cap"] = 0
+    assert " | cap 6 | " in summary_line(7, metrics, "hint", 9, {})
+    del metrics["zppo/aug_cap"]
+    assert " cap " not in summary_line(7, metrics, "hint", 9, {})
 
 
 def test_summary_line_adds_the_teachers_counts_when_it_worked():
     metrics = {"zppo/hard_questions": 2, "zppo/teacher/rollouts": 8, "zppo/teacher/correct": 3,
                "zppo/teacher/compressions": 6, "zppo/teacher/compression_ok": 5, "zppo/teacher/failures": 1,
                "zppo/teacher/critical_path_s": 1.25, "zppo/teacher/busy_s": 9.0}
-    line = summary_line(1, metrics, num_questions=4, guidance_mode="none", buffer_size=2, deltas={})
+    line = summary_line(1, metrics, guidance_mode="none", buffer_size=2, deltas={})
     assert " | teacher 3/8 correct, 5/6 compressed, 1 failed, waited 1.2s | " in line

@@ -13,7 +13,14 @@ from recipe.zppo.algo.reformulation import (
     Tokenization,
 )
 from recipe.zppo.baselines.prefix_agent_loop import splice_prefix
-from recipe.zppo.baselines.teacher_guidance import HINT, PREFIX, GuidanceConfig, build_hints, build_prefixes
+from recipe.zppo.baselines.teacher_guidance import (
+    HINT,
+    PREFIX,
+    GuidanceConfig,
+    admits_guidance,
+    build_hints,
+    build_prefixes,
+)
 
 # One token per character: lengths can be checked exactly.
 CHARS = Tokenization(decode=lambda ids: "".join(map(chr, ids)), count_text_tokens=len,
@@ -78,6 +85,8 @@ def test_questions_without_a_usable_correct_teacher_response_are_counted_not_bui
         skipped = [s.question_id for s in result.skipped if s.reason == NO_TEACHER_CANDIDATE]
         assert skipped == ["no-teacher", "only-wrong", "cut-off"]
         assert result.metrics()[f"zppo/{mode}_built"] == 1.0
+    # The trainer's pre-cap ranks only the questions a hint or prefix can be built for: the same rule.
+    assert [q.question_id for q in questions if admits_guidance(q)] == ["ok"]
 
 
 def test_prefix_is_the_head_of_the_teacher_tokens_and_leaves_room_to_continue():

@@ -229,7 +229,6 @@ class ReformulationResult:
         bcq = [p for p in self.prompts if p.kind == BCQ]
         ncq = [p for p in self.prompts if p.kind == NCQ]
         values = {
-            "hard_questions": self.num_questions,
             "teacher_solvable_frac": self.teacher_solvable / self.num_questions if self.num_questions else 0.0,
             "bcq_built": len(bcq),
             "ncq_built": len(ncq),

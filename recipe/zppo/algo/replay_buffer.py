@@ -1,12 +1,13 @@
-"""The prompt replay buffer of ZPPO (paper Sec. 3.2, "prompt replay buffer"; Algorithm 1 in App. C).
+"""The prompt replay buffer of ZPPO (paper Sec. 3.2, "prompt replay buffer"; Algorithm 1 in App. C, Tab. 8).
 
-A question the student fails (accuracy below ``admission_threshold``) is admitted and replayed on its original
-prompt in later steps until it graduates (accuracy at or above ``graduation_threshold``), so that a hard question
-keeps being trained on until it is learned. The buffer is FIFO bounded: when full, the earliest admitted question
-leaves, however recently it was replayed, so a question never learned cannot stay forever. Replay is round robin:
-never-replayed questions first in admission order, then the least recently replayed. Keys are question ids (str
-or int); the buffer never holds rows or images. Plain dicts and Python ints: the code is short enough to check by
-reading, and nothing can overflow. Its state is plain JSON, one file per checkpoint.
+A question whose plain-prompt accuracy is below tau is admitted; each step ``sample`` draws the questions to replay
+UNIFORMLY at random from the buffer (Algorithm 1 line 2: X_replay ~ B), and a buffered question whose plain accuracy
+reaches tau graduates (leaves). One tau decides both (Algorithm 1 line 19: "admit {x : r_x < tau} to B, graduate the
+rest"). The buffer is FIFO bounded (Tab. 8): when full, the earliest admitted question leaves, however recently it
+was replayed, so a question never learned cannot stay forever. The draw is seeded from (seed, step): reproducible,
+also across a checkpoint and resume (the restored buffer at the same step draws the same questions). Keys are
+question ids (str or int); the buffer never holds rows or images. Plain dicts and Python ints: the code is short
+enough to check by reading, and nothing can overflow. Its state is plain JSON, one file per checkpoint.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import numbers
 import operator
 import os
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
+
+import numpy as np
 
 BUFFER_FILE = "zppo_prompt_buffer.json"  # the buffer's file inside each checkpoint folder
-STATE_VERSION = 4
+STATE_VERSION = 5
 COUNTER_NAMES = ("admitted", "graduated", "evicted")
-OLD_STATE = ("old checkpoints of the prompt replay buffer (numpy .npz, state versions 1-3) cannot be resumed: "
-             "start a new run directory or resume with resume_mode=disable")
+OLD_STATE = ("old checkpoints of the prompt replay buffer (numpy .npz or state versions 1-4, round-robin replay) "
+             "cannot be resumed: start a new run directory or resume with resume_mode=disable")
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,15 +67,16 @@ def _as_accuracy(value, key) -> float:
 
 
 class PromptReplayBuffer:
-    """FIFO-bounded set of hard questions, replayed round robin until they graduate. A call that raises
+    """FIFO-bounded set of hard questions, replayed uniformly at random until they graduate. A call that raises
     changes nothing: arguments (and a whole state) are checked before anything is changed."""
 
-    def __init__(self, capacity: int, admission_threshold: float = 0.5, graduation_threshold: float = 0.5):
+    def __init__(self, capacity: int, threshold: float = 0.5, seed: int = 0):
         self.capacity = _as_int(capacity, "replay buffer capacity", minimum=1)
-        self.admission_threshold, self.graduation_threshold = float(admission_threshold), float(graduation_threshold)
+        self.threshold = float(threshold)  # tau: admitted below it, graduated at or above it
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"replay buffer threshold must be in (0, 1], got {threshold!r}")
+        self.seed = _as_int(seed, "replay buffer seed")
         self._questions = OrderedDict()  # key -> QuestionStats, earliest admitted first
-        self._never = OrderedDict()  # never-replayed keys (-> None), admission order
-        self._replayed = OrderedDict()  # replayed keys (-> None), least recently replayed first
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._counters_at_last_delta = dict.fromkeys(COUNTER_NAMES, 0)
 
@@ -89,52 +94,69 @@ class PromptReplayBuffer:
         """Keys in admission order (earliest first: the next to be evicted)."""
         return list(self._questions)
 
-    def replay_order(self) -> list:
-        """Keys in the order ``sample`` would return them."""
-        return [*self._never, *self._replayed]
-
     def admit(self, key, accuracy: float, step: int) -> bool:
-        """Offer a fresh question; True if it entered (accuracy below the threshold and not already in)."""
+        """Offer a question; True if it entered (accuracy below the threshold and not already in). When full, the
+        earliest admitted question is evicted first (FIFO)."""
         key, accuracy, step = _as_key(key), _as_accuracy(accuracy, key), _as_int(step, "step")
-        if accuracy >= self.admission_threshold or key in self._questions:
+        if accuracy >= self.threshold or key in self._questions:
             return False
         if len(self._questions) >= self.capacity:
-            self._remove(next(iter(self._questions)))
+            self._questions.popitem(last=False)
             self._counters["evicted"] += 1
         self._questions[key] = QuestionStats(step, accuracy, last_accuracy=accuracy)
-        self._never[key] = None
         self._counters["admitted"] += 1
         return True
 
-    def sample(self, k: int, step: int) -> list:
-        """Up to ``k`` distinct keys to replay now, least recently replayed first; each is marked replayed now
-        and moves to the back of the replay order (round robin even before its accuracy comes back)."""
-        k, step = min(operator.index(k), len(self._questions)), _as_int(step, "step")
-        chosen = []
-        while len(chosen) < k:  # k <= len(self): no key is picked twice
-            key = (self._never or self._replayed).popitem(last=False)[0]
-            self._replayed[key] = None  # to the back: replayed now
+    def sample(self, k: int, step: int, exclude: Collection = ()) -> list:
+        """Up to ``k`` distinct keys to replay now, drawn uniformly at random without replacement from the buffered
+        questions not in ``exclude`` (e.g. this step's new questions, so that no question is in the batch twice).
+        The draw depends only on (seed, step, the buffer's contents in admission order, ``exclude``): the same step
+        of a resumed run draws the same keys. Each drawn key's replay count and step are recorded."""
+        k, step = operator.index(k), _as_int(step, "step")
+        excluded = {_as_key(key) for key in exclude}
+        pool = [key for key in self._questions if key not in excluded]
+        k = min(k, len(pool))
+        if k <= 0:
+            return []
+        rng = np.random.default_rng([self.seed, step])
+        chosen = [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
+        for key in chosen:
             self._questions[key].times_replayed += 1
             self._questions[key].last_replayed_step = step
-            chosen.append(key)
         return chosen
 
     def update_replayed(self, key, accuracy_on_original_prompt: float, step: int) -> bool:
-        """A replayed question's accuracy on its ORIGINAL prompt; True if it graduated (left the buffer).
+        """A buffered question's accuracy on its ORIGINAL prompt; True if it graduated (left the buffer).
         A question no longer in the buffer (evicted since it was sampled) is ignored: False."""
         key = _as_key(key)
         accuracy = _as_accuracy(accuracy_on_original_prompt, key)
+        _as_int(step, "step")
         if key not in self._questions:
             return False
-        if accuracy >= self.graduation_threshold:
-            self._remove(key)
+        if accuracy >= self.threshold:
+            del self._questions[key]
             self._counters["graduated"] += 1
             return True
         self._questions[key].last_accuracy = accuracy
         return False
 
-    def _remove(self, key) -> None:
-        (self._replayed if self._questions.pop(key).times_replayed else self._never).pop(key)
+    def refresh(self, accuracies: Mapping, step: int) -> None:
+        """Algorithm 1 line 19 for one step's plain accuracies (question id -> accuracy, new and replayed alike):
+        graduate every buffered question at or above the threshold, then admit the rest (a buffered one stays, with
+        its latest accuracy), evicting the earliest admitted while full. Graduating first means a question leaving
+        this step never takes a newcomer's place by eviction, as in the paper's order (admit, graduate, then evict
+        down to the capacity). Every value is checked before anything changes."""
+        step = _as_int(step, "step")
+        checked = {}
+        for key, accuracy in accuracies.items():
+            key = _as_key(key)
+            checked[key] = _as_accuracy(accuracy, key)
+        for key, accuracy in checked.items():
+            if accuracy >= self.threshold:
+                self.update_replayed(key, accuracy, step)
+        for key, accuracy in checked.items():
+            if accuracy < self.threshold and not self.admit(key, accuracy, step):
+                self.update_replayed(key, accuracy, step)  # already in: keeps its place, records the accuracy
 
     def counters(self) -> dict[str, int]:
         """Cumulative admitted / graduated / evicted since the run began (checkpoints included)."""
@@ -148,15 +170,12 @@ class PromptReplayBuffer:
 
     def state_dict(self) -> dict:
         """A JSON-able copy of the buffer. ``questions``: one row per question in admission order, ``[key,
-        admitted_step, admission_accuracy, last_accuracy, times_replayed, last_replayed_step]``;
-        ``replayed_order``: the replayed keys, least recently replayed first. Capacity and thresholds are for
-        information: a restore keeps its own."""
-        return {"version": STATE_VERSION, "capacity": self.capacity, "admission_threshold": self.admission_threshold,
-                "graduation_threshold": self.graduation_threshold,
+        admitted_step, admission_accuracy, last_accuracy, times_replayed, last_replayed_step]``. Capacity, threshold
+        and seed are for information: a restore keeps its own (the run's config)."""
+        return {"version": STATE_VERSION, "capacity": self.capacity, "threshold": self.threshold, "seed": self.seed,
                 "questions": [[key, s.admitted_step, s.admission_accuracy, s.last_accuracy, s.times_replayed,
                                s.last_replayed_step] for key, s in self._questions.items()],
-                "replayed_order": list(self._replayed), "counters": dict(self._counters),
-                "counters_at_last_delta": dict(self._counters_at_last_delta)}
+                "counters": dict(self._counters), "counters_at_last_delta": dict(self._counters_at_last_delta)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict()``, checked whole first (ValueError). A saved buffer larger than this
@@ -175,10 +194,6 @@ class PromptReplayBuffer:
                 questions[key] = QuestionStats(
                     _as_int(admitted_step, "admitted_step"), _as_accuracy(admission_accuracy, key), times,
                     last_step if last_step is None else _as_int(last_step, "step"), _as_accuracy(last_accuracy, key))
-            replayed = OrderedDict.fromkeys(map(_as_key, state["replayed_order"]))
-            if len(replayed) != len(state["replayed_order"]) or replayed.keys() != {
-                    key for key, stats in questions.items() if stats.times_replayed}:
-                raise ValueError("replayed_order is not the replayed questions, each once")
             counters, at_last = ({name: _as_int(state[part][name], name) for name in COUNTER_NAMES}
                                  for part in ("counters", "counters_at_last_delta"))
             if counters["admitted"] != counters["graduated"] + counters["evicted"] + len(questions) or any(
@@ -188,9 +203,7 @@ class PromptReplayBuffer:
             raise ValueError(f"corrupt replay buffer state: {type(err).__name__}: {err}") from err
         if len(questions) > self.capacity:
             raise ValueError(f"saved replay buffer holds {len(questions)} questions, over capacity {self.capacity}")
-        self._questions, self._replayed, self._counters, self._counters_at_last_delta = (
-            questions, replayed, counters, at_last)
-        self._never = OrderedDict.fromkeys(key for key, stats in questions.items() if not stats.times_replayed)
+        self._questions, self._counters, self._counters_at_last_delta = questions, counters, at_last
 
     def save(self, path: str | os.PathLike) -> dict:
         """Write ``state_dict()`` to one JSON file atomically (a temporary file, fsynced, then renamed over

@@ -64,11 +64,6 @@ def group_rollouts(rollouts: Iterable[Rollout]) -> list[Group]:
     return [Group(uid, rs[0].question_id, rs[0].kind, tuple(rs)) for uid, rs in by_uid.items()]
 
 
-def replay_count(batch_size: int, ratio: float) -> int:
-    """Replay slots asked of the buffer this step (it returns fewer when it holds fewer)."""
-    return int(ratio * batch_size)
-
-
 @dataclass
 class PlainOutcome:
     """What the plain-prompt groups of a step decided."""
@@ -100,15 +95,24 @@ def assess_plain_groups(groups: Sequence[Group], hard_threshold: float, find_har
     return outcome
 
 
+def refresh_buffer(buffer, groups: Sequence[Group], step: int) -> None:
+    """Algorithm 1 line 19: the buffer's admissions and graduations from this step's PLAIN groups only (new and
+    replayed questions); BCQ/NCQ (and every baseline's) groups are skipped: they carry the teacher's or the
+    student's candidates in the prompt, so their accuracy says nothing about the question as asked."""
+    buffer.refresh({g.question_id: g.accuracy for g in groups if g.kind in PLAIN_KINDS}, step=step)
+
+
 def _mean(values: Sequence[float], empty: float = float("nan")) -> float:
     return float(np.mean(values)) if len(values) else empty
 
 
 def plain_metrics(groups: Sequence[Group], outcome: PlainOutcome, hard_threshold: float) -> dict[str, float]:
-    """Phase-1 metrics: how many questions are hard, how many groups teach nothing, accuracy per origin."""
+    """Phase-1 metrics: how many questions are hard (and how hard), how many groups teach nothing, accuracy per
+    origin."""
     num_groups = max(len(groups), 1)
     return {
         "zppo/hard_questions": float(len(outcome.hard)),
+        "zppo/plain_acc_hard": _mean([g.accuracy for g in outcome.hard]),
         "zppo/hard_frac": sum(g.accuracy < hard_threshold for g in groups) / num_groups,
         "zppo/zero_adv_group_frac": sum(g.trivial for g in groups) / num_groups,
         "zppo/fresh_acc": _mean(list(outcome.fresh_accuracy.values()), empty=0.0),
@@ -169,14 +173,23 @@ def add_counts(metrics: dict[str, float], counts: Mapping[str, float]) -> None:
         metrics[key] = metrics.get(key, 0.0) + value
 
 
-def summary_line(step: int, metrics: Mapping[str, float], num_questions: int, guidance_mode: str,
-                 buffer_size: int, deltas: Mapping[str, int]) -> str:
-    """One line per step of what ZPPO did, read from the step's own metrics."""
+def summary_line(step: int, metrics: Mapping[str, float], guidance_mode: str, buffer_size: int,
+                 deltas: Mapping[str, int]) -> str:
+    """One line per step of what ZPPO did, read from the step's own metrics: the batch (new + replayed questions),
+    the hard ones, what was built within the cap (BCQ, NCQ, a baseline's prompts), the teacher's work, the buffer."""
     nan = float("nan")
 
+    def count(name: str) -> int:
+        return int(metrics.get(f"zppo/{name}", 0))
+
     def built(kind: str, label: str) -> str:
-        count, acc = int(metrics.get(f"zppo/{kind}_built", 0)), metrics.get(f"zppo/{kind}_acc", nan)
-        return f" | {label} {count} (acc {acc:.2f})"
+        return f" | {label} {count(kind + '_built')} (acc {metrics.get(f'zppo/{kind}_acc', nan):.2f})"
+
+    def cap() -> str:
+        if "zppo/aug_cap" not in metrics:
+            return ""
+        dropped = count("aug_dropped_by_cap") + count("aug_questions_dropped_by_cap")
+        return f" | cap {count('aug_cap')}" + (f" ({dropped} over it)" if dropped else "")
 
     def teacher() -> str:
         if "zppo/teacher/rollouts" not in metrics:
@@ -189,12 +202,14 @@ def summary_line(step: int, metrics: Mapping[str, float], num_questions: int, gu
                 + f", waited {metrics.get('zppo/teacher/critical_path_s', 0.0):.1f}s")
 
     return (
-        f"[zppo] step {step}: hard {int(metrics.get('zppo/hard_questions', 0))}/{num_questions}"
+        f"[zppo] step {step}: new {count('new_questions')} + replayed {count('replayed_questions')}"
+        f" | hard {count('hard_questions')}"
         + built("bcq", "BCQ")
         + built("ncq", "NCQ")
         + (built(guidance_mode, guidance_mode) if guidance_mode != "none" else "")
+        + cap()
         + teacher()
-        + f" | skipped for length {int(metrics.get('zppo/skipped_for_length', 0))}"
+        + f" | skipped for length {count('skipped_for_length')}"
         f" | buffer {buffer_size} (+{deltas.get('admitted', 0)} in,"
         f" -{deltas.get('graduated', 0)} graduated, -{deltas.get('evicted', 0)} evicted)"
     )

@@ -1,6 +1,9 @@
 """The paper's two teacher-guided baselines (App. D.2), built from the same hard questions as BCQ/NCQ (pure: no
 Ray, no GPU).
 
+Both work on the same hard questions as BCQ/NCQ, within the same cap (App. D.2: "on the rho_aug-capped hard
+questions"): the trainer keeps the round(rho_aug x |X_new|) hardest ones that ``admits_guidance`` (``algo.caps``).
+
 - **Hint** (``method=hint``): the question, then the first part of a correct teacher response as a hint, then the
   answer closer. The student rolls out on the hinted prompt: every trained token is its own, sampled from the
   current policy given that prompt (on-policy with respect to the hinted prompt).
@@ -11,8 +14,9 @@ Ray, no GPU).
   with the group's advantage. The reward scores the whole response (prefix + continuation). See
   ``recipe/zppo/prefix_agent_loop.py`` for where the mask is set.
 
-Both need a usable correct teacher response (non-empty, with a final answer); a hard question without one is
-skipped and counted (``no_teacher_candidate``). Which teacher response is used is drawn with a seeded RNG from
+Both need a usable correct teacher response (non-empty, with a final answer): the trainer's pre-cap passes over a
+hard question without one (``zppo/aug_inadmissible``), and a builder given one skips and counts it
+(``no_teacher_candidate``). Which teacher response is used is drawn with a seeded RNG from
 (seed, step, question id), as for BCQ. Lengths are counted in the student's tokens: a hint is cut so that the
 prompt fits ``max_prompt_length`` (the processor's final check is exact), a prefix so that at least
 ``min_continuation_tokens`` of the response remain for the student.
@@ -118,6 +122,12 @@ def _usable_teacher(question: HardQuestion, has_final_answer: Callable[[str], bo
         for i, r in enumerate(question.teacher_responses)
         if r.correct and (r.text or "").strip() and has_final_answer(r.text)
     ]
+
+
+def admits_guidance(question: HardQuestion, has_final_answer: Callable[[str], bool] = has_final_answer_default) -> bool:
+    """Whether a hint or a prefix can be built for ``question``: it has a usable correct teacher response (what the
+    pre-cap ranks, as for BCQ/NCQ: a question that can give nothing takes no slot)."""
+    return bool(_usable_teacher(question, has_final_answer))
 
 
 def _token_ids(response, tokens: Tokenization) -> list[int]:

@@ -43,7 +43,9 @@ def _check(condition: bool, key: str, value: Any, expected: str) -> None:
 class ReplayConfig:
     # Replay questions from the prompt replay buffer each step (Algorithm 1). paper: on for ZPPO and GRPO-dagger
     enable: bool = True
-    # Share of each batch given to questions replayed from the buffer (fewer when it holds fewer). ours: 0.25
+    # rho_replay: round(ratio x data.train_batch_size) questions drawn uniformly from the buffer each step, ON TOP
+    # of the data.train_batch_size new ones (fewer when the buffer holds fewer; half rounded up, ours).
+    # paper: 0.25 (Tab. 8)
     ratio: float = 0.25
 
     def __post_init__(self):
@@ -52,18 +54,12 @@ class ReplayConfig:
 
 @dataclass
 class BufferConfig:
-    # Questions held at most; when full the earliest ADMITTED is evicted (FIFO). ours: 4096
-    capacity: int = 4096
-    # A fresh question enters the buffer when its plain-prompt accuracy is below this. paper: 0.5
-    admission_threshold: float = 0.5
-    # A replayed question leaves the buffer when its plain-prompt accuracy reaches this. paper: 0.5
-    graduation_threshold: float = 0.5
+    # |B|max: questions held at most; when full the earliest ADMITTED is evicted (FIFO). Admission and graduation
+    # use zppo.hard_threshold (tau). paper: 10,000, FIFO (Tab. 8)
+    capacity: int = 10_000
 
     def __post_init__(self):
         _check(self.capacity >= 1, "buffer.capacity", self.capacity, "must be >= 1")
-        for name in ("admission_threshold", "graduation_threshold"):
-            value = getattr(self, name)
-            _check(0.0 < value <= 1.0, f"buffer.{name}", value, "must be in (0, 1]")
 
 
 @dataclass
@@ -101,8 +97,20 @@ class ZPPOConfig:
     # false: no reformulation and no replay buffer (the same trainer and data path): plain GRPO with whatever
     # algorithm.adv_estimator says (method=grpo: "zppo", as the paper's GRPO row, App. D.2; method=grpo_verl: "grpo").
     enable: bool = True
-    # A question is hard when its plain-prompt accuracy over the n rollouts is below this (tau). paper: 0.5
+    # tau: a question is hard when its plain-prompt accuracy over the n rollouts is below this; the same tau admits
+    # it to the buffer (below) and graduates it (at or above; Algorithm 1 line 19). paper: 0.5 (Tab. 8)
     hard_threshold: float = 0.5
+    # rho_aug: at most round(aug_ratio x data.train_batch_size) BCQ+NCQ prompts per step (the Hint and Prefix
+    # baselines: that many hint / prefix prompts), chosen hardest first (Algorithm 1 steps 3 and 5; algo/caps.py).
+    # paper: 0.25 (Tab. 8)
+    aug_ratio: float = 0.25
+    # Seed of the step's draws outside the prompt builders: which buffered questions are replayed, and the
+    # pre-cap's order among equally hard questions (both from (seed, step): reproducible across a resume). ours: 0
+    seed: int = 0
+    # Tokens allowed per wrong answer in NCQ's "The following answers are all WRONG: ..." list (\boxed{..} and ", "
+    # included) when the rollout's prompt length for BCQ/NCQ prompts is derived (README, "Prompt lengths"). A
+    # prompt that still does not fit is skipped and counted, never cut. ours: 64
+    wrong_answer_tokens: int = 64
     # Print a one-line summary of what ZPPO did every this many steps (0: never).
     summary_every: int = 1
     replay: ReplayConfig = field(default_factory=ReplayConfig)
@@ -127,6 +135,9 @@ class ZPPOConfig:
 
     def __post_init__(self):
         _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
+        _check(0.0 <= self.aug_ratio <= 1.0, "aug_ratio", self.aug_ratio, "must be in [0, 1]")
+        _check(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        _check(self.wrong_answer_tokens >= 1, "wrong_answer_tokens", self.wrong_answer_tokens, "must be >= 1")
         _check(self.summary_every >= 0, "summary_every", self.summary_every, "must be >= 0")
         _check(self.console in CONSOLE_MODES, "console", self.console, f"expected one of {CONSOLE_MODES}")
         _check(self.dump_prompts >= -1, "dump_prompts", self.dump_prompts, "must be -1 (all), 0 (none) or a count")

@@ -2,13 +2,15 @@
 
 One step (Algorithm 1, App. C of arXiv 2606.18216), data flowing one way:
 
-1. ``prepare_step``: fresh questions from the data set and questions replayed from the prompt replay buffer are
-   submitted to the rollout as usual.
+1. ``prepare_step``: ``data.train_batch_size`` new questions from the data set and, ON TOP of them,
+   round(rho_replay x that) questions drawn uniformly from the prompt replay buffer are submitted to the rollout
+   as usual (``algo.caps``).
 2. While phase 1 runs, each plain group is read as soon as it is scored (``_on_poll``); a hard one starts its
    teacher work at once (``teacher.candidates``: fresh teacher rollouts, candidate compression), overlapping the
    rest of the student's rollouts. ``_second_phase`` (called once by the sampler, after every plain group is
-   scored) decides which questions are hard (``algo.step``), waits for their teacher work, and builds their
-   BCQ/NCQ prompts (``algo.reformulation``), or a baseline's prompts, from THIS step's rollouts; the same replicas
+   scored) decides which questions are hard (``algo.step``), waits for their teacher work, and builds BCQ/NCQ
+   prompts (``algo.reformulation``) for the hardest of them within Algorithm 1's pre-cap and post-cap
+   (``algo.caps``), or a baseline's prompts, from THIS step's rollouts; the same replicas
    roll them out with the same weights, before verl puts the replicas to sleep. Each prompt is its own group;
    both phases form one batch.
 3. verl's pipeline runs unchanged on that batch: old log-probs, advantage (``algorithm.adv_estimator=zppo``,
@@ -41,15 +43,16 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.debug import marked_timer
 
+from ..algo import caps
 from ..algo import step as zstep
 from ..algo.answer_format import extract_final_answer
 from ..algo.compute_ledger import ComputeLedger
 from ..algo.loss_weighting import loss_weights
-from ..algo.reformulation import BCQ, NCQ, CandidateSet, HardQuestion, Response, Tokenization, reformulate
+from ..algo.reformulation import BCQ, NCQ, CandidateSet, HardQuestion, Response, Tokenization
 from ..algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 from ..algo.transfer import TransferTracker
 from ..baselines.compute_matching import KIND_EXTRA, ReferenceCurve, plan_extra_groups
-from ..baselines.teacher_guidance import HINT, PREFIX, build_hints, build_prefixes
+from ..baselines.teacher_guidance import HINT, PREFIX, admits_guidance, build_hints, build_prefixes
 from ..config.schema import load_zppo_config
 from ..teacher.candidates import TeacherWork, WrongRollout
 from ..teacher.client import TeacherClient
@@ -82,6 +85,9 @@ class TwoPhaseSampler:
         self._inner = inner
         self._second_phase = second_phase
         self._polling = False  # phase 1 of a training step: on_poll sees each poll's finished groups
+        # Prompts submitted for phase 1 of this step (new + replayed questions, set by the trainer's prepare_step):
+        # verl asks for data.train_batch_size, but the replayed questions come on top of the new ones.
+        self.plain_batch_size: int | None = None
         if getattr(inner, "poll_interval", 0.0) > self.POLL_INTERVAL_S:
             inner.poll_interval = self.POLL_INTERVAL_S
         # verl 0.9.1's sync ReplayBuffer waits between two TransferQueue polls in ``_wait_for_next_poll``: wrapping
@@ -100,6 +106,8 @@ class TwoPhaseSampler:
         return getattr(self._inner, name)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
+        if partition_id == "train" and self.plain_batch_size:
+            batch_size = self.plain_batch_size
         self._polling = partition_id == "train"
         try:
             first, metrics = self._inner.sample(global_steps=global_steps, partition_id=partition_id,
@@ -139,11 +147,9 @@ class ZPPOTrainer(PPOTrainerSync):
             config.data.gen_batch_size = 1
         super().__init__(config)
         self.replay_buffer = TwoPhaseSampler(self.replay_buffer, self._second_phase, on_poll=self._on_poll)
-        self.prompt_buffer = PromptReplayBuffer(
-            capacity=self.zppo.buffer.capacity,
-            admission_threshold=self.zppo.buffer.admission_threshold,
-            graduation_threshold=self.zppo.buffer.graduation_threshold,
-        )
+        # One tau for hardness, admission and graduation (Algorithm 1 line 19).
+        self.prompt_buffer = PromptReplayBuffer(capacity=self.zppo.buffer.capacity,
+                                                threshold=self.zppo.hard_threshold, seed=self.zppo.seed)
         self.compute_ledger = ComputeLedger()  # rollouts and tokens per prompt kind, for compute-matched comparisons
         self.transfer = TransferTracker(self.zppo.transfer.delay_steps)
         teacher = self.zppo.teacher
@@ -156,6 +162,8 @@ class ZPPOTrainer(PPOTrainerSync):
         self._early_uids: set[str] = set()
         self.prompt_dump = PromptDump(config.trainer.default_local_dir, self.zppo.dump_prompts)
         self._plain = zstep.PlainOutcome()  # this step's plain-prompt outcome: set in phase 1, read at the step end
+        self._groups: list[zstep.Group] = []  # this step's groups, both phases (the buffer keeps the plain ones)
+        self._num_new = 0  # |X_new| of this step
         self._routes: list[str] = []  # reward routes of this step's rollouts
         self._teacher_routes: list[str] = []  # reward routes of the teacher responses scored this step
 
@@ -183,27 +191,30 @@ class ZPPOTrainer(PPOTrainerSync):
         tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
         return batch
 
-    # ------------------------------------------------------------------ 1. fresh + replayed questions
+    # ------------------------------------------------------------------ 1. new + replayed questions
 
     def prepare_step(self) -> dict:
-        self._plain, self._routes, self._teacher_routes = zstep.PlainOutcome(), [], []
+        self._plain, self._routes, self._teacher_routes, self._groups = zstep.PlainOutcome(), [], [], []
         self._early_rollouts, self._early_uids = {}, set()
         self.teacher_work.begin_step(self.global_steps)
         if self.teacher_client is not None:
             self._teacher_busy_at_step_start = self.teacher_client.stats()["busy_s"]
-        batch_size = self.config.data.train_batch_size
+        # Algorithm 1 line 2: X_new (every step the same number of new questions) and X_replay ON TOP of it.
+        self._num_new = int(self.config.data.train_batch_size)
+        new = self._next_train_batch(self._num_new)
         replay_ids: list[str] = []
         if self.zppo.enable and self.zppo.replay.enable and len(self.prompt_buffer):
-            replay_ids = self.prompt_buffer.sample(zstep.replay_count(batch_size, self.zppo.replay.ratio),
-                                                   step=self.global_steps)
+            count = caps.replay_count(self._num_new, self.zppo.replay.ratio, len(self.prompt_buffer))
+            # Not a question that is also new this step (a later epoch): it would be in the batch twice.
+            new_ids = [str(qid) for qid in as_list(new["zppo_question_id"])]
+            replay_ids = self.prompt_buffer.sample(count, step=self.global_steps, exclude=new_ids)
         # Two submissions rather than one concatenated batch: the sampler waits for the groups of both.
-        if batch_size > len(replay_ids):
-            self._submit_batch_to_rollout(self._next_train_batch(batch_size - len(replay_ids)))
+        self._submit_batch_to_rollout(new)
         if replay_ids:
             items = [self.train_dataset.item_for(qid, zstep.KIND_REPLAY) for qid in replay_ids]
             self._submit_batch_to_rollout(self._collate(items))
-        return {"zppo/replayed_questions": float(len(replay_ids)),
-                "zppo/fresh_questions": float(batch_size - len(replay_ids))}
+        self.replay_buffer.plain_batch_size = self._num_new + len(replay_ids)
+        return {"zppo/new_questions": float(self._num_new), "zppo/replayed_questions": float(len(replay_ids))}
 
     # ------------------------------------------------------------------ 2. hard questions -> teacher work
 
@@ -280,10 +291,17 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics["zppo/phase1/groups_read_early"] = float(len({r.uid for r in rollouts} & self._early_uids))
             self._account(rollouts)
             groups = zstep.group_rollouts(rollouts)
+            self._groups = list(groups)
             self._plain = zstep.assess_plain_groups(groups, self.zppo.hard_threshold, find_hard=self.zppo.enable)
             metrics.update(zstep.plain_metrics(groups, self._plain, self.zppo.hard_threshold))
             metrics["zppo/phase1/stale_rollouts"] = zstep.stale_rollouts(rollouts, self.global_steps - 1)
+            # Logged every step, whatever gets built (NaN: no such rollout this step).
             metrics.update({f"zppo/{kind}_built": 0.0 for kind in self._second_phase_kinds()})
+            metrics.update({"zppo/bcq_acc": float("nan"), "zppo/ncq_acc": float("nan"),
+                            "zppo/no_teacher_correct": 0.0})
+            if self._augments:
+                empty = caps.PreCap()
+                metrics.update(caps.CapReport(caps.aug_cap(self._num_new, self.zppo.aug_ratio), empty).metrics())
             for group in groups:  # transfer: this step's plain accuracy completes earlier hard questions' records
                 self.transfer.observe_plain(group.question_id, self.global_steps, group.accuracy)
             for group in self._plain.hard:  # groups that finished after the last poll
@@ -304,6 +322,7 @@ class ZPPOTrainer(PPOTrainerSync):
             second, second_metrics = sample_more(len(items))
         metrics.update({f"zppo/phase2/{k}": v for k, v in second_metrics.items() if isinstance(v, (int, float))})
         second_rollouts = read_rollouts(list(second.keys), list(second.tags), second_phase=True)
+        self._groups += zstep.group_rollouts(second_rollouts)
         self._record_second_phase(second_rollouts, planned_prefixes, metrics)
         merged = type(first)(partition_id=first.partition_id, keys=[*first.keys, *second.keys],
                              tags=[*first.tags, *second.tags])
@@ -311,12 +330,20 @@ class ZPPOTrainer(PPOTrainerSync):
             merged.extra_info.update(first.extra_info)
         return merged
 
+    @property
+    def _augments(self) -> bool:
+        """Whether this run builds second-phase prompts under Algorithm 1's cap (BCQ/NCQ, hints, prefixes)."""
+        return self.zppo.enable and (self.zppo.needs_candidates or self.zppo.guidance.mode in (HINT, PREFIX))
+
     def _candidate_sets(self, hard: list[zstep.Group], metrics: dict) -> list[CandidateSet]:
-        """BCQ/NCQ material of the hard questions: what their teacher work made (waiting for what still runs)."""
+        """BCQ/NCQ material of every hard question: what its teacher work made (waiting for what still runs).
+        Algorithm 1 step 2: the teacher works on all of X_hard, before the pre-cap."""
         started = time.perf_counter()
         with marked_timer("zppo/teacher_wait", self.timing_raw):
             made = self.teacher_work.collect([g.question_id for g in hard], timeout_s=self._teacher_wait_s())
         self._teacher_metrics(metrics, time.perf_counter() - started)
+        if self.zppo.reformulation.build_bcq:  # hard questions on which none of the teacher's G_T rollouts is right
+            metrics["zppo/no_teacher_correct"] = float(sum(not made[g.question_id].teacher_correct for g in hard))
         dataset, sets = self.train_dataset, []
         for group in hard:
             material = made[group.question_id]
@@ -359,8 +386,15 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def _build_second_phase(self, hard_groups: list[zstep.Group], metrics: dict):
         """This step's second-phase items for the hard questions (BCQ/NCQ, and the baselines' prompts), and the
-        Prefix baseline's planned teacher tokens per question (for its audit)."""
-        max_prompt_length = int(self.config.data.max_prompt_length)
+        Prefix baseline's planned teacher tokens per question (for its audit).
+
+        Algorithm 1 steps 3-5 (``algo.caps``): of the hard questions, the round(rho_aug x |X_new|) hardest that can
+        give a prompt; of what they give, that many at most, BCQ before NCQ. The length check is the rollout's prompt
+        budget (``actor_rollout_ref.rollout.prompt_length``, derived for BCQ/NCQ prompts by main_zppo): a longer
+        prompt is skipped and counted, never cut (verl's agent loop would cut or refuse it)."""
+        max_prompt_length = int(self.config.actor_rollout_ref.rollout.prompt_length)
+        accuracy = {group.question_id: group.accuracy for group in hard_groups}
+        cap = caps.aug_cap(self._num_new, self.zppo.aug_ratio)
         built: dict[tuple[str, str], dict] = {}  # (question id, kind) -> item, made once while measuring it
 
         # verl's dataset turns an item's messages into multimodal parts in place: it gets copies, so the built
@@ -382,16 +416,25 @@ class ZPPOTrainer(PPOTrainerSync):
         planned_prefixes: dict[str, list[int]] = {}
         if self.zppo.enable and self.zppo.needs_candidates:
             candidate_sets = self._candidate_sets(hard_groups, metrics)
-            result = reformulate(candidate_sets, step=self.global_steps, tokens=self._tokens,
-                                 max_prompt_length=max_prompt_length, config=self.zppo.reformulation,
-                                 measure_prompt=measure)
+            result, report = caps.capped_reformulation(
+                candidate_sets, accuracy, cap, seed=self.zppo.seed, step=self.global_steps, tokens=self._tokens,
+                max_prompt_length=max_prompt_length, config=self.zppo.reformulation, measure_prompt=measure)
             metrics.update(result.metrics(prefix="zppo/"))
+            metrics.update(report.metrics(prefix="zppo/"))
             self.prompt_dump.write(self.global_steps, result.prompts)
             items += [item_of(p, p.correct_position or "") for p in result.prompts]
 
         baseline_material = None
         if self.zppo.guidance.mode in (HINT, PREFIX):
-            baseline_material = self._hard_questions(hard_groups)
+            # App. D.2: the baselines work on the same rho_aug-capped hard questions (one prompt per question, so
+            # the pre-cap is the whole cap); admissible: a usable correct teacher response.
+            material = {q.question_id: q for q in self._hard_questions(hard_groups)}
+            metrics["zppo/no_teacher_correct"] = float(
+                sum(not any(r.correct for r in q.teacher_responses) for q in material.values()))
+            pre = caps.pre_cap(accuracy, lambda qid: admits_guidance(material[qid]), cap, self.zppo.seed,
+                               self.global_steps)
+            metrics.update(caps.CapReport(cap, pre).metrics(prefix="zppo/"))
+            baseline_material = [material[qid] for qid in pre.kept]
 
         if self.reference_spend is not None:  # grpo_matched: extra plain-prompt groups of the hard questions
             plan = plan_extra_groups(
@@ -555,17 +598,14 @@ class ZPPOTrainer(PPOTrainerSync):
             metrics["zppo/reward/teacher_judge_calls"] = teacher["judge_calls"]
             metrics["zppo/reward/teacher_judge_share"] = teacher["judge_share"]
         with marked_timer("zppo/buffer", timing_raw):
-            if self.zppo.enable and self.zppo.replay.enable:  # membership from PLAIN groups only
-                for question_id, accuracy in self._plain.replay_accuracy.items():
-                    self.prompt_buffer.update_replayed(question_id, accuracy, step=self.global_steps)
-                for question_id, accuracy in self._plain.fresh_accuracy.items():
-                    self.prompt_buffer.admit(question_id, accuracy, step=self.global_steps)
+            if self.zppo.enable and self.zppo.replay.enable:  # membership from PLAIN groups only (Algorithm 1 l. 19)
+                zstep.refresh_buffer(self.prompt_buffer, self._groups, step=self.global_steps)
             deltas = self.prompt_buffer.step_deltas()
         metrics["zppo/buffer_size"] = float(len(self.prompt_buffer))
         metrics.update({f"zppo/{name}": float(value) for name, value in deltas.items()})
         if self.zppo.summary_every > 0 and self.global_steps % self.zppo.summary_every == 0:
-            print(zstep.summary_line(self.global_steps, metrics, self._plain.num_questions, self.zppo.guidance.mode,
-                                     len(self.prompt_buffer), deltas), flush=True)
+            print(zstep.summary_line(self.global_steps, metrics, self.zppo.guidance.mode, len(self.prompt_buffer),
+                                     deltas), flush=True)
         return batch
 
     # ------------------------------------------------------------------ checkpoint
