@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import config as _config  # noqa: F401  (registers the typed zppo.* schema with Hydra)
-from .trainer.preflight import ConfigError, check_config, expand_data_files
+from .trainer.preflight import ConfigError, check_config, expand_data_files, prompt_length_is_explicit
 
 
 def _prepare_environment(config: DictConfig) -> None:
@@ -106,9 +106,10 @@ def _start_teacher_service(config: DictConfig):
 
 def run(config: DictConfig) -> None:
     try:
+        derive_prompt_length = not prompt_length_is_explicit(config)  # before resolving: verl's default interpolates
         _absolute_local_paths(config)
         _mark_process(config)
-        check_config(config)
+        check_config(config, derive_prompt_length=derive_prompt_length)
         from .baselines.distill import OFF_POLICY_METHOD, method_name, prepare_on_policy_distill, run_off_policy_distill
 
         prepare_on_policy_distill(config)  # teacher model set (on-policy distillation); its Ray GPUs on a CPU

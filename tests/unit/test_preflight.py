@@ -82,6 +82,8 @@ def test_command_line_error_is_one_line_without_traceback(tmp_path):
          "would refill failed BCQ/NCQ groups with fresh questions"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n must be >= 2"),
         ("zppo.replay.ratio=1.5", "zppo.replay.ratio=1.5: must be in [0, 1]"),
+        ("zppo.aug_ratio=-0.25", "zppo.aug_ratio=-0.25: must be in [0, 1]"),
+        ("zppo.wrong_answer_tokens=0", "zppo.wrong_answer_tokens=0: must be >= 1"),
         ("zppo.reformulation.seed=-1", "zppo.reformulation.seed must be >= 0"),
         ("zppo.teacher.rollouts=0", "zppo.teacher: rollouts and max_tokens must be >= 1"),
         ("zppo.teacher.source=cached", "zppo.teacher.source='cached'"),
@@ -135,6 +137,87 @@ def test_unknown_zppo_key_is_refused_when_composing():
     with initialize_config_module("recipe.zppo.config", version_base=None):
         with pytest.raises(Exception, match="capacityy"):
             compose("zppo_trainer", overrides=["zppo.buffer.capacityy=3"])
+        # The separate admission / graduation thresholds are gone: one tau (zppo.hard_threshold) decides both.
+        for old in ("zppo.buffer.admission_threshold=0.5", "zppo.buffer.graduation_threshold=0.5"):
+            with pytest.raises(Exception, match="threshold"):
+                compose("zppo_trainer", overrides=[old])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The rollout's prompt length: derived for BCQ/NCQ prompts, checked against the model's context.
+def test_prompt_length_is_derived_for_bcq_ncq_unless_set(tiny_assets, capsys):
+    from recipe.zppo.algo.prompt_budget import reformulated_prompt_budget
+    from recipe.zppo.algo.reformulation import ReformulationConfig
+    from recipe.zppo.trainer.preflight import prompt_length_is_explicit
+
+    data = tiny_assets["text-data"]
+    paths = (tiny_assets["text-model"], data / "train.parquet", data / "val.parquet")
+    config = _config(*paths)
+    assert not prompt_length_is_explicit(config)  # verl's default: ${oc.select:data.max_prompt_length,512}
+    check_config(config, derive_prompt_length=True)
+    # The CPU preset: plain 256, n 4, compression cap 64, 64 tokens per listed answer; NCQ is the longest.
+    expected = reformulated_prompt_budget(256, 4, 64, 64, 64, ReformulationConfig())
+    assert config.actor_rollout_ref.rollout.prompt_length == expected.total == expected.ncq > 256 + 4 * (64 + 64)
+    assert f"actor_rollout_ref.rollout.prompt_length={expected.total} (derived" in capsys.readouterr().out
+    # Compression off: raw candidates, bounded by the student's response length (48) and the teacher's cap (48).
+    raw = _config(*paths, "cpu", "hf", "zppo.teacher.compression.enable=false")
+    check_config(raw, derive_prompt_length=True)
+    assert raw.actor_rollout_ref.rollout.prompt_length == reformulated_prompt_budget(
+        256, 4, 48, 48, 64, ReformulationConfig()).total
+    # Set by the user: kept (main_zppo only derives when prompt_length_is_explicit is False).
+    explicit = _config(*paths, "cpu", "hf", "actor_rollout_ref.rollout.prompt_length=3000")
+    assert prompt_length_is_explicit(explicit)
+    check_config(explicit, derive_prompt_length=False)
+    assert explicit.actor_rollout_ref.rollout.prompt_length == 3000
+    # A run that builds no BCQ/NCQ prompt keeps verl's default (the plain prompts' length).
+    grpo = _config(*paths, "cpu", "hf", "method=grpo")
+    check_config(grpo, derive_prompt_length=True)
+    assert grpo.actor_rollout_ref.rollout.prompt_length == 256
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        # 256 plain + BCQ/NCQ derived (about 1,000) + 3,800 response tokens > the tiny model's 4,096.
+        (["data.max_response_length=3800"],
+         "actor_rollout_ref.rollout.prompt_length (%d) + data.max_response_length (3800) = %d exceeds the model's "
+         "context (max_position_embeddings 4096 in "),
+        (["actor_rollout_ref.rollout.prompt_length=200"],
+         "actor_rollout_ref.rollout.prompt_length=200 is below data.max_prompt_length=256: verl would cut plain"),
+    ],
+)
+def test_prompt_length_too_long_for_the_context_or_too_short_is_one_line(tiny_assets, overrides, message):
+    from recipe.zppo.trainer.preflight import prompt_length_is_explicit
+
+    data = tiny_assets["text-data"]
+    config = _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet", "cpu", "hf",
+                     *overrides)
+    with pytest.raises(ConfigError) as error:
+        check_config(config, derive_prompt_length=not prompt_length_is_explicit(config))
+    text = str(error.value)
+    if "%d" in message:
+        derived = config.actor_rollout_ref.rollout.prompt_length
+        message = message % (derived, derived + 3800)
+    assert text.startswith(message) and "\n" not in text
+    # Without the derived BCQ/NCQ budget (plain GRPO) the same response length fits: 256 + 3,800 <= 4,096.
+    if "3800" in overrides[0]:
+        check_config(_config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet", "cpu", "hf",
+                             "method=grpo", *overrides), derive_prompt_length=True)
+
+
+def test_model_context_reads_a_vl_models_text_config(tmp_path):
+    import json
+
+    from recipe.zppo.trainer.preflight import model_context_length
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"vision_config": {"max_position_embeddings": 99}, "text_config": {"max_position_embeddings": 262144}}))
+    assert model_context_length(tmp_path) == 262144
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    assert model_context_length(tmp_path) == 4096
+    (tmp_path / "config.json").write_text("{}")
+    assert model_context_length(tmp_path) is None
+    assert model_context_length("Qwen/Qwen3.5-2B") is None  # a hub id: not checked here
 
 
 def _without_teacher_responses(source, target):

@@ -1,19 +1,24 @@
 """Checks run in the driver before Ray starts: one clear line for a mistake, not a traceback from a Ray actor.
 
 Covered: every ``zppo.*`` / ``algorithm.zppo.*`` value (built into the typed config, ``config/schema.py``); the
-verl settings ZPPO relies on (sizes that must be positive, a synchronous trainer, no dynamic sampling); a model
-path that does not exist; a data file that does not exist or lacks a required column; a CPU run on a GPU config
-(a rollout engine that needs an accelerator) and the reverse (the CPU-only ``hf`` rollout on a GPU device).
+verl settings ZPPO relies on (sizes that must be positive, a synchronous trainer, no dynamic sampling); the
+rollout's prompt length (derived for BCQ/NCQ prompts unless set, at least ``data.max_prompt_length``, and with the
+response within the model's context); a model path that does not exist; a data file that does not exist or lacks a
+required column; a CPU run on a GPU config (a rollout engine that needs an accelerator) and the reverse (the CPU-only
+``hf`` rollout on a GPU device).
 """
 
 from __future__ import annotations
 
 import glob
 import importlib
+import json
 import os
 import re
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ..algo.prompt_budget import PromptBudget, reformulated_prompt_budget
 
 # Engines that run only with an accelerator, and the one that runs only on the CPU platform.
 ACCELERATOR_ROLLOUTS = {"vllm", "sglang", "trtllm"}
@@ -251,9 +256,102 @@ def check_zppo_config(config: DictConfig):
     return zppo
 
 
-def check_config(config: DictConfig) -> None:
+PROMPT_LENGTH_KEY = "actor_rollout_ref.rollout.prompt_length"
+
+
+def prompt_length_is_explicit(config: DictConfig) -> bool:
+    """Whether the user set ``actor_rollout_ref.rollout.prompt_length``: verl's default is an interpolation of
+    ``data.max_prompt_length`` (``${oc.select:data.max_prompt_length,512}``). Call it before the config is
+    resolved (``main_zppo`` resolves it to make paths absolute)."""
+    rollout = config.actor_rollout_ref.rollout
+    return "prompt_length" in rollout and not OmegaConf.is_interpolation(rollout, "prompt_length")
+
+
+def reformulated_budget(config: DictConfig, zppo) -> PromptBudget | None:
+    """The longest BCQ/NCQ prompt this run can build (``algo/prompt_budget.py``), or None when it builds none.
+
+    Compression on (paper): every candidate is at most ``zppo.teacher.compression.max_tokens``. Off (a deviation):
+    candidates are raw responses, a student's at most ``data.max_response_length`` and a teacher's at most
+    ``zppo.teacher.max_tokens`` (stored responses are assumed to have been generated under that cap; a longer one
+    makes its prompt too long, which is then skipped and counted)."""
+    if not zppo.needs_candidates:
+        return None
+    compression = zppo.teacher.compression
+    if compression.enable:
+        teacher = student = int(compression.max_tokens)
+    else:
+        teacher, student = int(zppo.teacher.max_tokens), int(config.data.max_response_length)
+    return reformulated_prompt_budget(int(config.data.max_prompt_length), int(config.actor_rollout_ref.rollout.n),
+                                      teacher, student, int(zppo.wrong_answer_tokens), zppo.reformulation)
+
+
+def set_rollout_prompt_length(config: DictConfig, zppo) -> str | None:
+    """Set ``actor_rollout_ref.rollout.prompt_length`` to the BCQ/NCQ budget (a run that builds none keeps verl's
+    default, ``data.max_prompt_length``); returns a line saying so, or None.
+
+    verl's agent loop left-truncates a text prompt longer than ``rollout.prompt_length`` and refuses a longer
+    multimodal one, so the rollout must accept the longest BCQ/NCQ prompt (Tab. 8: they are not bounded by the
+    plain prompts' 4,096). Cost: verl's V1 TransferQueue path (this trainer) stores each prompt unpadded, so a large
+    prompt_length costs nothing by itself; verl's legacy DataProto path pads every prompt of a batch to
+    prompt_length, and without ``use_remove_padding`` (flash-attn varlen on GPUs) the model computes on those pads."""
+    budget = reformulated_budget(config, zppo)
+    if budget is None:
+        return None
+    with open_dict(config):
+        config.actor_rollout_ref.rollout.prompt_length = budget.total
+    return (f"zppo: {PROMPT_LENGTH_KEY}={budget.total} (derived for BCQ/NCQ prompts: plain {budget.plain}, BCQ up to "
+            f"{budget.bcq}, NCQ up to {budget.ncq} tokens; set it to override)")
+
+
+def model_context_length(model_path) -> int | None:
+    """``max_position_embeddings`` of a local model folder's config.json (a VL model's ``text_config``'s first), or
+    None when it cannot be read here (a hub id, a config without it)."""
+    path = os.path.join(os.path.expanduser(str(model_path)), "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            model_config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    for node in (model_config.get("text_config") or {}, model_config):
+        value = node.get("max_position_embeddings") if isinstance(node, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_lengths(config: DictConfig) -> None:
+    """The rollout accepts every plain prompt whole, and a prompt at that length plus a full response fits the
+    policy's context."""
+    prompt_length = config.actor_rollout_ref.rollout.get("prompt_length")
+    plain, response = int(config.data.max_prompt_length), int(config.data.max_response_length)
+    if prompt_length is None:
+        return
+    if int(prompt_length) < plain:
+        raise ConfigError(
+            f"{PROMPT_LENGTH_KEY}={prompt_length} is below data.max_prompt_length={plain}: verl would cut plain "
+            "prompts; raise it, or leave it unset (ZPPO derives it)")
+    model_path = config.actor_rollout_ref.model.path
+    context = model_context_length(model_path)
+    if context is not None and int(prompt_length) + response > context:
+        raise ConfigError(
+            f"{PROMPT_LENGTH_KEY} ({prompt_length}) + data.max_response_length ({response}) = "
+            f"{int(prompt_length) + response} exceeds the model's context (max_position_embeddings {context} in "
+            f"{model_path}/config.json): lower data.max_response_length, data.max_prompt_length or "
+            "zppo.teacher.compression.max_tokens, or set a smaller prompt_length")
+
+
+def check_config(config: DictConfig, derive_prompt_length: bool = False) -> None:
+    """Every check above; with ``derive_prompt_length`` (the user did not set it: ``prompt_length_is_explicit``),
+    first sets the rollout's prompt length for BCQ/NCQ prompts."""
     zppo = check_zppo_config(config)
     check_verl_values(config)
+    if derive_prompt_length:
+        line = set_rollout_prompt_length(config, zppo)
+        if line:
+            print(line, flush=True)
+    check_prompt_lengths(config)
     check_device(config)
     check_model_path("actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     columns = required_columns(config)
