@@ -56,8 +56,13 @@ def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str])
             assert step[f"zppo/update/{kind}_trajectories"] == step.get(f"zppo/{kind}_built", 0.0) * N
         if built:
             assert step["zppo/phase2/stale_rollouts"] == 0
-    # The buffer works in every method but plain GRPO: hard questions are admitted and replayed.
+    # The buffer works in every method but plain GRPO: hard questions are admitted and replayed, on top of the new
+    # ones; what is built stays within Algorithm 1's cap (grpo_matched's extra groups are not capped).
     assert steps[0]["zppo/admitted"] > 0 and steps[1]["zppo/replayed_questions"] > 0
+    for step in steps:
+        assert step["zppo/new_questions"] == 8
+        if expected_kinds != {"extra"}:
+            assert sum(step.get(f"zppo/{kind}_built", 0.0) for kind in expected_kinds) <= step["zppo/aug_cap"] == 2
 
 
 def _check_loss_weighting(steps: list[dict], mode: str) -> None:
@@ -73,7 +78,8 @@ def _check_loss_weighting(steps: list[dict], mode: str) -> None:
             continue  # no response carried a signal: nothing to reweight
         assert sum(weights.values()) == pytest.approx(1.0)
         # The responses taken out of the loss are exactly those of flat groups (advantage 0 everywhere):
-        flat_groups = 4 * step["zppo/zero_adv_group_frac"] + sum(
+        plain_groups = step["zppo/new_questions"] + step["zppo/replayed_questions"]
+        flat_groups = plain_groups * step["zppo/zero_adv_group_frac"] + sum(
             step.get(f"zppo/{kind}_built", 0.0) * step.get(f"zppo/{kind}_zero_adv_group_frac", 0.0)
             for kind in SECOND_PHASE_KINDS
         )
@@ -96,10 +102,11 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
         f"reward.custom_reward_function.path={TEST_REWARDS}",
         "reward.custom_reward_function.name=fresh_fail_rest_parity"]
     matched = []
-    if method == "grpo_matched":  # a hand-made reference spend: 1200 generated tokens a step (phase 1 is <= 768)
+    if method == "grpo_matched":  # a hand-made reference spend: 3000 generated tokens a step (phase 1 is <= 1920:
+        # 8 new + 2 replayed questions x 4 rollouts x 48 tokens)
         reference = tmp_path / "reference.jsonl"
         reference.write_text("".join(json.dumps({"step": s, "data": {
-            "training/global_step": s, "zppo/compute/cum_generated_tokens": 1200.0 * s}}) + "\n"
+            "training/global_step": s, "zppo/compute/cum_generated_tokens": 3000.0 * s}}) + "\n"
                                      for s in (1, 2)))
         matched = [f"zppo.matched.reference={reference}"]
     steps = _run(tiny_assets, ray_cluster, tmp_path, method, f"zppo.update.loss_weighting={loss_weighting}", *reward,
@@ -117,7 +124,7 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
         for step in steps:
             assert step["zppo/matched/extra_groups"] == step["zppo/extra_built"] > 0
             assert step["zppo/compute/extra/rollouts"] == step["zppo/extra_built"] * N
-            assert step["zppo/matched/target_cum_generated_tokens"] == 1200.0 * step["training/global_step"]
+            assert step["zppo/matched/target_cum_generated_tokens"] == 3000.0 * step["training/global_step"]
             assert abs(step["zppo/matched/gap_tokens"]) < 0.5 * step["zppo/matched/deficit_tokens"]
 
 

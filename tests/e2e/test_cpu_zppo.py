@@ -14,10 +14,12 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from data_prep.tiny import build_vl_dataset
-from recipe.zppo.algo.answer_format import extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
+from recipe.zppo.algo.reformulation import BCQ_INSTRUCTION, NCQ_INSTRUCTION
 from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 from recipe.zppo.reward.metrics import ROUTES
 
@@ -28,6 +30,57 @@ pytestmark = pytest.mark.e2e
 
 TEST_REWARDS = Path(__file__).with_name("reward_for_tests.py")
 N = 4  # rollouts per prompt in the CPU preset
+NEW = 8  # new questions per step (data.train_batch_size in the CPU preset)
+CAP = 2  # round(rho_aug x NEW) = round(0.25 x 8): BCQ + NCQ prompts per step at most (Algorithm 1)
+REPLAY = 2  # round(rho_replay x NEW): replayed questions per step when the buffer holds that many
+
+
+def _check_batch(steps: list[dict], buffer_before: float) -> None:
+    """Algorithm 1's batch and caps, step by step: NEW new questions, replayed ones on top (as many as the buffer
+    held before the step, up to REPLAY), BCQ + NCQ within the cap, the buffer's bookkeeping adding up."""
+    for step in steps:
+        assert step["zppo/new_questions"] == NEW
+        assert step["zppo/replayed_questions"] == min(REPLAY, buffer_before)
+        assert step["zppo/aug_cap"] == CAP
+        built = step["zppo/bcq_built"] + step["zppo/ncq_built"]
+        assert built <= CAP
+        # The post-cap drops only what exceeds the cap (then the cap is full).
+        if step["zppo/aug_dropped_by_cap"]:
+            assert built == CAP
+        assert step["zppo/aug_questions"] <= min(CAP, step["zppo/hard_questions"])
+        hard_acc = step["zppo/plain_acc_hard"]
+        assert step["zppo/hard_questions"] == 0 or 0.0 <= hard_acc < 0.5  # the hard ones' plain accuracy, below tau
+        assert step["zppo/buffer_size"] == (
+            buffer_before + step["zppo/admitted"] - step["zppo/graduated"] - step["zppo/evicted"])
+        buffer_before = step["zppo/buffer_size"]
+
+
+def _question_texts(data: Path) -> dict[str, str]:
+    """Each training question's user turn as the data set has it (question id -> text)."""
+    frame = pd.read_parquet(data / "train.parquet")
+    return {str(info["question_id"]): prompt[-1]["content"] for info, prompt in zip(frame["extra_info"],
+                                                                                     frame["prompt"])}
+
+
+def _check_templates(prompt: dict, original: str) -> None:
+    """A dumped BCQ/NCQ prompt is exactly Fig. 17 / Fig. 18: the original question (its closer removed), a blank
+    line, the instruction (NCQ: the de-duplicated wrong answers, each boxed), one block per candidate in the order
+    shown, the closer."""
+    assert original.rstrip().endswith(ANSWER_CLOSER)
+    question = original.rstrip()[: -len(ANSWER_CLOSER)].rstrip()
+    blocks = "\n".join(f"<candidate>\n{c['text']}\n</candidate>" for c in prompt["candidates"])
+    if prompt["kind"] == "bcq":
+        assert prompt["prompt"] == f"{question}\n\n{BCQ_INSTRUCTION}\n{blocks}\n\n{ANSWER_CLOSER}"
+        return
+    head, tail = NCQ_INSTRUCTION.split("{answers}")
+    start, end = f"{question}\n\n{head}", f"{tail}\n{blocks}\n\n{ANSWER_CLOSER}"
+    assert prompt["prompt"].startswith(start) and prompt["prompt"].endswith(end)
+    listed = prompt["prompt"][len(start): len(prompt["prompt"]) - len(end)]
+    answers = re.fullmatch(r"\\boxed\{(.*?)\}(?:, \\boxed\{(.*?)\})*", listed)
+    assert answers, listed
+    items = re.findall(r"\\boxed\{(.*?)\}(?:, |$)", listed)
+    assert len(items) == len(set(items))  # de-duplicated
+    assert {c["answer"].strip() for c in prompt["candidates"]} <= set(items)  # every shown wrong answer is listed
 
 
 def _check_on_policy_and_used(step: dict) -> None:
@@ -46,8 +99,9 @@ G_T = 4  # teacher rollouts per hard question (paper)
 COMPRESSION_CAP = 64  # the CPU preset's compression token cap (the paper's 512 on GPUs)
 
 
-def _check_teacher(step: dict, run_dir: Path, tokenizer) -> None:
-    """The paper's teacher path, from the step's metrics and the prompts it dumped."""
+def _check_teacher(step: dict, run_dir: Path, tokenizer, questions: dict[str, str]) -> None:
+    """The paper's teacher path, from the step's metrics and the prompts it dumped (``questions``: the data set's
+    user turns, to check each prompt against the templates)."""
     assert step["zppo/teacher/rollouts"] == G_T * step["zppo/hard_questions"] > 0
     assert step["zppo/teacher/failures"] == 0 and step["zppo/teacher/abandoned"] == 0
     assert step["zppo/teacher/busy_s"] > 0 and step["zppo/teacher/critical_path_s"] >= 0
@@ -68,6 +122,13 @@ def _check_teacher(step: dict, run_dir: Path, tokenizer) -> None:
             assert sorted(c["source"] for c in prompt["candidates"]) == ["student", "teacher"]
         else:
             assert {c["source"] for c in prompt["candidates"]} == {"student"}
+        _check_templates(prompt, questions[prompt["question_id"]])
+    # Post-cap order (Algorithm 1 line 14): a question's BCQ comes before its NCQ, and a question appears once.
+    order = [(p["question_id"], p["kind"]) for p in dumped]
+    assert len(order) == len(set(order)) <= CAP
+    for qid, kind in order:
+        if kind == "ncq" and (qid, "bcq") in order:
+            assert order.index((qid, "bcq")) < order.index((qid, "ncq"))
 
 
 def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_cluster, tmp_path):
@@ -81,10 +142,12 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
     assert first.returncode == 0, failure_context(first)
     steps = step_metrics(run_dir)
     assert [s["training/global_step"] for s in steps] == [1, 2]
+    _check_batch(steps, buffer_before=0)
     for step in steps:
         _check_on_policy_and_used(step)
         # Every rollout of the step was scored by the project's reward, and the route shares are logged.
-        assert step["zppo/reward/n_scored"] == 4 * N + step.get("zppo/reformulated_rollouts", 0.0)
+        plain = step["zppo/new_questions"] + step["zppo/replayed_questions"]
+        assert step["zppo/reward/n_scored"] == plain * N + step.get("zppo/reformulated_rollouts", 0.0)
         assert abs(sum(step[f"zppo/reward/route_{r}"] for r in ROUTES) - 1.0) < 1e-6
     # The warm-started tiny student answers in the format but wrongly: hard questions; the tiny teacher solves some
     # and compresses the candidates (fresh teacher rollouts at each step, replayed questions included).
@@ -94,12 +157,18 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
     assert sum(s["zppo/teacher/correct"] for s in steps) > 0
     assert sum(s["zppo/bcq_built"] for s in steps) > 0 and sum(s["zppo/ncq_built"] for s in steps) > 0
     tokenizer = AutoTokenizer.from_pretrained(tiny_assets["text-model"])
+    questions = _question_texts(data)
     for step in steps:
-        _check_teacher(step, run_dir, tokenizer)
+        _check_teacher(step, run_dir, tokenizer, questions)
     assert "teacher server ready at" in first.stdout + first.stderr
     assert steps[0]["zppo/admitted"] > 0 and steps[0]["zppo/buffer_size"] == steps[0]["zppo/admitted"]
     assert steps[1]["zppo/replayed_questions"] > 0
-    assert "[zppo] step 1: hard" in first.stdout + first.stderr
+    # The per-step line: new / replayed / hard / BCQ / NCQ / cap / buffer.
+    line = re.search(r"\[zppo\] step 2: new 8 \+ replayed (\d+) \| hard (\d+) \| BCQ (\d+) \(acc [^)]*\) \| NCQ (\d+) "
+                     r"\(acc [^)]*\) \| cap 2\b.* \| buffer (\d+) \(", first.stdout + first.stderr)
+    assert line, failure_context(first)
+    assert [int(g) for g in line.groups()] == [int(steps[1][f"zppo/{k}"]) for k in (
+        "replayed_questions", "hard_questions", "bcq_built", "ncq_built", "buffer_size")]
 
     # In-context saturation is measured per reformulation kind (a share of that kind's groups).
     for step in steps:
@@ -111,7 +180,8 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
                     assert saturation == 1.0
     # Compute accounting: every rollout of the step counted once, by kind, and the running totals add up.
     for step in steps:
-        assert step["zppo/compute/rollouts"] == 4 * N + step.get("zppo/reformulated_rollouts", 0.0)
+        plain = step["zppo/new_questions"] + step["zppo/replayed_questions"]
+        assert step["zppo/compute/rollouts"] == plain * N + step.get("zppo/reformulated_rollouts", 0.0)
         assert step.get("zppo/compute/bcq/rollouts", 0) == step["zppo/bcq_built"] * N
         assert step.get("zppo/compute/ncq/rollouts", 0) == step["zppo/ncq_built"] * N
         assert 0 < step["zppo/compute/generated_tokens"] <= step["zppo/compute/rollouts"] * 48  # response length 48
@@ -139,12 +209,13 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
     resumed = step_metrics(run_dir, launch=1)
     assert [s["training/global_step"] for s in resumed] == [3]
     assert resumed[0]["zppo/replayed_questions"] > 0  # the restored buffer is replayed
+    _check_batch(resumed, buffer_before=steps[1]["zppo/buffer_size"])
     # The compute totals and the teacher's counters continue from the checkpoint.
     assert resumed[0]["zppo/compute/cum_rollouts"] == (
         steps[1]["zppo/compute/cum_rollouts"] + resumed[0]["zppo/compute/rollouts"])
     assert resumed[0]["zppo/teacher/cum_rollouts"] == (
         steps[1]["zppo/teacher/cum_rollouts"] + resumed[0]["zppo/teacher/rollouts"])
-    _check_teacher(resumed[0], run_dir, tokenizer)
+    _check_teacher(resumed[0], run_dir, tokenizer, questions)
     for cohort in ("helped", "unhelped"):  # and so do the transfer records
         key = f"zppo/transfer/{cohort}/cum_completed"
         assert resumed[0][key] == steps[1][key] + resumed[0][f"zppo/transfer/{cohort}/completed"]
@@ -164,6 +235,7 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
     # verl logs a failed rollout and goes on without it: make sure none failed.
     assert "Error in _run_prompt" not in result.stdout + result.stderr, failure_context(result)
     steps = step_metrics(run_dir)
+    _check_batch(steps, buffer_before=0)
     for step in steps:
         _check_on_policy_and_used(step)
         # No teacher (no server, no stored response): no BCQ, counted; NCQ still built from the wrong answers.
@@ -171,7 +243,7 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
         assert step["zppo/no_teacher_candidate"] == step["zppo/hard_questions"] - step["zppo/no_wrong_candidate"]
     assert sum(s["zppo/ncq_built"] for s in steps) > 0
     # Step 1: every fresh question fails and is admitted. Step 2: the replayed ones are solved and graduate.
-    assert steps[0]["zppo/admitted"] == steps[0]["zppo/fresh_questions"]
+    assert steps[0]["zppo/admitted"] == steps[0]["zppo/new_questions"] == NEW
     assert steps[1]["zppo/replayed_questions"] > 0
     assert steps[1]["zppo/replay_acc"] == 1.0
     assert steps[1]["zppo/graduated"] == steps[1]["zppo/replayed_questions"]

@@ -113,13 +113,17 @@ class PromptReplayBuffer:
         The draw depends only on (seed, step, the buffer's contents in admission order, ``exclude``): the same step
         of a resumed run draws the same keys. Each drawn key's replay count and step are recorded."""
         k, step = operator.index(k), _as_int(step, "step")
-        excluded = {_as_key(key) for key in exclude}
-        pool = [key for key in self._questions if key not in excluded]
-        k = min(k, len(pool))
+        excluded = {key for key in map(_as_key, exclude) if key in self._questions}
+        k = min(k, len(self._questions) - len(excluded))
         if k <= 0:
             return []
+        # k + |excluded| distinct positions in a uniformly random order, the excluded ones then passed over: a
+        # uniform draw of k among the others, without building the list of the others (numpy draws a few positions
+        # out of many in O(draws), not O(buffer)).
+        keys = list(self._questions)
         rng = np.random.default_rng([self.seed, step])
-        chosen = [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
+        drawn = (keys[i] for i in rng.choice(len(keys), size=k + len(excluded), replace=False))
+        chosen = [key for key in drawn if key not in excluded][:k]
         for key in chosen:
             self._questions[key].times_replayed += 1
             self._questions[key].last_replayed_step = step
