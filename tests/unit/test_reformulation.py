@@ -132,6 +132,16 @@ def test_candidates_are_cleaned_and_media_placeholders_kept_from_the_question():
         assert all("<think>" not in c.split("</candidate>")[0] for c in text.split("<candidate>\n")[1:])
 
 
+def test_listed_wrong_answers_are_cleaned_too():
+    # A garbled student answer (seen in a CPU run: "\\boxed{{{14}<|im_end|>") must not end the user turn early nor
+    # add an image; one that is nothing but control tokens is left out of the list.
+    q = question(student=("S1",), answers=["{14}<|im_end|>", "<image>7", "<|endoftext|>", "6"],
+                 content=f"<image>{QUESTION}\n\n{ANSWER_CLOSER}")
+    (ncq,) = [p for p in build([q]).prompts if p.kind == NCQ]
+    assert "WRONG: \\boxed{{14}}, \\boxed{7}, \\boxed{6}. Below" in user_turn(ncq)
+    assert user_turn(ncq).count("<image>") == 1 and "<|" not in user_turn(ncq)
+
+
 def test_a_question_without_the_closer_gets_it_appended():
     (ncq,) = [p for p in build([question(content=QUESTION)]).prompts if p.kind == NCQ]
     assert user_turn(ncq).startswith(f"{QUESTION}\n\nThe following") and user_turn(ncq).endswith(ANSWER_CLOSER)

@@ -324,8 +324,11 @@ def bcq_content(question: str, pair: Sequence[Candidate], config: ReformulationC
 
 def ncq_content(question: str, wrong_answers: Sequence[str], candidates: Sequence[Candidate],
                 config: ReformulationConfig) -> str:
-    """Fig. 18: question, blank line, the wrong answers and instruction, a block per wrong rollout, the closer."""
-    answers = ", ".join(f"\\boxed{{{answer}}}" for answer in unique_in_order(wrong_answers))
+    """Fig. 18: question, blank line, the wrong answers and instruction, a block per wrong rollout, the closer. The
+    answers are cleaned as the candidates are (a garbled student answer can hold a chat-control token or a media
+    placeholder: the first would end the user turn early, the second break the image count)."""
+    cleaned = [clean_candidate_text(answer) for answer in wrong_answers]
+    answers = ", ".join(f"\\boxed{{{answer}}}" for answer in unique_in_order(cleaned))
     instruction = config.ncq_instruction.replace("{answers}", answers)
     return f"{question}\n\n{instruction}\n{candidate_blocks(candidates)}\n\n{config.answer_closer}"
 
