@@ -56,6 +56,7 @@ TABLE_8 = {
     "trainer.total_training_steps": 200,
     "zppo.hard_threshold": 0.5,
     "zppo.replay.ratio": 0.25,
+    "zppo.aug_ratio": 0.25,
     "zppo.buffer.capacity": 10000,
     "zppo.teacher.compression.enable": True,
     "zppo.teacher.compression.max_tokens": 512,
