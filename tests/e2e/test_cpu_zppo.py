@@ -21,6 +21,7 @@ from data_prep.tiny import build_vl_dataset
 from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
 from recipe.zppo.algo.reformulation import BCQ_INSTRUCTION, NCQ_INSTRUCTION, clean_candidate_text
 from recipe.zppo.algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
+from recipe.zppo.config.schema import BufferConfig
 from recipe.zppo.reward.metrics import ROUTES
 
 from ..conftest import run_main
@@ -208,7 +209,7 @@ def test_zppo_text_served_teacher_and_resume(tiny_assets, tiny_teacher, ray_clus
 
     # The buffer is saved in its own file, next to zppo_state.json, and its digest is logged on save.
     buffer_path = run_dir / "global_step_2" / BUFFER_FILE
-    saved_buffer = PromptReplayBuffer(capacity=4096)
+    saved_buffer = PromptReplayBuffer(capacity=BufferConfig().capacity)  # the run's (its digest covers it)
     saved = saved_buffer.load(buffer_path)
     assert len(saved_buffer) == steps[1]["zppo/buffer_size"] > 0
     assert f"questions to {buffer_path} (state sha256 {state_digest(saved)[:16]})" in first.stdout + first.stderr
