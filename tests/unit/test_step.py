@@ -127,7 +127,7 @@ def test_summary_line_reads_the_step_metrics():
     line = summary_line(7, metrics, guidance_mode="hint", buffer_size=9,
                         deltas={"admitted": 2, "graduated": 1, "evicted": 0})
     assert line == ("[zppo] step 7: new 8 + replayed 2 | hard 7 | BCQ 2 (acc 0.50) | NCQ 3 (acc 0.25)"
-                    " | hint 1 (acc 1.00) | cap 6 (3 over it) | skipped for length 1"
+                    " | hint 1 (acc 1.00) | cap 6 (over it: 2 questions, 1 prompts) | skipped for length 1"
                     " | buffer 9 (+2 in, -1 graduated, -0 evicted)")
     # Nothing over the cap: no count; no cap logged (plain GRPO): no cap part.
     metrics["zppo/aug_dropped_by_cap"] = metrics["zppo/aug_questions_dropped_by_cap"] = 0

@@ -188,8 +188,9 @@ def summary_line(step: int, metrics: Mapping[str, float], guidance_mode: str, bu
     def cap() -> str:
         if "zppo/aug_cap" not in metrics:
             return ""
-        dropped = count("aug_dropped_by_cap") + count("aug_questions_dropped_by_cap")
-        return f" | cap {count('aug_cap')}" + (f" ({dropped} over it)" if dropped else "")
+        questions, prompts = count("aug_questions_dropped_by_cap"), count("aug_dropped_by_cap")
+        over = f" (over it: {questions} questions, {prompts} prompts)" if questions or prompts else ""
+        return f" | cap {count('aug_cap')}{over}"
 
     def teacher() -> str:
         if "zppo/teacher/rollouts" not in metrics:
