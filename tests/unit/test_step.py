@@ -20,6 +20,7 @@ from recipe.zppo.algo.step import (
     second_phase_metrics,
     stale_rollouts,
     summary_line,
+    update_batch_multiple,
 )
 
 
@@ -142,3 +143,20 @@ def test_summary_line_adds_the_teachers_counts_when_it_worked():
                "zppo/teacher/critical_path_s": 1.25, "zppo/teacher/busy_s": 9.0}
     line = summary_line(1, metrics, guidance_mode="none", buffer_size=2, deltas={})
     assert " | teacher 3/8 correct, 5/6 compressed, 1 failed, waited 1.2s | " in line
+
+
+def test_update_batch_multiple_gives_equal_mini_batches_of_whole_groups_and_micro_batches():
+    # The CPU prefix run: 2 mini-batches, n 4, micro 8, one rank. 9 prompts (36 rows) pad to 48 rows: mini-batches
+    # of 24 rows = 6 groups, 3 micro-batches each (K x n alone, 8 rows, gave 40 rows: 20 a mini-batch, not a
+    # multiple of the micro-batch, which verl refuses).
+    assert update_batch_multiple(1, 4, 2, 8) == 16
+    # The paper (Tab. 8): I = 4, G_S 8, micro-batch 4 on 48 student GPUs: a mini-batch of 192 rows = 24 groups at
+    # least, 4 rows per rank.
+    assert update_batch_multiple(48, 8, 4, 4) == 4 * 192
+    # Dynamic micro-batches: whole groups over the ranks only.
+    assert update_batch_multiple(6, 8, 4, None) == 4 * 24
+    for dp, n, k, micro in ((1, 4, 2, 8), (48, 8, 4, 4), (6, 8, 4, None), (3, 5, 3, 2)):
+        multiple = update_batch_multiple(dp, n, k, micro)
+        mini = multiple // k
+        assert multiple % k == 0 and mini % n == 0 and mini % dp == 0
+        assert micro is None or (mini // dp) % micro == 0

@@ -8,6 +8,7 @@ NCQ, or a baseline's prompts) only feed metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -118,6 +119,16 @@ def plain_metrics(groups: Sequence[Group], outcome: PlainOutcome, hard_threshold
         "zppo/fresh_acc": _mean(list(outcome.fresh_accuracy.values()), empty=0.0),
         "zppo/replay_acc": _mean(list(outcome.replay_accuracy.values())),
     }
+
+
+def update_batch_multiple(dp_size: int, n: int, num_mini_batches: int, micro_batch_size_per_gpu: int | None) -> int:
+    """Rows a batch is padded to a multiple of, for exactly ``num_mini_batches`` equal mini-batches of whole groups
+    (``zppo.update.num_mini_batches``): each mini-batch holds whole groups of ``n`` rows and splits evenly over the
+    ``dp_size`` ranks into micro-batches of ``micro_batch_size_per_gpu`` rows (verl asserts each rank's share is a
+    multiple of it; None: dynamic micro-batches, no such constraint)."""
+    per_mini_batch = math.lcm(n, dp_size * micro_batch_size_per_gpu) if micro_batch_size_per_gpu else math.lcm(
+        n, dp_size)
+    return num_mini_batches * per_mini_batch
 
 
 def stale_rollouts(rollouts: Sequence[Rollout], expected_version: int) -> float:

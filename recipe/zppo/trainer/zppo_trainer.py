@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 import time
 import uuid
@@ -549,13 +548,16 @@ class ZPPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ 3. update: a fixed NUMBER of mini-batches
 
     def _get_required_batch_multiple(self, dp_size: int) -> int:
-        """With ``zppo.update.num_mini_batches``, pad the batch to a multiple of (mini-batches x n x dp), not of
-        verl's fixed mini-batch size: a ZPPO batch's size changes every step (BCQ/NCQ groups), so a fixed size
-        would change the number of updates per step and pad many empty rows."""
+        """With ``zppo.update.num_mini_batches``, pad the batch so that it splits into that many equal mini-batches
+        of whole groups, each dividing over the ranks into micro-batches (``algo.step.update_batch_multiple``), not
+        to verl's fixed mini-batch size: a ZPPO batch's size changes every step (replay, BCQ/NCQ groups), so a fixed
+        size would change the number of updates per step."""
         if self.zppo.update.num_mini_batches is None:
             return super()._get_required_batch_multiple(dp_size)
-        n = int(self.config.actor_rollout_ref.rollout.n)
-        return math.lcm(dp_size, int(self.zppo.update.num_mini_batches) * n)
+        actor = self.config.actor_rollout_ref.actor
+        micro = None if actor.get("use_dynamic_bsz", False) else actor.get("ppo_micro_batch_size_per_gpu")
+        return zstep.update_batch_multiple(dp_size, int(self.config.actor_rollout_ref.rollout.n),
+                                           int(self.zppo.update.num_mini_batches), int(micro) if micro else None)
 
     def _update_actor(self, batch, metrics: dict):
         """verl's update with the mini-batch size of this step's batch: len(batch) / num_mini_batches."""
