@@ -280,3 +280,18 @@ def test_data_directory_and_glob_expand_to_sorted_shards(tmp_path):
     empty.mkdir()
     with pytest.raises(ConfigError, match="holds no \\*.parquet files"):
         expand_data_files(str(empty))
+
+
+@pytest.mark.parametrize("overrides", [["preset=paper"], ["preset=paper", "zppo.teacher.compression.enable=false"],
+                                       ["preset=cpu"]])
+def test_derived_prompt_length_is_within_the_memory_estimates_bound(overrides):
+    # The GPU scripts size verl's token budgets with trainer/memory.py's explicit bound; the rollout's derived prompt
+    # length must not exceed it, or a budget sized that way would be refused at start.
+    from recipe.zppo.config.schema import load_zppo_config
+    from recipe.zppo.trainer import memory
+    from recipe.zppo.trainer.preflight import reformulated_budget
+
+    with initialize_config_module("recipe.zppo.config", version_base=None):
+        config = compose("zppo_trainer", overrides=overrides)
+    budget = reformulated_budget(config, load_zppo_config(config))
+    assert config.data.max_prompt_length < budget.total <= memory.longest_prompt_bound(config)

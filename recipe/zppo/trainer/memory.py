@@ -6,8 +6,10 @@ examples/README.md.
 
 Longest row. A plain row is at most ``data.max_prompt_length`` + ``data.max_response_length`` tokens; a BCQ/NCQ row
 is longer: its prompt adds the Fig. 17/18 instruction and up to G_S compressed candidates (each at most
-``zppo.teacher.compression.max_tokens``) with, for NCQ, one listed wrong answer each. Until the run derives
-``actor_rollout_ref.rollout.prompt_length`` for BCQ/NCQ itself, the bound used here is the explicit formula
+``zppo.teacher.compression.max_tokens``) with, for NCQ, one listed wrong answer each. The run derives
+``actor_rollout_ref.rollout.prompt_length`` for BCQ/NCQ itself (``preflight.reformulated_budget``: the templates
+measured, ``zppo.wrong_answer_tokens`` per listed answer); the scripts' budgets use this looser explicit formula,
+an upper bound of the derived one at the default 64 tokens per answer (tests/unit/test_preflight.py checks it)
 
     prompt <= max_prompt_length + G_S x (compression.max_tokens + CANDIDATE_OVERHEAD) + INSTRUCTION_TOKENS
 
