@@ -17,8 +17,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_prep.tiny.models import TEXT_MODEL_CONFIG, _generation_config, _quiet_transformers, _save_model, _token_ids
-from data_prep.tiny.tokenizer import save_hf_tokenizer
+from data_prep.tiny.models import (
+    TEXT_MODEL_CONFIG,
+    _generation_config,
+    _quiet_transformers,
+    _save_model,
+    new_text_model,
+)
 from data_prep.tiny.warm_start import load_model
 
 from . import task
@@ -29,19 +34,9 @@ STUDENT_CONFIG = {**TEXT_MODEL_CONFIG, "hidden_size": 128, "intermediate_size": 
 
 
 def write_random_student(out_dir: Path, seed: int = 0) -> None:
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
     out_dir = Path(out_dir)
     with _quiet_transformers():
-        tok = save_hf_tokenizer(out_dir, tokenizer_class="Qwen2Tokenizer")
-        ids = _token_ids(tok)
-        cfg = Qwen3Config(**STUDENT_CONFIG, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                          pad_token_id=ids["<|endoftext|>"])
-        cfg.architectures = ["Qwen3ForCausalLM"]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = Qwen3ForCausalLM(cfg).to(torch.float32)
-        model.config.dtype = torch.float32
+        model, _, ids = new_text_model(out_dir, seed, STUDENT_CONFIG)
         _save_model(model, out_dir, _generation_config(ids))
 
 

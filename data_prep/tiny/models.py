@@ -176,7 +176,9 @@ def _warm_start(out_dir: Path, seed: int, steps: int) -> None:
         normalize_json_file(out_dir / name)
 
 
-def _write_text_model(out_dir: Path, seed: int, config: dict | None = None) -> None:
+def new_text_model(out_dir: Path, seed: int, config: dict | None = None):
+    """A randomly initialised tiny Qwen3 (float32, seeded) with the students' tokenizer saved into ``out_dir``;
+    returns (model, tokenizer, special-token ids). The students, the toy's student and the teacher start here."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -193,6 +195,11 @@ def _write_text_model(out_dir: Path, seed: int, config: dict | None = None) -> N
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(cfg).to(torch.float32)
     model.config.dtype = torch.float32
+    return model, tok, ids
+
+
+def _write_text_model(out_dir: Path, seed: int, config: dict | None = None) -> None:
+    model, _, ids = new_text_model(out_dir, seed, config)
     _save_model(model, out_dir, _generation_config(ids))
 
 

@@ -365,10 +365,8 @@ def write_teacher_model(out_dir: Path, rows: list[dict], seed: int = 0, training
     ``rows``: the text set's train rows whose answers the teacher learns.
     """
     import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from .models import _generation_config, _quiet_transformers, _save_model, _token_ids
-    from .tokenizer import save_hf_tokenizer
+    from .models import _generation_config, _quiet_transformers, _save_model, new_text_model
     from .warm_start import TrainOptions, train
 
     out_dir = Path(out_dir)
@@ -376,16 +374,10 @@ def write_teacher_model(out_dir: Path, rows: list[dict], seed: int = 0, training
     torch.set_num_threads(1)
     try:
         with _quiet_transformers():
-            tokenizer = save_hf_tokenizer(out_dir, tokenizer_class="Qwen2Tokenizer")
-            ids = _token_ids(tokenizer)
-            cfg = Qwen3Config(**TEACHER_MODEL_CONFIG, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                              pad_token_id=ids["<|endoftext|>"])
-            cfg.architectures = ["Qwen3ForCausalLM"]
+            model, tokenizer, ids = new_text_model(out_dir, seed, TEACHER_MODEL_CONFIG)
+            model.config._attn_implementation = "sdpa"
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = Qwen3ForCausalLM(cfg).to(torch.float32)
-                model.config.dtype = torch.float32
-                model.config._attn_implementation = "sdpa"
                 build_fixed_offset_heads(model, head_offsets(CopyLayout.of(tokenizer)), seed)
                 batches = training_batches(tokenizer, rows, seed, training)
                 total = len(batches)
