@@ -2,7 +2,10 @@
 
 The fixture (built once per module) plants exactly one or two rows for every rule, so each rule's count is
 known: Vero-600k as nested parquet files (one file with an int-typed ground truth, one val-split file that must
-be skipped, one image given as a relative path), MMFineReason-SFT-586K as a ``datasets.save_to_disk`` folder.
+be skipped, one image given as a relative path), MMFineReason-SFT-586K as a ``datasets.save_to_disk`` folder
+with its published source names and the pass-rate column as the authors' card names it. A second fixture
+(``_real_layout``) has a derived Vero copy (no top-level id, a shared ``data_source``) and every published
+MMFineReason source name with a ``pass_rate`` column, int ids and a null answer.
 """
 
 from __future__ import annotations
