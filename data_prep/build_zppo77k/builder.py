@@ -321,8 +321,9 @@ class Builder:
             self.input_paths.append(str(path))
 
     def _sub(self, spec: SourceSpec, name: str, row_id: str) -> int:
-        """The SubStats index of a row of sub-dataset ``name``; a Vero ``data_source`` missing from the tier
-        table is routed per row by ``row_id`` (``TierTable.resolve``), so only names in the table are cached."""
+        """The SubStats index of a row of sub-dataset ``name``. A name whose rows are routed by id (a Vero
+        ``data_source`` missing from the tier table, or one of a shared set: ``TierTable.routes_by_id``) is
+        resolved per row with ``row_id``; every other name once."""
         index = self._sub_index.get((spec.key, name))
         if index is not None:
             return index
@@ -334,7 +335,7 @@ class Builder:
         if index is None:
             index = self._stats_index[key] = len(self.subs)
             self.subs.append(SubStats(spec.key, used, entry))
-        if entry.known and not routed:
+        if not routed and not self.table.routes_by_id(entry):
             self._sub_index[(spec.key, name)] = index
         return index
 

@@ -80,6 +80,14 @@ FORMAT_RULES: tuple[FormatRule, ...] = (
           r"(?:Output|Put|Provide|Enclose|Place) the (?:thinking|reasoning) process (?:with)?in <think>\s*</think>"
           r"(?: tags)? and (?:the )?final answer (?:with)?in <answer>\s*</answer>(?: tags?)?\.?",
           "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."),
+    # Vero's / Molmo2's suffix: "(Think step by step before answering.) Present the final answer in LaTeX using
+    # \boxed." (vero-rl's molmo2_prompt_instructions.py and its variants).
+    _rule("latex_boxed_directive",
+          r"(?:(?:Think|Reason|Work|Go|Proceed)(?: through the solution)? step[- ]by[- ]step(?: in your reasoning)? "
+          r"before (?:answering|responding|replying|you respond)[.,]?\s*(?:and\s+)?)?"
+          r"(?:Present|Provide|Write|Format|Express|State|Show|Display|Give) the final (?:answer|result|conclusion|"
+          r"expression) in LaTeX using \\boxed(?:\{\s*\})?\.?",
+          "Think step by step before answering. Present the final answer in LaTeX using \\boxed."),
     # "(Please) (reason step by step, and) put your final answer within \boxed{}."
     _rule("boxed_directive",
           r"(?:Please\s+)?(?:(?:reason|think) step[- ]by[- ]step,?\s*(?:and\s+)?)?"

@@ -23,8 +23,10 @@ Vero only: a ``data_source`` that names a task category before the set (``stem-a
 spells it) is looked up again without the category (``VERO_DOMAINS``). Vero's counting / grounding / search sets
 may share one ``data_source``; Vero's own loader (``infer_task_type`` in ``vero-rl/verl/utils/dataset/
 rl_dataset.py``) tells them apart by the first ``_``-separated word of the row's id. ``TierTable.resolve`` does
-the same for a Vero row whose ``data_source`` is not in the table: the row goes to the entry whose ``id_prefix``
-the id starts with (the whole id, or the prefix followed by ``_``), and is counted under that entry's name.
+the same for a Vero row whose ``data_source`` is not in the table, or names one of the sets that carry an
+``id_prefix`` (a shared ``data_source`` may be spelled like one of its members): the row goes to the entry whose
+``id_prefix`` the id starts with (the whole id, or the prefix followed by ``_``; the longest such prefix wins),
+and is counted under that entry's name. A row no prefix claims stays where its ``data_source`` puts it.
 
 A canonical group's cap is applied to all its members together, Vero rows first (see the builder).
 """
@@ -79,10 +81,13 @@ class TierTable:
     entries: dict[str, list[TierEntry]]
     _exact: dict[str, dict[str, TierEntry]] = field(default_factory=dict)
     _cache: dict[tuple[str, str], TierEntry] = field(default_factory=dict)
+    _prefixes: dict[str, list[tuple[str, TierEntry]]] = field(default_factory=dict)
 
     def __post_init__(self):
         for source, entries in self.entries.items():
             self._exact[source] = {normalize_name(e.name): e for e in entries}
+            pairs = [(p, e) for e in entries for p in e.id_prefixes]
+            self._prefixes[source] = sorted(pairs, key=lambda pe: -len(pe[0]))  # stable: file order among equals
 
     def lookup(self, source: str, name: str | None) -> TierEntry:
         """The entry for sub-dataset ``name`` of ``source`` (a synthetic one for an unknown name)."""
@@ -111,27 +116,33 @@ class TierTable:
         self._cache[key] = entry
         return entry
 
+    def routes_by_id(self, entry: TierEntry) -> bool:
+        """Whether rows of a sub-dataset with this entry are routed per row by id (``resolve``): an unknown
+        name, or a member of a shared ``data_source`` (an entry with ``id_prefix``), when the table has any."""
+        return bool(self._prefixes.get(entry.source)) and (not entry.known or bool(entry.id_prefixes))
+
     def resolve(self, source: str, name: str | None, row_id: str) -> tuple[str, TierEntry, bool]:
         """(sub-dataset name to count the row under, its entry, routed by id?) for one row.
 
-        A name in the table is used as it is. A Vero name not in the table (a shared ``data_source``) is routed
-        by the row's id prefix when an entry claims it; otherwise it stays an unknown source.
+        A name in the table without ``id_prefix`` is used as it is. An unknown name, or one of an entry with
+        ``id_prefix`` (a shared ``data_source``), is routed by the row's id prefix when an entry claims it (the
+        longest prefix wins); otherwise the row stays under its name. "Routed" is true only when the entry
+        changed.
         """
         name = "" if name is None else str(name)
         entry = self.lookup(source, name)
-        if entry.known or not row_id:
+        if not row_id or not self.routes_by_id(entry):
             return name, entry, False
         routed = self._by_id_prefix(source, row_id)
-        if routed is None:
+        if routed is None or routed is entry:
             return name, entry, False
         return routed.name, routed, True
 
     def _by_id_prefix(self, source: str, row_id: str) -> TierEntry | None:
         norm = normalize_name(row_id)
-        for candidate in self.entries.get(source, []):
-            for prefix in candidate.id_prefixes:
-                if norm == prefix or norm.startswith(prefix + "_"):
-                    return candidate
+        for prefix, candidate in self._prefixes.get(source, ()):  # longest first
+            if norm == prefix or norm.startswith(prefix + "_"):
+                return candidate
         return None
 
 

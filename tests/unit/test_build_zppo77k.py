@@ -2,7 +2,10 @@
 
 The fixture (built once per module) plants exactly one or two rows for every rule, so each rule's count is
 known: Vero-600k as nested parquet files (one file with an int-typed ground truth, one val-split file that must
-be skipped, one image given as a relative path), MMFineReason-SFT-586K as a ``datasets.save_to_disk`` folder.
+be skipped, one image given as a relative path), MMFineReason-SFT-586K as a ``datasets.save_to_disk`` folder
+with its published source names and the pass-rate column as the authors' card names it. A second fixture
+(``_real_layout``) has a derived Vero copy (no top-level id, a shared ``data_source``) and every published
+MMFineReason source name with a ``pass_rate`` column, int ids and a null answer.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,9 +53,11 @@ EXPECTED_DROPS = {
     "image_undecodable": 1, "image_too_small": 1, "image_aspect_ratio": 1, "duplicate_within_source": 2,
     "duplicate_of_vero": 1, "over_cap": 4, "image_decode_failed": 1, "prompt_too_long": 0,
 }
+# MMFineReason's published source names for two of the paper's sub-datasets (AI2D, Geo3K/Geometry3K).
+AI2D, GEO3K = "FineVision-ai2d_merged", "FineVision-geometry3k(mathv360k)"
 # Expected output rows per (source, sub-dataset).
 EXPECTED_OUT = {("vero", "ai2d_merged"): 4, ("vero", "geo170k"): 3, ("vero", "tallyqa"): 2,
-                ("mmfinereason", "MMR1"): 3, ("mmfinereason", "Geometry3K"): 4, ("mmfinereason", "AI2D"): 0}
+                ("mmfinereason", "MMR1"): 3, ("mmfinereason", GEO3K): 4, ("mmfinereason", AI2D): 0}
 
 
 def _fixture(root: Path) -> tuple[Path, Path, dict[str, bytes]]:
@@ -110,18 +116,18 @@ def _fixture(root: Path) -> tuple[Path, Path, dict[str, bytes]]:
     card = "qwen3vl_4b_pass_rate"  # this copy names the pass rate as the authors' card does
     mm = [
         # duplicate_of_vero: a2's question without the stripped format instruction, other case and spacing
-        mmfinereason_row("ma1", "AI2D", "WHICH animal is  shown in picture 2?\nA. cat\nB. dog\nC. bird\nD. fish",
+        mmfinereason_row("ma1", AI2D, "WHICH animal is  shown in picture 2?\nA. cat\nB. dog\nC. bird\nD. fish",
                          "C", image_cell(img["p2"])),
-        mmfinereason_row("ma2", "AI2D", "Which plant is shown?", "A", image_cell(img["p3"])),  # over_cap (ai2d)
+        mmfinereason_row("ma2", AI2D, "Which plant is shown?", "A", image_cell(img["p3"])),  # over_cap (ai2d)
         mmfinereason_row("m1", "MMR1", "Compute the slope.", "0.5", image_cell(img["j1"]), pass_rate=0.0),
         mmfinereason_row("m2", "MMR1", "Compute the sum.", "\\frac{3}{4}", image_cell(img["j2"]), pass_rate=0.25),
         mmfinereason_row("m3", "MMR1", "Compute the root.", "\\sqrt{2}", image_cell(img["j3"]), pass_rate=0.5),
         mmfinereason_row("m4", "MMR1", "Too easy.", "1", image_cell(img["j1"]), pass_rate=0.75),  # above max
         mmfinereason_row("m5", "MMR1", "No rate.", "1", image_cell(img["j1"]), pass_rate=None),  # rate missing
         mmfinereason_row("m6", "MMR1", "Blank answer.", "   ", image_cell(img["j1"])),  # answer_missing
-        *[mmfinereason_row(f"m{k}", "Geometry3K", f"Find side {k}.", str(k), image_cell(img[f"p{k - 3}"]))
+        *[mmfinereason_row(f"m{k}", GEO3K, f"Find side {k}.", str(k), image_cell(img[f"p{k - 3}"]))
           for k in range(7, 11)],
-        mmfinereason_row("m11", "Geometry3K", "Find side 7.", "7", image_cell(img["p4"])),  # within-source dup
+        mmfinereason_row("m11", GEO3K, "Find side 7.", "7", image_cell(img["p4"])),  # within-source dup
         mmfinereason_row("m12", "SomeNewSource", "Unknown source.", "1", image_cell(img["p5"])),  # excluded
     ]
     import datasets
@@ -185,7 +191,7 @@ def test_output_rows_per_sub_dataset_and_caps(fx):
     summary = fx["summary"]
     assert summary["rows_out"] == {"train": 14, "val": 2, "by_source": {"vero": 9, "mmfinereason": 7}}
     groups = summary["groups"]
-    assert groups["ai2d"]["members"] == ["mmfinereason/AI2D", "vero/ai2d_merged"]
+    assert groups["ai2d"]["members"] == [f"mmfinereason/{AI2D}", "vero/ai2d_merged"]
     assert groups["ai2d"]["out"] == TIER1_CAP and groups["vero/tallyqa"]["out"] == TIER2_CAP
     for group in groups.values():
         assert group["out"] <= group["cap"] == {"tier1": TIER1_CAP, "tier2": TIER2_CAP}[group["tier"]]
@@ -491,6 +497,56 @@ def test_every_published_mmfinereason_source_name_is_in_the_papers_tier():
     assert len(reached) == 17
 
 
+# App. B.1's Vero sub-datasets (its short names) -> a published data_source spelling, per tier.
+PAPER_VERO_TIER1 = {"ai2d": "stem-ai2d_merged", "geo170k": "geo170k", "geomverse": "geomverse",
+                    "geoqa_plus": "geoqa_plus", "mmk12": "mmk12", "cosyn_math": "CoSyn_400k_math",
+                    "cosyn_chart": "CoSyn_400k_chart", "cosyn_diagram": "CoSyn_400k_diagram",
+                    "cosyn_table": "CoSyn_400k_table", "wemath": "wemath20_standard", "tqa": "tqa",
+                    "visualwebinstruct": "visualwebinstruct", "chartqa": "chartqa_difficulty",
+                    "arxivqa": "arxivqa_formatted"}
+PAPER_VERO_TIER2 = {"pathvqa": "pathvqa", "vqarad": "vqarad", "raven": "raven", "evochart": "evochart",
+                    "infographic_vqa": "infographic_vqa", "aokvqa": "aokvqa", "gqa": "gqa", "iconqa": "iconqa",
+                    "vqav2": "vqav2", "visual7w": "visual7w", "tallyqa": "tallyqa", "pixelreasoner": "pixelreasoner",
+                    "multihop": "multihop_qa", "pixmo": "pixmo", "visual_probe": "visual_probe"}
+
+
+def test_the_tier_table_gives_tiers_to_exactly_the_papers_named_sub_datasets():
+    table = load_tier_table()
+    reached = {}
+    for tier, names in (("tier1", PAPER_VERO_TIER1), ("tier2", PAPER_VERO_TIER2)):
+        for short, spelling in names.items():
+            entry = table.lookup("vero", spelling)
+            assert entry.known and entry.tier == tier, short
+            reached[("vero", entry.name)] = tier
+    for name, (tier, _) in MMFR_REAL_SOURCES.items():
+        if tier != "excluded":
+            reached[("mmfinereason", table.lookup("mmfinereason", name).name)] = tier
+    in_table = {(e.source, e.name): e.tier for entries in table.entries.values() for e in entries
+                if e.tier != "excluded"}
+    assert in_table == reached  # nothing else has a tier: 14 + 15 Vero, 12 + 5 MMFineReason
+    assert sorted(Counter(in_table.values()).items()) == [("tier1", 26), ("tier2", 20)]
+    for unnamed in ("mavis_math_metagen", "mavis_math_rule_geo", "CoSyn_400k_chemical", "ecd_vqa", "reachqa"):
+        assert table.lookup("vero", unnamed).tier == "excluded"  # not named in B.1
+
+
+def test_rows_of_a_shared_vero_data_source_are_routed_by_id_prefix_like_veros_loader():
+    table = load_tier_table()
+
+    def route(name: str, row_id: str) -> tuple[str, bool]:
+        used, _, routed = table.resolve("vero", name, row_id)
+        return used, routed
+
+    assert route("counting_grounding_search", "tallyqa_17") == ("tallyqa", True)
+    assert route("counting_grounding_search", "visual_probe_easy_4") == ("visual_probe", True)
+    assert route("counting_grounding_search", "visual_12") == ("visual_probe", True)  # Vero: "visual" is search
+    assert route("counting_grounding_search", "web_3") == ("osatlas", True)
+    assert route("counting_grounding_search", "zzz_5") == ("counting_grounding_search", False)
+    assert route("tallyqa", "pixmo_counting_3") == ("pixmo", True)  # a shared set spelled like a member
+    assert route("tallyqa", "tallyqa_1") == ("tallyqa", False) and route("tallyqa", "t1") == ("tallyqa", False)
+    assert route("geo170k", "pixmo_1") == ("geo170k", False)  # sets without id_prefix keep their rows
+    assert route("visual_jigsaw_2d", "visual_1") == ("visual_jigsaw_2d", False)
+
+
 def _real_layout(root: Path, img: dict[str, bytes]) -> tuple[Path, Path]:
     """Vero as a derived copy (no top-level id; ids in extra_info; one shared data_source) and MMFineReason
     with its published source names, a ``pass_rate`` column, int ids and a null answer."""
@@ -505,6 +561,11 @@ def _real_layout(root: Path, img: dict[str, bytes]) -> tuple[Path, Path]:
                        image_cell(img[f"j{k % 6}"]), reward_type="counting")
         row["extra_info"]["id"] = rid
         rows.append(row)
+    # a shared data_source spelled like one of its members: the id decides
+    row = vero_row(None, "tallyqa", "How many objects in the last view?", "9", image_cell(img["p11"]),
+                   reward_type="counting")
+    row["extra_info"]["id"] = "pixmo_counting_9"
+    rows.append(row)
     for row in rows:
         del row["id"]
     write_parquet(rows, VERO_NO_ID_SCHEMA, vero / "data" / "train-00000-of-00001.parquet")
@@ -531,7 +592,7 @@ def test_real_layouts_keep_rows_per_source_and_tier(fx, tmp_path):
     kept_mmfr = {n for n, (t, _) in MMFR_REAL_SOURCES.items() if t != "excluded"}
     assert {k: v for k, v in out.items() if k[0] == "mmfinereason"} == {("mmfinereason", n): 1 for n in kept_mmfr}
     assert {k: v for k, v in out.items() if k[0] == "vero"} == {
-        ("vero", "stem-ai2d_merged"): 3, ("vero", "tallyqa"): 1, ("vero", "pixmo"): 1, ("vero", "pixelreasoner"): 1,
+        ("vero", "stem-ai2d_merged"): 3, ("vero", "tallyqa"): 1, ("vero", "pixmo"): 2, ("vero", "pixelreasoner"): 1,
         ("vero", "multihop_qa"): 1, ("vero", "visual_probe"): 1}
     tiers = {(r["extra_info"]["source"], r["extra_info"]["sub_dataset"]): r["extra_info"]["tier"] for r in rows}
     assert tiers[("vero", "tallyqa")] == "tier2" and tiers[("mmfinereason", "FineVision-tqa")] == "tier1"
@@ -542,15 +603,22 @@ def test_real_layouts_keep_rows_per_source_and_tier(fx, tmp_path):
     assert dropped["answer_missing"]["sample_ids"] == ["mmfr/2001"]
     assert dropped["excluded_source"]["count"] == 3 + 2  # MMK12, GameQA, Walton; refcocog; the unroutable id
     assert summary["routed_by_id"] == {"vero/counting_grounding_search": {
-        "multihop_qa": 1, "pixelreasoner": 1, "pixmo": 1, "refcocog": 1, "tallyqa": 1, "visual_probe": 1}}
+        "multihop_qa": 1, "pixelreasoner": 1, "pixmo": 1, "refcocog": 1, "tallyqa": 1, "visual_probe": 1},
+        "vero/tallyqa": {"pixmo": 1}}
+    kept = {(s["source"], s["sub_dataset"]): (s["tier"], s["out_train"] + s["out_val"])
+            for s in summary["sub_datasets"]}
+    assert kept[("vero", "pixmo")] == ("tier2", 2) and kept[("mmfinereason", "MMK12")] == ("excluded", 0)
     assert summary["unknown_source_rows"] == {"vero/counting_grounding_search": 1}
 
 
-def test_cli_counts_prompts_with_the_papers_student_processor_by_default():
+def test_cli_defaults_name_the_papers_hub_ids_and_student_processor():
     from data_prep.build_zppo77k.cli import STUDENT_PROCESSOR, options_from, parser
 
     args = parser().parse_args(["--out", "o"])
     assert args.processor == STUDENT_PROCESSOR == "Qwen/Qwen3.5-0.8B" and args.max_prompt_tokens == 4096
+    opts = options_from(args)
+    assert opts.vero == "zlab-princeton/Vero-600k"
+    assert opts.mmfinereason == "OpenDataArena/MMFineReason-SFT-586K-Qwen3-VL-235B-Thinking"
     assert options_from(parser().parse_args(["--out", "o", "--processor", "none"])).processor is None
 
 
