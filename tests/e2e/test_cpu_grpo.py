@@ -2,8 +2,9 @@
 is covered by the ZPPO and Prefix runs, which use the same trainer).
 
 One run checks several things (Ray start-up dominates a tiny run): the steps completed, reward metrics were
-logged, the actor's weights changed, rollout and actor log-probs of the same tokens agree (weight sync), and a
-checkpoint resumes at the next step.
+logged, the actor's weights changed, rollout and actor log-probs of the same tokens agree (weight sync), and the
+checkpoint was written. Resuming from a checkpoint is checked by the ZPPO text run (test_cpu_zppo.py), through the
+same trainer, with the buffer and counters that GRPO does not have.
 """
 
 from __future__ import annotations
@@ -44,23 +45,12 @@ def _check_training_run(run_dir: Path, records: list[dict], initial_model: Path,
     assert max_weight_change(load_weights(initial_model), load_weights(final)) > 1e-6
 
 
-def test_grpo_text_trains_and_resumes(tiny_assets, ray_cluster, tmp_path):
+def test_grpo_text_trains(tiny_assets, ray_cluster, tmp_path):
     run_dir = tmp_path / "run"
     args = _common(run_dir, tiny_assets["text-model"], tiny_assets["text-data"]) + ["trainer.save_freq=2"]
-    first = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
-    assert first.returncode == 0, failure_context(first)
+    result = run_main(args + ["trainer.total_training_steps=2"], ray_address=ray_cluster, cwd=tmp_path)
+    assert result.returncode == 0, failure_context(result)
     launches = read_metrics(run_dir)
     assert len(launches) == 1
     _check_training_run(run_dir, launches[0], tiny_assets["text-model"], steps=[1, 2])
     assert (run_dir / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
-
-    # Resume: a longer run from the same directory continues at step 3, not from scratch.
-    second = run_main(args + ["trainer.total_training_steps=3", "trainer.save_freq=1"], ray_address=ray_cluster,
-                      cwd=tmp_path)
-    assert second.returncode == 0, failure_context(second)
-    launches = read_metrics(run_dir)
-    assert len(launches) == 2
-    assert train_steps(launches[1]) == [3]
-    assert (run_dir / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
-    resumed = load_weights(run_dir / "global_step_3" / "actor" / "huggingface")
-    assert max_weight_change(load_weights(run_dir / "global_step_2" / "actor" / "huggingface"), resumed) > 1e-6

@@ -1,8 +1,9 @@
 """Tiny offline assets (data_prep.tiny): determinism, tokenizer and chat template, VL processor, forward and
 generate on CPU, verl's RLHFDataset on the parquet files, and the data set layout.
 
-One build per module (plus a second same-seed build and a different-seed model build for determinism). The teacher
-model has its own tests (test_tiny_teacher.py): these build the four student-side artefacts only.
+The session's build (``tiny_assets``, which the end-to-end runs use too), plus a second same-seed build and a
+different-seed text model for determinism. The teacher model has its own tests (test_tiny_teacher.py): these check
+the four student-side artefacts only.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ MAX_PROMPT = 512
 STUDENT_ARTEFACTS = tuple(kind for kind in ARTEFACTS if kind != "teacher-model")
 
 
+TEACHER_RESPONSES = 2  # stored teacher responses per question in the session's build (tests/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    return build_all(out, seed=0, only=STUDENT_ARTEFACTS)
+def assets(tiny_assets):
+    # the session's build: one build of the students and data per test session, shared with the e2e runs
+    return tiny_assets
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_byte_identical(assets, tmp_path):
-    other = build_all(tmp_path / "again", seed=0, only=STUDENT_ARTEFACTS)
+    other = build_all(tmp_path / "again", seed=0, only=STUDENT_ARTEFACTS, teacher_responses=TEACHER_RESPONSES)
     assert set(other) == set(STUDENT_ARTEFACTS) == set(ARTEFACTS) - {"teacher-model"}
     for kind in STUDENT_ARTEFACTS:
         a, b = _files(assets[kind]), _files(other[kind])
@@ -81,14 +85,15 @@ def test_same_seed_byte_identical(assets, tmp_path):
 
 
 def test_other_seed_other_weights_same_tokenizer(assets, tmp_path):
-    text = build_text_model(tmp_path / "t1", seed=1)
-    vl = build_vl_model(tmp_path / "v1", seed=1)
-    for new, kind in ((text, "text-model"), (vl, "vl-model")):
-        old = assets[kind]
-        assert (new / "model.safetensors").read_bytes() != (old / "model.safetensors").read_bytes()
-        assert (new / "tokenizer.json").read_bytes() == (old / "tokenizer.json").read_bytes()
-        assert (new / "config.json").read_bytes() == (old / "config.json").read_bytes()
-    data = build_text_dataset(tmp_path / "d1", seed=1)
+    # Seeds 0 and 1 without the warm start (the initial weights: where the seed goes; seconds instead of a minute),
+    # same config; the tokenizer also equals the session's (warm-started) seed-0 build's.
+    for kind, build in (("text-model", build_text_model), ("vl-model", build_vl_model)):
+        seed0 = build(tmp_path / kind / "s0", seed=0, warm_start_steps=0)
+        seed1 = build(tmp_path / kind / "s1", seed=1, warm_start_steps=0)
+        assert (seed1 / "model.safetensors").read_bytes() != (seed0 / "model.safetensors").read_bytes(), kind
+        assert (seed1 / "config.json").read_bytes() == (seed0 / "config.json").read_bytes(), kind
+        assert (seed1 / "tokenizer.json").read_bytes() == (assets[kind] / "tokenizer.json").read_bytes(), kind
+    data = build_text_dataset(tmp_path / "d1", seed=1, teacher_responses=TEACHER_RESPONSES)
     assert (data / "train.parquet").read_bytes() != (assets["text-data"] / "train.parquet").read_bytes()
 
 
@@ -394,7 +399,7 @@ def test_dataset_rows_follow_the_trainer_schema_with_unique_question_ids(assets,
             assert ANSWER_CLOSER not in info["question"]
             assert row["reward_model"] == {"style": "rule", "ground_truth": info["answer"]}
             assert info["reward_type"] in ("numeric", "string_match")
-            assert info["teacher_responses"] == [] and info["teacher_correct"] == []
+            assert len(info["teacher_responses"]) == len(info["teacher_correct"]) == TEACHER_RESPONSES
             if info["reward_type"] == "numeric":
                 int(info["answer"])
             if has_images:
