@@ -209,7 +209,8 @@ def test_every_result_has_the_same_keys_and_graded_scores_average_as_such(stub):
     rows = [
         ("ai2d", "<think>x</think> \\boxed{B}", "B", {"scoring": "exact_judge", "reward_type": "multiple_choice"}),
         ("infovqa", "<think>x</think> \\boxed{hello word}", "hello world", {"scoring": "det", "metric": "anls"}),
-        ("mm_vet", "<think>x</think> -1", "-1 <AND> -5", {"scoring": "benchjudge", "judge": "mm_vet", "question": "x?"}),
+        ("mm_vet", "<think>x</think> -1", "-1 <AND> -5",
+         {"scoring": "benchjudge", "judge": "mm_vet", "question": "x?"}),
         ("old", "<think>x</think> \\boxed{7}", "7", {"reward_type": "numeric"}),
     ]
     results = [compute_score_with_ids(s, r, g, {**i, "question_id": f"{s}-0"}, route_metrics=True, **JUDGE)
