@@ -27,11 +27,7 @@ class EvalAgentLoop(SingleTurnAgentLoop):
         else:
             params["repetition_penalty"] = self.extra_sampling.get("repetition_penalty", 1.0)
         output = await super().run(params, *args, **kwargs)
-        truncated = len(output.response_ids) >= self.response_length
-        output.extra_fields["response_truncated"] = truncated
-        # verl hands the loop's extra fields to the reward as extra_info either directly (reward computed in the
-        # agent loop) or through the "tool_extra_fields" column (reward computed afterwards): set both.
-        tool_fields = dict(output.extra_fields.get("tool_extra_fields") or {})
-        tool_fields["response_truncated"] = truncated
-        output.extra_fields["tool_extra_fields"] = tool_fields
+        # verl 0.9.1 scores inside the agent loop (``_compute_score``) and hands the loop's extra fields to the reward
+        # as ``extra_info`` (the "tool_extra_fields" of its reward manager): the scoring reads this flag there.
+        output.extra_fields["response_truncated"] = bool(len(output.response_ids) >= self.response_length)
         return output
