@@ -397,3 +397,26 @@ def test_paper_layout_tables_on_a_fixed_input(tmp_path, capsys):
     assert "| Method | mmstar |" in lines and [c.strip() for c in row("ours: base", "| Method | mmstar |")] == ["61.0"]
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["paper"]["vlm"]["rows"][-1]["avg"] == pytest.approx(1.0)
+
+
+def test_paper_reference_data_is_consistent():
+    """The shipped Tabs 1-2 rows: 16 + 10 + 5 benchmarks; every row's mean of its benchmarks is the table's Avg within
+    0.1 (the paper averages unrounded scores); the base 0.8B row is the one a pipeline check compares with."""
+    from recipe.zppo.eval.paper_tables import load_reference
+
+    reference = load_reference()
+    families = [entry["family"] for entry in reference["benchmarks"].values()]
+    assert (families.count("vlm"), families.count("llm"), families.count("video")) == (16, 10, 5)
+    sizes_methods = {(row["size"], row["method"], row["family"]) for row in reference["rows"]}
+    for size in ("0.8B", "2B"):
+        for method in ("base", "grpo_buffer", "zppo"):
+            assert {(size, method, f) for f in ("vlm", "llm", "video")} <= sizes_methods
+        assert (size, "grpo", "vlm") in sizes_methods
+    for row in reference["rows"]:
+        names = [n for n, e in reference["benchmarks"].items() if e["family"] == row["family"]]
+        assert set(row["scores"]) == set(names), row["label"]
+        assert abs(sum(row["scores"].values()) / len(names) - row["avg"]) <= 0.1, (row["label"], row["size"])
+    base = {(r["family"]): r["avg"] for r in reference["rows"] if (r["size"], r["method"]) == ("0.8B", "base")}
+    assert base == {"vlm": 41.0, "llm": 25.2, "video": 48.3}
+    tab4_base = next(r for r in reference["tab4"] if (r["size"], r["method"]) == ("0.8B", "base"))
+    assert tab4_base["avg"] == base
