@@ -127,6 +127,9 @@ def test_a_truncated_answer_goes_to_the_judge_whatever_box_its_reasoning_holds(s
     limited = scoring.score_answer("mathvista", "<think>x</think> \\boxed{B}", "B",
                                    {**info, "response_truncated": True}, **JUDGE)
     assert (limited["route"], limited["truncated"]) == ("judge", 1.0)
+    # a box only inside a closed reasoning block is no final answer either: the judge decides
+    inner = scoring.score_answer("mathvista", "<think>maybe \\boxed{B}</think> I am not sure.", "B", info, **JUDGE)
+    assert (inner["route"], inner["truncated"], inner["judge_calls"]) == ("judge", 0.0, 1.0)
     # without a judge configured, a truncated answer scores 0 (and says why)
     alone = scoring.score_answer("mathvista", cut, "B", info)
     assert (alone["score"], alone["route"], alone["reason"]) == (0.0, "unparseable", "truncated")

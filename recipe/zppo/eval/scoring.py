@@ -7,10 +7,10 @@ scoring          how one answer is scored
 exact_judge      "Exact+Judge": the project's reward (mathruler's boxed grader and the routing table,
 rule_judge       ``recipe.zppo.reward``) first; "Rule+Judge": the same, the converter's per-benchmark rule
                  living in the row (reward_type, choices, tolerance). What the rule cannot resolve goes to the
-                 shared judge (Fig. 9) with the full response, which looks inside the reasoning: no final box,
-                 a box that names no option, and a TRUNCATED answer (it hit the response-length limit, or its
-                 ``<think>`` block never closes) whatever box its reasoning holds (*ours*: a truncated
-                 response has no committed final answer, Fig. 9's "look inside thinking").
+                 shared judge (Fig. 9) with the full response, which looks inside the reasoning: no final box
+                 (none after ``</think>``), a box that names no option, and a TRUNCATED answer (it hit the
+                 response-length limit, or its ``<think>`` block never closes) whatever box its reasoning holds
+                 (*ours*: a truncated response has no committed final answer, Fig. 9's "look inside thinking").
 det              "Det.": the official metric, no judge. ``metric="anls"`` (InfoVQA): ANLS with its 0.5
                  threshold; ``metric="ocrbench_v2"``: OCRBench v2's per-task scoring (``ocr_task``), see
                  ``ocrbench_v2_score``. The prediction is the final ``\\boxed{}`` (else the text after
@@ -244,30 +244,37 @@ def score_answer(data_source, solution_str, ground_truth, extra_info, **kwargs) 
 
 def _score_rule_then_judge(data_source, text: str, ground_truth, info: dict, truncated: bool, kwargs: dict) -> dict:
     """Exact+Judge / Rule+Judge: the rule first; the shared judge (Fig. 9) on what it cannot resolve."""
+    from recipe.zppo.algo.answer_format import split_think
     from recipe.zppo.reward import compute_score
+    from recipe.zppo.reward.grader import boxed_answer
     from recipe.zppo.reward.judge import get_judge, judge_config_from
     from recipe.zppo.reward.routing import gold_answers, options_text, resolve_reward_type
 
     args = {**kwargs, "judge_unresolved": True}
-    if not truncated:
+    # A box only inside the reasoning is no final answer either (Fig. 9: the final answer is the last box or the
+    # concluding sentence AFTER </think>).
+    reasoning_only_box = not truncated and boxed_answer(split_think(text)[1]) is None and boxed_answer(text) is not None
+    if not (truncated or reasoning_only_box):
         result = dict(compute_score(data_source, text, ground_truth, info, **args))
         result["judge_calls"] = float(result.get("route") in ("judge", "judge_failed"))
         result["truncated"] = 0.0
         return result
-    # Truncated: whatever box the reasoning holds is no committed answer; the rule gets no box, the judge the whole
-    # response (it looks inside the reasoning).
+    # Truncated, or boxed only in the reasoning: whatever box the reasoning holds is no committed answer; the rule gets
+    # no box, the judge the whole response (it looks inside the reasoning).
     reward_type = resolve_reward_type(info, ground_truth)
     golds = gold_answers(ground_truth, reward_type)
     config = judge_config_from(args)
     if config is None or not golds:
-        _warn_once("eval scoring: a truncated answer needs the judge (judge_url, judge_model); scored 0 without it")
-        return _result(0.0, "unparseable", "truncated", "", reward_type, truncated=True)
+        _warn_once("eval scoring: an answer without a final box needs the judge (judge_url, judge_model); scored 0 "
+                   "without it")
+        return _result(0.0, "unparseable", "truncated" if truncated else "no_final_box", "", reward_type,
+                       truncated=truncated)
     question = next((info.get(k) for k in ("question", "problem", "prompt") if isinstance(info.get(k), str)), "")
     gold_text = golds[0] if len(golds) == 1 else "any of: " + "; ".join(golds)
     verdict = get_judge(config).judge(question or "", options_text(info), text, gold_text)
     route = {"verdict": "judge", "malformed": "judge", "cached": "judge_cached", "failed": "judge_failed"}
     return _result(float(verdict.correct), route[verdict.outcome], verdict.reason, "", reward_type,
-                   judge_calls=int(verdict.outcome != "cached"), truncated=True)
+                   judge_calls=int(verdict.outcome != "cached"), truncated=truncated)
 
 
 def _score_det(text: str, ground_truth, info: dict, truncated: bool) -> dict:
