@@ -37,7 +37,8 @@ setup(
     packages=find_packages(
         include=["recipe", "recipe.*", "verl_patches", "verl_patches.*", "data_prep", "data_prep.*"]
     ),
-    package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"], "data_prep.build_zppo77k": ["*.yaml"]},
+    package_data={"recipe.zppo": ["config/*.yaml", "config/*/*.yaml"], "data_prep.build_zppo77k": ["*.yaml"],
+                  "recipe.zppo.eval": ["*.json"]},  # the paper's reference numbers (paper_reference.json)
     install_requires=[
         # verl-core pulls TransferQueue and cachetools, which the V1 trainer imports; math adds math-verify.
         # Never use verl's `cpu` extra: it pins another torch and pulls CUDA packages.

@@ -46,8 +46,23 @@ def _sampling_key(params: dict[str, Any]) -> tuple:
         float(params.get("top_p", 1.0)),
         int(params.get("top_k", -1) or -1),
         float(params.get("repetition_penalty", 1.0) or 1.0),
+        float(params.get("min_p", 0.0) or 0.0),
         bool(params.get("ignore_eos", False)),
     )
+
+
+# Sampling keys verl's engines take that transformers' ``generate`` has no equivalent for: ignored, said once.
+UNSUPPORTED_SAMPLING = ("presence_penalty", "frequency_penalty")
+_warned_unsupported: set[str] = set()
+
+
+def _warn_unsupported(params: dict[str, Any]) -> None:
+    for key in UNSUPPORTED_SAMPLING:
+        value = params.get(key)
+        if value and key not in _warned_unsupported:
+            _warned_unsupported.add(key)
+            logger.warning("hf rollout: %s=%s is not applied (transformers' generate has no %s); the other sampling "
+                           "keys are", key, value, key)
 
 
 @dataclass
@@ -210,6 +225,8 @@ class HFRolloutServer:
         temperature = float(params.get("temperature", 1.0))
         do_sample = temperature > 0
         top_k = int(params.get("top_k", -1) or -1)
+        min_p = float(params.get("min_p", 0.0) or 0.0)
+        _warn_unsupported(params)
         max_new_tokens = max(request.max_new_tokens for request in batch)
 
         # Left-pad prompts into one tensor.
@@ -228,6 +245,7 @@ class HFRolloutServer:
             temperature=temperature if do_sample else None,
             top_p=float(params.get("top_p", 1.0)) if do_sample else None,
             top_k=top_k if (do_sample and top_k > 0) else None,
+            min_p=min_p if (do_sample and min_p > 0) else None,
             repetition_penalty=float(params.get("repetition_penalty", 1.0) or 1.0),
             max_new_tokens=max_new_tokens,
             pad_token_id=self.pad_token_id,

@@ -7,7 +7,11 @@ the trainer's validation path. One launch checks several things (Ray start-up do
 - a video row (sampled frames) goes through the vision path: its frames replace the image placeholders and the
   rollout reports no failure;
 - a missing benchmark file and an unknown name are one line each, the others still run, the results mark the gap;
-- the report built on the evaluation shows the same numbers.
+- the paper's decoding reaches the rollout (the CPU profile: temperature 0.6, top-p 0.95, top-k 20, and min-p /
+  presence / repetition penalties through the eval agent loop; the ``hf`` rollout says once that it cannot apply the
+  presence penalty), answers that used the whole response length are marked truncated;
+- progress lines, per-benchmark records, and a re-run with the same OUT that evaluates nothing again (no launch);
+- the report built on the evaluation shows the same numbers, and the paper-layout tables.
 """
 
 from __future__ import annotations
@@ -57,14 +61,13 @@ def _recompute(rows: list[dict]) -> dict[str, float]:
 def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
     data, out = tmp_path / "data", tmp_path / "eval"
     _benchmarks(tmp_path / "src", data)
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "ZPPO_EVAL_PROGRESS_S": "5"}
     env.pop("VERL_PLATFORM", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "recipe.zppo.eval.evaluate", "--model", str(tiny_assets["vl-model"]),
-         "--suite", "math500,mmstar,videomme,aime24,nosuch", "--data", str(data), "--out", str(out), "--name", "tiny",
-         "preset=cpu", "data.val_batch_size=4"],  # 6 questions: two validation batches
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )
+    command = [sys.executable, "-m", "recipe.zppo.eval.evaluate", "--model", str(tiny_assets["vl-model"]),
+               "--suite", "math500,mmstar,videomme,aime24,nosuch", "--data", str(data), "--out", str(out), "--name",
+               "tiny", "--launch-size", "0",  # one trainer launch for the three (Ray start-up dominates a tiny run)
+               "preset=cpu", "data.val_batch_size=4"]  # 6 questions: two validation batches
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     # 1: some requested benchmarks were not evaluated; the others were.
     assert result.returncode == 1, failure_context(result)
@@ -77,7 +80,8 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
     assert "Error in _run_prompt" not in output and "synthetic padding" not in output, failure_context(result)
 
     results = json.loads((out / "results.json").read_text())
-    rows = [json.loads(line) for line in Path(results["generations"]).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for path in results["generations"].values()
+            for line in Path(path).read_text().splitlines() if line.strip()]
     recomputed = _recompute(rows)
     benches = results["benchmarks"]
     assert benches["aime24"]["status"] == "missing" and results["unknown"] == ["nosuch"]
@@ -86,11 +90,28 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
         assert entry["status"] == "ok" and entry["questions"] == entry["rows_in_file"] == 2, entry
         assert entry["acc"] == pytest.approx(recomputed[name]), name
         assert entry["verl_acc"] == pytest.approx(recomputed[name]), name  # verl's own val-core metric agrees
+        assert (out / "benchmarks" / name / "done.json").is_file()
     families = results["families"]
     assert families["llm"]["missing"] == ["aime24"] and families["llm"]["avg"] == pytest.approx(recomputed["math500"])
     assert families["video"]["avg"] == pytest.approx(recomputed["videomme"])
     csv_rows = (out / "results.csv").read_text().splitlines()
     assert any(line.startswith(f"{tiny_assets['vl-model']}") and ",mmstar," in line for line in csv_rows)
+
+    # Decoding: App. B.2's sampling with the CPU preset's lengths; the penalties reached the hf rollout, which says
+    # once that transformers' generate has no presence penalty.
+    config = results["config"]
+    assert config["decoding_profile"] == "cpu" and config["decoding"]["top_k"] == 20
+    assert config["decoding"]["temperature"] == 0.6 and config["decoding"]["presence_penalty"] == 1.5
+    log_text = (out / "eval.log").read_text()
+    assert "val_kwargs.top_k=20" in log_text and "default_agent_loop=zppo_eval_agent" in log_text
+    assert "presence_penalty=1.5 is not applied" in log_text, log_text[-3000:]
+    # Every answer carries the scoring's keys; one that never closes its think block is truncated.
+    for row in rows:
+        assert row["truncated"] in (0.0, 1.0) and row["judge_calls"] == 0.0, row
+        if "<think>" in row["output"] and "</think>" not in row["output"]:
+            assert row["truncated"] == 1.0, row["output"]
+    assert any("benchmarks done" in line for line in lines)
+    assert any(" 3/3 " in line and ": acc " in line and "judge calls" in line for line in lines), lines
 
     # The video rows reached the model as frames: verl replaced every <image> placeholder with image content.
     video_rows = [row for row in rows if row["data_source"] == "videomme"]
@@ -98,7 +119,16 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
     for row in video_rows:
         assert f"shown as {FRAMES} frames" in row["input"] and "<image>" not in row["input"], row["input"]
 
-    # The report on this evaluation shows the same numbers.
+    # Resume: the same command again evaluates nothing (no trainer launch) and reports the same numbers.
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1, failure_context(again)
+    assert sum("finished in an earlier run" in line for line in again.stderr.splitlines()) == 3, again.stderr
+    assert (out / "eval.log").read_text() == log_text  # no new launch
+    resumed = json.loads((out / "results.json").read_text())
+    for name in ("math500", "mmstar", "videomme"):
+        assert resumed["benchmarks"][name]["acc"] == benches[name]["acc"]
+
+    # The report on this evaluation shows the same numbers, and the paper-layout tables.
     from recipe.zppo.eval.report import make_report
 
     table = make_report([out], out, tmp_path / "report", names=["again"])
@@ -106,3 +136,4 @@ def test_eval_suite_on_tiny_vl_model(tiny_assets, ray_cluster, tmp_path):
     for name in ("math500", "mmstar", "videomme"):
         assert reported[name] == pytest.approx([recomputed[name], recomputed[name]])
     assert (tmp_path / "report" / "family_bars.png").stat().st_size > 1000
+    assert "### Tab. 1 layout: 16 VLM benchmarks" in (tmp_path / "report" / "report.md").read_text()

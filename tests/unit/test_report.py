@@ -330,3 +330,93 @@ def test_without_a_baseline_the_report_is_about_training_only(trained):
     assert _section(text, "## Training at equal compute")["grpo"][:2] == ["5", "1,000"]
     for name in ("training_dynamics.png", "training_dynamics_tokens.png"):
         _assert_png(out / name)
+
+
+# ------------------------------------------------------------------------------------------------ against the paper
+
+PAPER_VLM_BASE_08B = {  # Tab. 1, Qwen3.5-0.8B (written out here, not read from the data file under test)
+    "ai2d": 65.6, "babyvision": 6.7, "charxiv": 54.3, "dynamath": 17.8, "embspatial": 67.9, "infovqa": 68.6,
+    "mathverse": 43.5, "mathvision": 16.4, "mathvista": 60.7, "mmmu_pro": 26.8, "mm_vet": 53.2, "ocrbench_v2_en": 40.0,
+    "ocrbench_v2_zh": 17.0, "visualpuzzles": 20.5, "vlms_are_blind": 42.8, "wemath": 54.4}
+TAB1_HEADER = ("| Method | AI2D | BabyV | CharXiv | DynaM | EmbSp | InfoVQA | MVerse | MVision | MVista | MMMUPro | "
+               "MM-Vet | OCREN | OCRZH | VisP | VBlind | WeMath | Avg |")
+TAB2_HEADER = ("| Method | AIME25 | AIME26 | CEval | GPQA-D | HLE | IMO-AB | MMLU | MMLU-Pro | MMLU-Rd | MultiCh | "
+               "Avg | MMVU | MVBench | VMME | VMMES | VMMMU | Avg |")
+
+
+def _results(folder, name, model, scores: dict[str, float], families: dict[str, str]):
+    folder.mkdir(parents=True)
+    entries = {bench: {"family": families.get(bench, "vlm"), "title": bench, "status": "ok", "acc": acc,
+                       **({"suite": "extra"} if bench not in families else {})} for bench, acc in scores.items()}
+    (folder / "results.json").write_text(json.dumps({"name": name, "model": model, "benchmarks": entries,
+                                                     "metric": "acc"}))
+
+
+def test_paper_layout_tables_on_a_fixed_input(tmp_path, capsys):
+    from recipe.zppo.eval.paper_tables import load_reference
+
+    reference = load_reference()
+    families = {name: entry["family"] for name, entry in reference["benchmarks"].items()}
+    zppo_row = next(r for r in reference["rows"] if (r["size"], r["method"], r["family"]) == ("0.8B", "zppo", "vlm"))
+    base_scores = {**PAPER_VLM_BASE_08B, "aime25": 3.3, "ceval": 52.3, "mmlu": 57.7, "mmstar": 61.0}
+    _results(tmp_path / "base", "base", "/models/Qwen3.5-0.8B", base_scores, families)
+    _results(tmp_path / "zppo", "zppo", "/ckpt/zppo_run", {k: v + 1.0 for k, v in zppo_row["scores"].items()},
+             families)
+    assert report_main([str(tmp_path / "zppo"), "--baseline", str(tmp_path / "base"), "--out",
+                        str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert printed in (tmp_path / "r" / "report.md").read_text()
+    lines = printed.splitlines()
+    assert "## Against the paper (Qwen3.5-0.8B" in printed  # the size named in the base model's path
+    assert TAB1_HEADER in lines and TAB2_HEADER in lines
+
+    def row(label, after):
+        start = lines.index(after)
+        return next(line for line in lines[start:] if line.startswith(f"| {label} |")).strip("|").split(" | ")[1:]
+
+    paper_base = row("Qwen3.5-0.8B", TAB1_HEADER)
+    assert paper_base[0].strip() == "65.6" and paper_base[-1].strip() == "41.0"
+    ours_base = [c.strip() for c in row("ours: base", TAB1_HEADER)]
+    assert ours_base == [f"{v:.1f}" for v in PAPER_VLM_BASE_08B.values()] + ["41.0"]
+    delta_base = [c.strip() for c in row("Δ base - paper Qwen3.5-0.8B", TAB1_HEADER)]
+    assert delta_base == ["+0.0"] * 17
+    delta_zppo = [c.strip() for c in row("Δ zppo - paper + ZPPO", TAB1_HEADER)]
+    assert delta_zppo == ["+1.0"] * 17
+    # Tab. 2: three LLM benchmarks evaluated: the average is over those three, marked, and its delta compares the
+    # paper's average over the same three; no video benchmark
+    llm = [c.strip() for c in row("ours: base", TAB2_HEADER)]
+    assert llm[0] == "3.3" and llm[1] == "–" and llm[10] == f"{(3.3 + 52.3 + 57.7) / 3:.1f}*(3)"
+    assert llm[11:] == ["–"] * 6
+    assert [c.strip() for c in row("Δ base - paper Qwen3.5-0.8B", TAB2_HEADER)][10] == "+0.0*(3)"
+    # Tab. 4: the paper's rows, then ours in the 0.8B columns
+    tab4_header = "| Method | LLM 0.8B | VLM 0.8B | Video 0.8B | LLM 2B | VLM 2B | Video 2B |"
+    assert tab4_header in lines
+    assert [c.strip() for c in row("Base", tab4_header)] == ["25.2", "41.0", "48.3", "45.3", "56.8", "60.6"]
+    assert [c.strip() for c in row("ours: base (0.8B)", tab4_header)][1:] == ["41.0", "–", "–", "–", "–"]
+    # a benchmark outside the paper's 31 is reported apart, never averaged
+    assert "| Method | mmstar |" in lines and [c.strip() for c in row("ours: base", "| Method | mmstar |")] == ["61.0"]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["paper"]["vlm"]["rows"][-1]["avg"] == pytest.approx(1.0)
+
+
+def test_paper_reference_data_is_consistent():
+    """The shipped Tabs 1-2 rows: 16 + 10 + 5 benchmarks; every row's mean of its benchmarks is the table's Avg within
+    0.1 (the paper averages unrounded scores); the base 0.8B row is the one a pipeline check compares with."""
+    from recipe.zppo.eval.paper_tables import load_reference
+
+    reference = load_reference()
+    families = [entry["family"] for entry in reference["benchmarks"].values()]
+    assert (families.count("vlm"), families.count("llm"), families.count("video")) == (16, 10, 5)
+    sizes_methods = {(row["size"], row["method"], row["family"]) for row in reference["rows"]}
+    for size in ("0.8B", "2B"):
+        for method in ("base", "grpo_buffer", "zppo"):
+            assert {(size, method, f) for f in ("vlm", "llm", "video")} <= sizes_methods
+        assert (size, "grpo", "vlm") in sizes_methods
+    for row in reference["rows"]:
+        names = [n for n, e in reference["benchmarks"].items() if e["family"] == row["family"]]
+        assert set(row["scores"]) == set(names), row["label"]
+        assert abs(sum(row["scores"].values()) / len(names) - row["avg"]) <= 0.1, (row["label"], row["size"])
+    base = {(r["family"]): r["avg"] for r in reference["rows"] if (r["size"], r["method"]) == ("0.8B", "base")}
+    assert base == {"vlm": 41.0, "llm": 25.2, "video": 48.3}
+    tab4_base = next(r for r in reference["tab4"] if (r["size"], r["method"]) == ("0.8B", "base"))
+    assert tab4_base["avg"] == base

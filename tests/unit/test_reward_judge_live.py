@@ -167,6 +167,40 @@ def test_answers_the_grader_decides_never_reach_the_judge(server):
     assert delta(before, server.stats())["requests"] == 1
 
 
+def test_eval_sends_a_truncated_answer_to_the_live_judge_with_its_reasoning(server):
+    """Evaluation (App. B.2): a truncated answer has no committed final answer, so the judge is consulted on the full
+    response (Fig. 9's look-inside-reasoning) even though the rule alone would grade the box in its reasoning."""
+    from recipe.zppo.eval.evaluate import compute_score_with_ids
+
+    info = {"scoring": "exact_judge", "reward_type": "multiple_choice", "question": "Which animal? A. cat B. dog",
+            "question_id": "q-1"}
+    truncated = "<think>The animal has floppy ears, so the answer is \\boxed{B} but let me check the"
+    assert compute_score("src", truncated.replace("<think>", ""), "B", info)["score"] == 1.0  # the rule alone
+    prompt = render_prompt(info["question"], "", truncated, "B")
+    reply = server.chat({"model": server.model, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0,
+                         "messages": [{"role": "user", "content": prompt}],
+                         "chat_template_kwargs": {"enable_thinking": False}})
+    verdict = parse_verdict(join_reasoning(reply["choices"][0]["message"]))
+    kw = judge_kwargs(server)
+    before = server.stats()
+    result = compute_score_with_ids("ai2d", truncated, "B", info, **kw)
+    assert delta(before, server.stats()) == {"requests": 1, "ok": 1, "errors": 0}  # the judge was consulted
+    assert (result["truncated"], result["judge_calls"], result["route"]) == (1.0, 1.0, "judge")
+    assert result["score"] == (1.0 if verdict else 0.0)
+    assert result["reason"] == ("judge_malformed" if verdict is None else "judge")
+    # the same answer, finished: the rule decides, no request
+    before = server.stats()
+    done = compute_score_with_ids("ai2d", "<think>floppy ears</think> \\boxed{B}", "B", info, **kw)
+    assert (done["route"], done["score"], done["judge_calls"]) == ("grader", 1.0, 0.0)
+    assert delta(before, server.stats())["requests"] == 0
+    # a BenchJudge row (HLE's official prompt, Fig. 13) reaches the same server once
+    before = server.stats()
+    hle = compute_score_with_ids("hle", "<think>2+2</think> 4", "4", {"scoring": "benchjudge", "judge": "hle",
+                                                                      "question": "What is 2+2?"}, **kw)
+    assert delta(before, server.stats())["requests"] == 1
+    assert hle["route"] == "benchjudge" and hle["reason"] in ("judge", "judge_malformed") and hle["judge_calls"] == 1
+
+
 def test_hung_server_times_out_boundedly(server):
     before = server.stats()
     kw = judge_kwargs(server, judge_timeout_s=0.3, judge_max_retries=1)

@@ -1,7 +1,8 @@
-"""Evaluate a model on the benchmark suite through the trainer's own validation path.
+"""Evaluate a model on the benchmark suite through the trainer's own validation path (App. B.2).
 
-    python -m recipe.zppo.eval --model PATH --suite llm,vlm,video --data DIR --out OUT [--n 1] [--temperature 0]
-                               [--top-p 1.0] [--name NAME] [hydra overrides ...]
+    python -m recipe.zppo.eval --model PATH --suite llm,vlm,video --data DIR --out OUT [--n 1] [--decoding auto]
+                               [--temperature T] [--top-p P] [--launch-size 1] [--redo] [--name NAME]
+                               [hydra overrides ...]
 
 - ``--model``: a Hugging Face model folder, or a verl training checkpoint (a run folder, a ``global_step_N`` folder
   or its ``actor`` folder), converted first with verl's own model merger
@@ -9,21 +10,31 @@
 - ``--suite``: families (``llm``, ``vlm``, ``video``) and/or benchmark names; ``--data``: the folder
   ``python -m data_prep.benchmarks`` wrote (``<name>.parquet``). A missing file or an unknown name is one line;
   the other benchmarks still run and the results mark the gap.
-- The run is ``python -m recipe.zppo.main_zppo trainer.val_only=true`` on the converted files: the same dataset
-  class, rollout engine, reward function (``recipe.zppo.reward.compute_score``, wrapped only to carry the row's
-  benchmark and question id into verl's per-row dump) and answer format as validation during training, so the
-  numbers are comparable with training-time ``val-core/<benchmark>/acc``. Greedy by default; ``--n K`` samples K
-  answers per question (temperature ``--temperature``, default 1.0 when K > 1) for avg@K and pass@k.
+- Each launch is ``python -m recipe.zppo.main_zppo trainer.val_only=true`` on the converted files: the same dataset
+  class, rollout engine and answer format as validation during training. The reward is ``compute_score_with_ids``
+  below: the row's benchmark scoring (``scoring.py``: Exact+Judge, Rule+Judge, Det., BenchJudge as Tabs 5-7 say;
+  rows without ``extra_info["scoring"]`` get the training reward unchanged) plus the row's benchmark and question
+  id for verl's per-answer dump.
+- Decoding (``decoding.py``): App. B.2's single configuration (temperature 0.6, top-p 0.95, top-k 20, min-p 0,
+  presence penalty 1.5, repetition penalty 1.0, 12,288 new tokens, max model length 262,144) for every benchmark;
+  ``--decoding cpu`` (automatic with ``preset=cpu``) keeps its sampling values and the CPU preset's lengths.
+  ``--n K`` samples K answers per question for avg@K and pass@k.
+- Progress and resume: benchmarks run ``--launch-size`` at a time (default one per trainer launch); a line says how
+  many benchmarks are done, the rows scored and the judge calls of the running launch (every 30 s,
+  ``ZPPO_EVAL_PROGRESS_S``), and one line per finished benchmark. A finished benchmark is recorded in
+  ``OUT/benchmarks/<name>/done.json``; running the same command again (same model, files, decoding and overrides)
+  evaluates only the benchmarks not finished, so a crash costs the running launch only.
 - Extra arguments are Hydra overrides passed on unchanged (e.g. ``preset=cpu``, ``data.max_prompt_length=8192``,
-  ``actor_rollout_ref.rollout.tensor_model_parallel_size=2``, judge settings under
-  ``+reward.custom_reward_function.reward_kwargs.*``).
+  ``actor_rollout_ref.rollout.tensor_model_parallel_size=2``, the judge under
+  ``+reward.custom_reward_function.reward_kwargs.judge_url=... judge_model=...``).
 
-Outputs in OUT: ``results.json`` and ``results.csv`` (per benchmark: accuracy = avg@n in percent, pass@k, share of
-unparseable answers, questions scored vs rows in the file; per family: the average over its benchmarks; the model,
-config and date), ``generations/<step>.jsonl`` (verl's per-answer dump: prompt, response, gold, score, ``acc``,
-``pred``, ``data_source``, ``question_id``), ``run/metrics/*.jsonl`` (verl's logged validation metrics) and
-``eval.log``. Exit status: 0 when every requested benchmark was evaluated, 1 when some were missing (results
-written for the others), the trainer's status when it failed.
+Outputs in OUT: ``results.json`` and ``results.csv`` (per benchmark: accuracy = avg@n in percent, pass@k, shares of
+unparseable and truncated answers, judge calls, questions scored vs rows in the file; per family: the average over
+its benchmarks; the model, config and date; rewritten after every launch), ``benchmarks/<name>/generations.jsonl``
+(verl's per-answer dump of that benchmark: prompt, response, gold, score, ``acc``, ``pred``, ``route``, ``reason``,
+``judge_calls``, ``truncated``, ``data_source``, ``question_id``) and ``done.json``, ``run/metrics/*.jsonl`` (verl's
+logged validation metrics) and ``eval.log``. Exit status: 0 when every requested benchmark was evaluated, 1 when
+some were missing (results written for the others), the trainer's status when a launch failed.
 
 This module is also the reward function of the run (``reward.custom_reward_function.path=pkg://recipe.zppo.eval.evaluate``,
 ``name=compute_score_with_ids``): it imports nothing heavy at module level.
@@ -35,9 +46,12 @@ import argparse
 import csv
 import json
 import math
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -51,17 +65,53 @@ CSV_FILE = "results.csv"
 
 # ------------------------------------------------------------------------------------------------ reward wrapper
 
+PROGRESS_KWARG = "progress_dir"
+PROGRESS_EVERY_S = 2.0  # a reward process rewrites its progress file at most this often
+_progress = {"rows": 0, "judge_calls": 0, "written": 0.0}
+_progress_lock = threading.Lock()
+
+
+def _record_progress(progress_dir, result: dict) -> None:
+    """Count one scored row (and its judge calls) in this process's progress file under ``progress_dir`` (the eval
+    CLI sums the files of a launch for its progress line)."""
+    with _progress_lock:
+        _progress["rows"] += 1
+        _progress["judge_calls"] += int(float(result.get("judge_calls", 0) or 0))
+        now = time.monotonic()
+        if now - _progress["written"] < PROGRESS_EVERY_S and _progress["rows"] > 1:
+            return
+        _progress["written"] = now
+        counts = {"rows": _progress["rows"], "judge_calls": _progress["judge_calls"]}
+    try:
+        folder = Path(str(progress_dir))
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{socket.gethostname()}-{os.getpid()}.json"
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps(counts))
+        os.replace(temporary, target)
+    except OSError:
+        pass  # progress is a convenience: never fail a score over it
+
 
 def compute_score_with_ids(data_source=None, solution_str=None, ground_truth=None, extra_info=None, **kwargs) -> dict:
-    """The project's reward (``recipe.zppo.reward.compute_score``, unchanged score) plus two string keys verl copies
-    into its per-answer dump: ``data_source`` (the benchmark) and ``question_id``. verl's validation metrics skip
-    string keys, so the logged numbers are those of the plain reward."""
-    from recipe.zppo.reward import compute_score
+    """The evaluation's reward: the row's benchmark scoring (``scoring.score_answer``: Tabs 5-7; rows without
+    ``extra_info["scoring"]`` get the project's reward, ``recipe.zppo.reward.compute_score``, unchanged) plus two
+    string keys verl copies into its per-answer dump: ``data_source`` (the benchmark) and ``question_id``. verl's
+    validation metrics skip string keys. ``progress_dir`` (a reward kwarg the eval CLI sets) counts rows and judge
+    calls for the progress line."""
+    from recipe.zppo.eval.scoring import score_answer
+    from recipe.zppo.reward import ROUTES
 
-    result = dict(compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs))
+    progress_dir = kwargs.pop(PROGRESS_KWARG, None)
+    result = dict(score_answer(data_source, solution_str, ground_truth, extra_info, **kwargs))
+    if kwargs.get("route_metrics"):  # every row the same keys (verl builds its columns from the first row's)
+        for name in ROUTES:
+            result[f"route_{name}"] = 1.0 if result.get("route") == name else 0.0
     info = extra_info if isinstance(extra_info, dict) else {}
     result["data_source"] = str(data_source or "")
     result["question_id"] = str(info.get("question_id") or "")
+    if progress_dir:
+        _record_progress(progress_dir, result)
     return result
 
 
@@ -88,7 +138,7 @@ def ks_for(n: int) -> list[int]:
     return ks
 
 
-SCORING_KEYS = ("data_source", "question_id", "uid", "acc", "score", "route")
+SCORING_KEYS = ("data_source", "question_id", "uid", "acc", "score", "route", "judge_calls", "truncated")
 
 
 def read_generations(path: Path) -> Iterator[dict]:
@@ -109,8 +159,10 @@ def question_key(row: dict) -> str:
 
 
 def score_benchmarks(rows: Iterable[dict]) -> dict[str, dict]:
-    """Per benchmark (``data_source`` of each dumped answer): questions, samples, accuracy (avg@n, percent),
-    pass@k (percent), share of unparseable answers (percent)."""
+    """Per benchmark (``data_source`` of each dumped answer): questions, samples, accuracy (avg@n, percent: the mean
+    of the answers' scores, so graded metrics such as ANLS or MM-Vet's judge score average as the benchmark defines),
+    pass@k (percent; an answer counts as correct when its score is >= 0.5), share of unparseable and of truncated
+    answers (percent), judge calls."""
     by_bench: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_bench[str(row.get("data_source") or "unknown")][question_key(row)].append(row)
@@ -120,13 +172,15 @@ def score_benchmarks(rows: Iterable[dict]) -> dict[str, dict]:
         n = min(sizes)
         per_question_acc = []
         correct_counts = []
-        unparseable = 0
+        unparseable = truncated = judge_calls = 0
         samples = 0
         for answers in questions.values():
-            accs = [float(a.get("acc", a.get("score", 0.0)) or 0.0) >= 0.5 for a in answers]
-            per_question_acc.append(sum(accs) / len(accs))
-            correct_counts.append((len(accs), sum(accs)))
+            scores = [float(a.get("acc", a.get("score", 0.0)) or 0.0) for a in answers]
+            per_question_acc.append(sum(scores) / len(scores))
+            correct_counts.append((len(scores), sum(score >= 0.5 for score in scores)))
             unparseable += sum(a.get("route") == "unparseable" for a in answers)
+            truncated += sum(float(a.get("truncated") or 0.0) >= 0.5 for a in answers)
+            judge_calls += int(sum(float(a.get("judge_calls") or 0.0) for a in answers))
             samples += len(answers)
         entry = {
             "questions": len(questions),
@@ -134,6 +188,8 @@ def score_benchmarks(rows: Iterable[dict]) -> dict[str, dict]:
             "n": n,
             "acc": 100.0 * sum(per_question_acc) / len(per_question_acc),
             "unparseable": 100.0 * unparseable / samples,
+            "truncated": 100.0 * truncated / samples,
+            "judge_calls": judge_calls,
         }
         for k in ks_for(n):
             entry[f"pass@{k}"] = 100.0 * sum(pass_at_k(c_n, c, k) for c_n, c in correct_counts) / len(correct_counts)
@@ -144,10 +200,13 @@ def score_benchmarks(rows: Iterable[dict]) -> dict[str, dict]:
 
 
 def family_averages(benchmarks: dict[str, dict], metric: str = "acc") -> dict[str, dict]:
-    """Average of ``metric`` over the evaluated benchmarks of each family; the missing ones are listed."""
+    """Average of ``metric`` over the evaluated benchmarks of each family; the missing ones are listed. Benchmarks the
+    registry marks ``suite="extra"`` (outside the paper's 31) form their own group, "extra", never averaged with the
+    paper's families."""
     families: dict[str, dict] = {}
     for name, entry in benchmarks.items():
-        family = families.setdefault(entry.get("family", "other"), {"benchmarks": [], "missing": []})
+        key = "extra" if entry.get("suite") == "extra" else entry.get("family", "other")
+        family = families.setdefault(key, {"benchmarks": [], "missing": []})
         if entry.get("status") == "ok":
             family["benchmarks"].append(name)
         else:
@@ -254,6 +313,7 @@ def select_benchmarks(tokens: list[str], data: Path, log) -> tuple[list[str], di
         entry = {
             "family": (registered.family if registered else manifest.get(name, {}).get("family", "other")),
             "title": (registered.title if registered else manifest.get(name, {}).get("title", name)),
+            "suite": getattr(registered, "suite", None) or manifest.get(name, {}).get("suite") or "paper",
         }
         path = data / f"{name}.parquet"
         if not path.is_file():
@@ -277,10 +337,19 @@ def _hydra_list(paths: list[str]) -> str:
     return "[" + ",".join("'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in paths) + "]"
 
 
-def build_overrides(model: Path, files: list[str], out: Path, n: int, temperature: float, top_p: float,
-                    user: list[str]) -> list[str]:
-    """The main_zppo overrides of an evaluation (the user's come last and win)."""
-    do_sample = n > 1 or temperature > 0
+def _hydra_value(text: str) -> str:
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def build_overrides(model: Path, files: list[str], out: Path, n: int, decoding_values: dict, user: list[str],
+                    progress_dir: Path | None = None, generations_dir: Path | None = None) -> list[str]:
+    """The main_zppo overrides of an evaluation launch (the user's come last and win): validation only, the paper's
+    decoding (``decoding.py``), the eval reward, the per-answer dump."""
+    from recipe.zppo.eval.decoding import overrides as decoding_overrides
+
+    extra = []
+    if progress_dir is not None:
+        extra.append(f"+reward.custom_reward_function.reward_kwargs.{PROGRESS_KWARG}={_hydra_value(str(progress_dir))}")
     return [
         f"actor_rollout_ref.model.path={model}",
         f"data.val_files={_hydra_list(files)}",
@@ -293,31 +362,31 @@ def build_overrides(model: Path, files: list[str], out: Path, n: int, temperatur
         "trainer.val_before_train=true",
         "trainer.total_training_steps=1",
         "trainer.resume_mode=disable",
-        f"trainer.validation_data_dir={out / 'generations'}",
+        f"trainer.validation_data_dir={generations_dir or out / 'generations'}",
         f"trainer.default_local_dir={out / 'run'}",
         "trainer.logger=[console,file]",
         "trainer.experiment_name=eval",
-        f"actor_rollout_ref.rollout.val_kwargs.n={n}",
-        f"actor_rollout_ref.rollout.val_kwargs.do_sample={str(do_sample).lower()}",
-        f"actor_rollout_ref.rollout.val_kwargs.temperature={temperature if do_sample else 0}",
-        f"actor_rollout_ref.rollout.val_kwargs.top_p={top_p}",
+        *decoding_overrides(decoding_values, n, out),
         "reward.custom_reward_function.path=pkg://recipe.zppo.eval.evaluate",
         f"reward.custom_reward_function.name={REWARD_FN_NAME}",
+        *extra,
         *user,
     ]
 
 
-def run_trainer(overrides: list[str], log_path: Path) -> int:
-    """``python -m recipe.zppo.main_zppo OVERRIDES``, its output shown and kept in ``log_path``."""
+def run_trainer(overrides: list[str], log_path: Path, echo: bool = True) -> int:
+    """``python -m recipe.zppo.main_zppo OVERRIDES``, its output kept in ``log_path`` (appended) and shown when
+    ``echo``."""
     command = [sys.executable, "-m", "recipe.zppo.main_zppo", *overrides]
-    with open(log_path, "w") as log_file:
+    with open(log_path, "a") as log_file:
         log_file.write(" ".join(command) + "\n")
         log_file.flush()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         assert process.stdout is not None
         for line in process.stdout:
             log_file.write(line)
-            sys.stdout.write(line)
+            if echo:
+                sys.stdout.write(line)
         return process.wait()
 
 
@@ -326,11 +395,111 @@ def _newest(paths: Iterable[Path], since: float) -> Path | None:
     return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
 
 
+# ------------------------------------------------------------------------------------------------ progress and resume
+
+DONE_FILE = "done.json"
+BENCH_DIR = "benchmarks"
+
+
+def read_progress(progress_dir: Path) -> dict[str, int]:
+    """Rows scored and judge calls so far in one launch: the sum of its reward processes' progress files."""
+    total = {"rows": 0, "judge_calls": 0}
+    for path in progress_dir.glob("*.json"):
+        try:
+            counts = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in total:
+            total[key] += int(counts.get(key, 0))
+    return total
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    filled = int(round(width * done / total)) if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
+
+
+class ProgressMonitor:
+    """While a launch runs: one line every ``every_s`` seconds when the counts moved (benchmarks done of all, rows
+    scored of the launch's rows, judge calls)."""
+
+    def __init__(self, progress_dir: Path, done: int, total: int, rows: int, names: list[str], log,
+                 every_s: float = 30.0):
+        self.progress_dir, self.done, self.total, self.rows, self.names = progress_dir, done, total, rows, names
+        self.log, self.every_s = log, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._last: dict | None = None
+
+    def line(self) -> str | None:
+        counts = read_progress(self.progress_dir)
+        if counts == self._last:
+            return None
+        self._last = counts
+        return (f"eval: {progress_bar(self.done, self.total)} benchmarks done; running {', '.join(self.names)}: "
+                f"{counts['rows']:,} of {self.rows:,} rows scored, {counts['judge_calls']:,} judge calls")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            line = self.line()
+            if line:
+                self.log(line)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def fingerprint(model: Path, entry: dict, config: dict) -> dict:
+    """What a finished benchmark was evaluated with; a re-run reuses it only when all of this is the same."""
+    path = Path(entry["file"])
+    stat = path.stat()
+    return {"model": str(model), "file": str(path), "file_size": stat.st_size, "file_mtime": int(stat.st_mtime),
+            "n": config["n"], "decoding": config["decoding"], "overrides": config["overrides"]}
+
+
+def load_done(out: Path, name: str, print_: dict) -> dict | None:
+    """The recorded result of a benchmark finished by an earlier run with the same fingerprint, else None."""
+    path = out / BENCH_DIR / name / DONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if record.get("fingerprint") == print_ else None
+
+
+def split_dump(dump: Path, out: Path, names: list[str]) -> dict[str, Path]:
+    """Copy each answer of a launch's dump into ``OUT/benchmarks/<data_source>/generations.jsonl`` (fresh files)."""
+    targets = {name: out / BENCH_DIR / name / "generations.jsonl" for name in names}
+    handles = {}
+    try:
+        for name, target in targets.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handles[name] = open(target, "w", encoding="utf-8")
+        with open(dump, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                source = str(json.loads(line).get("data_source") or "")
+                if source in handles:
+                    handles[source].write(line if line.endswith("\n") else line + "\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return targets
+
+
 def write_csv(results: dict, path: Path) -> None:
     ks = sorted({key for entry in results["benchmarks"].values() for key in entry if key.startswith("pass@")},
                 key=lambda k: int(k.split("@")[1]))
-    columns = ["model", "date", "family", "benchmark", "title", "status", "questions", "rows_in_file", "n", "acc",
-               *ks, "unparseable"]
+    columns = ["model", "date", "family", "suite", "benchmark", "title", "status", "questions", "rows_in_file", "n",
+               "acc", *ks, "unparseable", "truncated", "judge_calls"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -342,20 +511,22 @@ def write_csv(results: dict, path: Path) -> None:
                              "status": "complete" if entry["complete"] else "partial", "acc": entry["avg"]})
 
 
-def collect(out: Path, entries: dict[str, dict], started: float, log) -> dict[str, dict]:
-    """Fill the entries of the benchmarks that ran from the per-answer dump; cross-check with verl's metrics."""
-    dumps = _newest((out / "generations").glob("*.jsonl"), started)
+def collect(out: Path, names: list[str], entries: dict[str, dict], started: float, generations_dir: Path, log,
+            model: Path, config: dict) -> None:
+    """After a launch: split its dump per benchmark, fill each benchmark's entry from its own answers, cross-check
+    with verl's logged metrics, and record every finished benchmark (``OUT/benchmarks/<name>/done.json``)."""
+    dump = _newest(generations_dir.glob("*.jsonl"), started)
     metrics_file = _newest((out / "run" / "metrics").glob("*.jsonl"), started)
-    scores = score_benchmarks(read_generations(dumps)) if dumps else {}
+    files = split_dump(dump, out, names) if dump else {}
     logged = verl_core_metrics(metrics_file)
-    for name, entry in entries.items():
-        if "file" not in entry:
-            continue
-        if name not in scores:
+    for name in names:
+        entry = entries[name]
+        scores = score_benchmarks(read_generations(files[name])).get(name) if name in files else None
+        if not scores:
             log(f"eval: {name}: no answers in the trainer's dump (all prompts filtered out as over-long?)")
             entry["status"] = "no_answers"
             continue
-        entry.update(scores[name], status="ok")
+        entry.update(scores, status="ok", generations=str(files[name]))
         if entry["questions"] < entry["rows_in_file"]:
             log(f"eval: {name}: {entry['questions']} of {entry['rows_in_file']} questions scored (the others were "
                 "filtered out as longer than data.max_prompt_length, or failed)")
@@ -364,20 +535,47 @@ def collect(out: Path, entries: dict[str, dict], started: float, log) -> dict[st
             if abs(logged[name] - entry["acc"]) > 1e-6:
                 log(f"eval: {name}: verl logged acc {logged[name]:.4f} vs {entry['acc']:.4f} from the dump "
                     "(verl counts failed rollouts as wrong)")
-    return {"generations": str(dumps) if dumps else None, "metrics_file": str(metrics_file) if metrics_file else None}
+        record = {"fingerprint": fingerprint(model, entry, config), "entry": entry,
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        (out / BENCH_DIR / name / DONE_FILE).write_text(json.dumps(record, indent=2))
+
+
+def finish_results(results: dict, out: Path) -> None:
+    """Family averages, results.json and results.csv from the entries as they are now (written after every launch,
+    so an interrupted evaluation leaves the finished benchmarks' numbers)."""
+    entries = results["benchmarks"]
+    results["families"] = family_averages(entries)
+    results["generations"] = {name: e["generations"] for name, e in entries.items() if e.get("generations")}
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    write_csv(results, out / CSV_FILE)
+
+
+def _benchmark_line(done: int, total: int, name: str, entry: dict) -> str:
+    if entry.get("status") != "ok":
+        return f"eval: {progress_bar(done, total)} {name}: {entry.get('status')}"
+    return (f"eval: {progress_bar(done, total)} {name}: acc {entry['acc']:.2f} over {entry['questions']} questions "
+            f"({entry['samples']} answers scored, {entry.get('judge_calls', 0)} judge calls, "
+            f"{entry.get('truncated', 0.0):.1f}% truncated)")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from recipe.zppo.eval.decoding import PROFILES, profile_values
+
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.eval", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face model folder or verl checkpoint")
     parser.add_argument("--suite", default="llm,vlm,video", help="families and/or benchmark names, comma-separated")
     parser.add_argument("--data", required=True, type=Path, help="folder of converted benchmarks (<name>.parquet)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--n", type=int, default=1, help="answers per question (default 1: greedy)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="sampling temperature (default: 0 for n=1, 1.0 for n>1)")
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--out", required=True, type=Path, help="output folder (a re-run resumes in it)")
+    parser.add_argument("--n", type=int, default=1, help="answers per question (default 1)")
+    parser.add_argument("--decoding", default="auto", choices=("auto", *PROFILES),
+                        help="paper: App. B.2's decoding; cpu: its sampling values, lengths from the preset; greedy; "
+                             "auto (default): cpu with preset=cpu, else paper")
+    parser.add_argument("--temperature", type=float, default=None, help="override the profile's temperature")
+    parser.add_argument("--top-p", type=float, default=None, help="override the profile's top-p")
+    parser.add_argument("--launch-size", type=int, default=1,
+                        help="benchmarks per trainer launch (default 1: a crash loses one benchmark; 0: all in one)")
+    parser.add_argument("--redo", action="store_true", help="evaluate again the benchmarks finished in OUT")
     parser.add_argument("--name", default=None, help="method name shown in reports (default: the output folder name)")
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-")]
@@ -385,7 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (Hydra overrides are written key=value)")
     if args.n < 1:
         parser.error("--n must be >= 1")
-    temperature = args.temperature if args.temperature is not None else (1.0 if args.n > 1 else 0.0)
+    if args.launch_size < 0:
+        parser.error("--launch-size must be >= 0")
+    profile = args.decoding
+    if profile == "auto":
+        profile = "cpu" if any(o.replace(" ", "") in ("preset=cpu", "+preset=cpu") for o in overrides) else "paper"
+    values = profile_values(profile, args.temperature, args.top_p)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -395,17 +598,19 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data.expanduser().resolve()
     tokens = [t for t in args.suite.split(",") if t.strip()]
     run, entries, unknown = select_benchmarks(tokens, data, log)
+    config = {"n": args.n, "decoding_profile": profile, "decoding": values, "overrides": overrides,
+              "temperature": values["temperature"], "top_p": values["top_p"], "do_sample": values["temperature"] > 0}
     results = {
         "name": args.name or out.name,
         "model": str(args.model),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "suite": tokens,
         "metric": "acc",
-        "config": {"n": args.n, "temperature": temperature, "top_p": args.top_p,
-                   "do_sample": args.n > 1 or temperature > 0, "overrides": overrides},
+        "config": config,
         "benchmarks": entries,
         "unknown": unknown,
     }
+    log(f"eval: decoding {profile}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     status = 0 if len(run) == len(entries) and not unknown else 1
     if run:
         model = prepare_model(args.model, out, log)
@@ -416,28 +621,49 @@ def main(argv: list[str] | None = None) -> int:
                 entries[name]["status"] = "text_only_model"
                 run.remove(name)
                 status = 1
+    pending = []
+    for name in run:
+        record = None if args.redo else load_done(out, name, fingerprint(model, entries[name], config))
+        if record is None:
+            pending.append(name)
+            continue
+        entries[name].update(record["entry"])
+        log(f"eval: {name}: finished in an earlier run ({out / BENCH_DIR / name}, {record.get('date')}); "
+            "not evaluated again (--redo does)")
+    done = len(run) - len(pending)
+    size = args.launch_size or max(1, len(pending))
+    groups = [pending[i:i + size] for i in range(0, len(pending), size)]
     if run:
-        # A fresh dump: the trainer writes generations/<step>.jsonl and one metrics file per launch.
-        shutil.rmtree(out / "generations", ignore_errors=True)
-        files = [entries[name]["file"] for name in run]
-        all_overrides = build_overrides(model, files, out, args.n, temperature, args.top_p, overrides)
-        results["config"]["command"] = [sys.executable, "-m", "recipe.zppo.main_zppo", *all_overrides]
+        log(f"eval: {progress_bar(done, len(run))} benchmarks done; {len(pending)} to evaluate in {len(groups)} "
+            f"launch(es)")
+    for group in groups:
+        launch = out / ".launch"
+        shutil.rmtree(launch, ignore_errors=True)
+        files = [entries[name]["file"] for name in group]
+        all_overrides = build_overrides(model, files, out, args.n, values, overrides, launch / "progress",
+                                        launch / "generations")
+        config.setdefault("commands", []).append([sys.executable, "-m", "recipe.zppo.main_zppo", *all_overrides])
+        rows = args.n * sum(int(entries[name]["rows_in_file"]) for name in group)
         started = time.time()
-        code = run_trainer(all_overrides, out / "eval.log")
+        with ProgressMonitor(launch / "progress", done, len(run), rows, group, log,
+                             float(os.environ.get("ZPPO_EVAL_PROGRESS_S", "30"))):
+            code = run_trainer(all_overrides, out / "eval.log")
         if code != 0:
-            log(f"eval: the trainer failed (exit {code}); see {out / 'eval.log'}")
-            for name in run:
+            log(f"eval: the trainer failed (exit {code}) on {', '.join(group)}; see {out / 'eval.log'}")
+            for name in group:
                 entries[name]["status"] = "failed"
             status = code
         else:
-            results.update(collect(out, entries, started, log))
-            if any(entries[name].get("status") != "ok" for name in run):
+            collect(out, group, entries, started, launch / "generations", log, model, config)
+        for name in group:
+            done += entries[name].get("status") == "ok"
+            log(_benchmark_line(done, len(run), name, entries[name]))
+            if entries[name].get("status") != "ok":
                 status = status or 1
-    else:
+        finish_results(results, out)
+    if not run:
         log("eval: no benchmark to run")
-    results["families"] = family_averages(entries)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    write_csv(results, out / CSV_FILE)
+    finish_results(results, out)
     for family, entry in results["families"].items():
         avg = "n/a" if entry["avg"] is None else f"{entry['avg']:.2f}"
         gap = f" (missing: {', '.join(entry['missing'])})" if entry["missing"] else ""

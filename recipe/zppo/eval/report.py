@@ -30,6 +30,13 @@ generated tokens, per-family and per-benchmark bars).
   Both have the same panels, among them cumulative graduated questions and cumulative generated tokens (the latter
   always against step, so the compute price of each step stays visible).
 - ``--title``: the report's heading and the plots' title.
+- Against the paper (``paper_tables.py``): the evaluated columns beside the paper's reference rows of Tabs 1-2
+  (``paper_reference.json``) in the paper's layouts (Tab. 1: 16 VLM columns + Avg; Tab. 2: 10 LLM + Avg, 5 Video +
+  Avg; Tab. 4: family averages), with the deltas of each column vs the paper row of the same method
+  (``--paper-methods``; the baseline is ``base``) at one student size (``--paper-size``, default: named in the model
+  path). Printed on stdout and written into report.md. ``python -m recipe.zppo.report --baseline evals/base --out R``
+  alone checks an evaluation of the base model against the paper's base row. Benchmarks outside the paper's 31 (the
+  registry's "extra" suite) are a separate group everywhere, never averaged into a family.
 
 Outputs in OUT: ``report.md``, ``report.json`` (every number of the tables), ``training_dynamics.png``, the second
 dynamics plot, ``family_bars.png``, ``benchmark_deltas.png``. A run without metrics, or without evaluation results,
@@ -46,8 +53,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAMILY_ORDER = ("llm", "vlm", "video")
-FAMILY_TITLES = {"llm": "LLM", "vlm": "VLM", "video": "Video"}
+FAMILY_ORDER = ("llm", "vlm", "video", "extra")
+FAMILY_TITLES = {"llm": "LLM", "vlm": "VLM", "video": "Video", "extra": "Extra (not in the paper)"}
 
 # What the compute ledger logs per step (compute_ledger.py): the spend since the start of the run.
 TOKENS_KEY = "zppo/compute/cum_generated_tokens"
@@ -181,6 +188,8 @@ def benchmark_scores(results: dict | None, metric: str) -> dict[str, float]:
 def _family_of(name: str, runs: list[Run]) -> str:
     for run in runs:
         entry = ((run.results or {}).get("benchmarks") or {}).get(name)
+        if entry and entry.get("suite") == "extra":  # outside the paper's 31: never averaged with its families
+            return "extra"
         if entry and entry.get("family"):
             return entry["family"]
     return "other"
@@ -516,9 +525,46 @@ def plot_benchmark_deltas(table: dict, path: Path) -> bool:
 # ------------------------------------------------------------------------------------------------ main
 
 
+def paper_comparison(baseline: Run | None, runs: list[Run], size: str | None = None,
+                     methods: list[str] | None = None, metric: str = "acc") -> dict | None:
+    """The paper-layout tables (``paper_tables.py``) for the evaluated columns: ``size`` "0.8B"/"2B" (default: named
+    in the baseline's or a run's model path, else 0.8B, said in a note); ``methods``: the paper row each column
+    reproduces, in column order (default: the baseline is ``base``, a run named like a paper method is that method)."""
+    from recipe.zppo.eval import paper_tables
+
+    reference = paper_tables.load_reference()
+    evaluated = [run for run in ([baseline] if baseline is not None else []) + runs if run.results]
+    if not evaluated:
+        return None
+    columns, notes = [], []
+    for i, run in enumerate(evaluated):
+        if methods and i < len(methods):
+            method = methods[i] or None
+        elif run is baseline:
+            method = "base"
+        else:
+            method = run.name if run.name in reference["methods"] else None
+        if method is not None and method not in reference["methods"]:
+            raise SystemExit(f"report: --paper-methods {method!r}: one of {', '.join(reference['methods'])}")
+        columns.append(paper_tables.Column(run.name, method, benchmark_scores(run.results, metric)))
+    if size is None:
+        size = paper_tables.guess_size(*[run.results.get("model", "") for run in evaluated],
+                                       *[run.results.get("model_path", "") for run in evaluated])
+        if size is None:
+            size = "0.8B"
+            notes.append("student size not named in any model path: compared with the paper's 0.8B rows "
+                         "(--paper-size 2B for the others)")
+    tables = paper_tables.build(reference, size, columns)
+    tables["notes"] = notes
+    tables["markdown"] = paper_tables.markdown(tables) + "".join(f"\n- {note}" for note in notes) + (
+        "\n" if notes else "")
+    return tables
+
+
 def make_report(run_paths: list[Path], baseline_path: Path | None, out: Path, names: list[str] | None = None,
                 x_axis: str | None = None, metric: str = "acc", title: str | None = None,
-                token_budget: float | None = None) -> dict:
+                token_budget: float | None = None, paper_size: str | None = None,
+                paper_methods: list[str] | None = None) -> dict:
     """Write the report files into ``out``; returns report.json's content (the evaluation table's numbers at the
     top level, the training tables under ``training``)."""
     if token_budget is not None and not token_budget > 0:
@@ -566,12 +612,17 @@ def make_report(run_paths: list[Path], baseline_path: Path | None, out: Path, na
         text = markdown(table, [baseline, *runs], notes, title)
     else:
         text = f"# {title or 'Training report'}\n" + "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
+    paper = paper_comparison(baseline, runs, paper_size, paper_methods, metric)
+    if paper is not None:
+        text += "\n" + paper["markdown"]
+        print(paper["markdown"], flush=True)
     training_text = training_markdown(training)
     if training_text:
         text += "\n" + training_text
     text += "\n" + "\n".join(f"![{key}]({file})" for key, file in plots.items()) + "\n"
     (out / "report.md").write_text(text)
-    report = {**(table or {}), "title": title, "training": training, "plots": plots, "notes": notes, "x_axis": second_x}
+    report = {**(table or {}), "title": title, "training": training, "plots": plots, "notes": notes, "x_axis": second_x,
+              "paper": {k: v for k, v in paper.items() if k != "markdown"} if paper else None}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     log(f"report: {out / 'report.md'} ({len(plots)} plots)")
     return report
@@ -579,7 +630,9 @@ def make_report(run_paths: list[Path], baseline_path: Path | None, out: Path, na
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipe.zppo.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="training and/or evaluation folders, one per method")
+    parser.add_argument("runs", nargs="*", type=Path,
+                        help="training and/or evaluation folders, one per method (none: the baseline alone against "
+                             "the paper)")
     parser.add_argument("--baseline", default=None, type=Path,
                         help="the base model's evaluation folder (without it: the training tables and plots only)")
     parser.add_argument("--out", required=True, type=Path)
@@ -592,9 +645,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="generated tokens at which the equal-compute table cuts every run "
                              "(default: the smallest final spend of the runs)")
     parser.add_argument("--metric", default="acc", help="the per-benchmark number of the table (acc, pass@k, ...)")
+    parser.add_argument("--paper-size", default=None, choices=("0.8B", "2B"),
+                        help="the paper rows to compare with (default: the size named in the model paths, else 0.8B)")
+    parser.add_argument("--paper-methods", default=None,
+                        help="comma-separated paper method of each column, baseline first (base, grpo, grpo_buffer, "
+                             "zppo, off_distill, ...; empty for none); default: base for the baseline, a run named "
+                             "like a method is that method")
     args = parser.parse_args(argv)
+    if not args.runs and args.baseline is None:
+        parser.error("give evaluation/training folders and/or --baseline")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    make_report(args.runs, args.baseline, args.out, names, args.x_axis, args.metric, args.title, args.token_budget)
+    methods = [m.strip() for m in args.paper_methods.split(",")] if args.paper_methods is not None else None
+    make_report(args.runs, args.baseline, args.out, names, args.x_axis, args.metric, args.title, args.token_budget,
+                args.paper_size, methods)
     return 0
 
 

@@ -218,6 +218,7 @@ class JudgeResult:
     correct: bool
     outcome: str
     reason: str
+    value: float = 0.0  # the parsed score: 1.0 / 0.0 for a verdict, a graded judge's number (MM-Vet) in [0, 1]
 
 
 @dataclass
@@ -255,7 +256,7 @@ class Judge:
         self.client = TeacherClient(config.url, config.model, TeacherClientConfig(
             timeout_s=float(config.timeout_s), max_retries=int(config.max_retries),
             max_concurrency=int(config.max_concurrency), api_key_env=config.api_key_env, send_images=False))
-        self._cache: OrderedDict[str, bool] = OrderedDict()
+        self._cache: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._failures_in_a_row = 0
         self._open_until = 0.0
@@ -275,12 +276,20 @@ class Judge:
         cfg = self.config
         prompt = render_prompt((question or "")[:MAX_QUESTION_CHARS], options or "",
                                (response or "")[-cfg.response_chars:], ground_truth)
+        return self.ask(prompt, parse_verdict)
+
+    def ask(self, prompt: str, parse) -> JudgeResult:
+        """Send one rendered judge prompt (Fig. 9, or a benchmark's official prompt, ``bench_judges.py``) and read the
+        reply with ``parse`` (text -> bool, or a float in [0, 1] for graded judges such as MM-Vet's; None when
+        malformed). ``JudgeResult.value`` carries that number. Never raises; returns within about ``wait_s``."""
+        cfg = self.config
         key = hashlib.sha256(json.dumps([cfg.model, cfg.thinking, cfg.max_tokens, prompt]).encode()).hexdigest()
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.stats.cache_hits += 1
-                return JudgeResult(self._cache[key], "cached", "judge_cached")
+                value = float(self._cache[key])
+                return JudgeResult(value >= 1.0, "cached", "judge_cached", value)
             if time.monotonic() < self._open_until:
                 self.stats.circuit_rejections += 1
                 return JudgeResult(False, "failed", "judge_circuit_open")
@@ -298,17 +307,18 @@ class Judge:
             return self._failed(reason)
         with self._lock:
             self._failures_in_a_row = 0
-        verdict = parse_verdict(reply.completion.text)
+        verdict = parse(reply.completion.text)
         if verdict is None:
             self._count("malformed")
             return JudgeResult(False, "malformed", "judge_malformed")
         self._count("verdicts")
+        value = float(verdict)
         if cfg.cache_size > 0:
             with self._lock:
-                self._cache[key] = verdict
+                self._cache[key] = value
                 while len(self._cache) > cfg.cache_size:
                     self._cache.popitem(last=False)
-        return JudgeResult(verdict, "verdict", "judge")
+        return JudgeResult(value >= 1.0, "verdict", "judge", value)
 
     def _failed(self, reason: str) -> JudgeResult:
         self._count("failures", reason)
