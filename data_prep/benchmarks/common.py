@@ -510,17 +510,19 @@ def _duration_s(container, stream) -> float:
 
 
 def _frame_at(container, stream, t: float):
-    """The first frame at or after ``t`` seconds (the last one if ``t`` is past the end)."""
+    """The frame shown at ``t`` seconds: the last one starting at or before ``t`` (the first frame if ``t`` precedes
+    it, the last one if ``t`` is past the end), i.e. the frame index ``floor(t * fps)`` as the official samplers take
+    it."""
     if stream.time_base is not None:
         container.seek(max(int(t / stream.time_base), 0), stream=stream, backward=True, any_frame=False)
-    last = None
+    shown = None
     for frame in container.decode(stream):
-        last = frame
-        if frame.time is None or frame.time >= t - 1e-6:
+        if shown is not None and frame.time is not None and frame.time > t + 1e-6:
             break
-    if last is None:
+        shown = frame
+    if shown is None:
         raise StopIteration(f"no frame at {t:.2f} s")
-    return last
+    return shown
 
 
 _SRT_TIME_RE = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)\s*-->\s*(\d+):(\d+):(\d+)[,.](\d+)")
