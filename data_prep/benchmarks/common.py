@@ -185,13 +185,26 @@ class Source:
 
 
 def read_records(path: Path) -> Iterator[dict]:
-    """Rows of a .parquet / .json / .jsonl / .csv / .tsv file as dicts (parquet read in small batches)."""
+    """Rows of a .parquet / .arrow (``datasets.save_to_disk``'s Arrow stream) / .json / .jsonl / .csv / .tsv file as
+    dicts (parquet and arrow read in small batches)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             parquet = pq.ParquetFile(str(path))
             for batch in parquet.iter_batches(batch_size=64):
                 yield from batch.to_pylist()
+        elif suffix == ".arrow":
+            with pa.memory_map(str(path)) as stream:
+                try:
+                    reader = pa.ipc.open_stream(stream)
+                except pa.ArrowInvalid:  # the random-access file format
+                    stream.seek(0)
+                    reader = pa.ipc.open_file(stream)
+                    for i in range(reader.num_record_batches):
+                        yield from reader.get_batch(i).to_pylist()
+                    return
+                for batch in reader:
+                    yield from batch.to_pylist()
         elif suffix == ".jsonl":
             with open(path, encoding="utf-8") as f:
                 for line_no, line in enumerate(f, 1):

@@ -620,7 +620,9 @@ def _vlms_are_blind(root: Path, rows: int) -> list[str]:
 
 
 def _ceval(root: Path, rows: int) -> list[str]:
+    """ceval/ceval-exam as its release zip unpacks: val/<subject>_val.csv (and dev/, test/, not evaluated)."""
     expected = []
+    fields = ["id", "question", "A", "B", "C", "D", "answer", "explanation"]
     for subject in ("accountant", "physician"):
         records = []
         for i in range(rows):
@@ -629,8 +631,12 @@ def _ceval(root: Path, rows: int) -> list[str]:
             records.append({"id": i, "question": f"{subject} 问题 {i}？", **letters, "answer": chr(65 + gold),
                             "explanation": ""})
             expected.append(options[gold])
-        _parquet(root / f"{subject}/val-00000-of-00001.parquet", records)
-        _parquet(root / f"{subject}/dev-00000-of-00001.parquet", records[:1])  # dev is not the evaluated split
+        for split, part in (("val", records), ("dev", records[:1])):  # dev is not the evaluated split
+            (root / split).mkdir(parents=True, exist_ok=True)
+            with open(root / f"{split}/{subject}_{split}.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(part)
     return expected
 
 
@@ -677,8 +683,17 @@ def _mmlu(root: Path, rows: int) -> list[str]:
     return expected
 
 
+def _arrow_stream(path: Path, rows: list[dict]) -> None:
+    """A ``datasets.save_to_disk`` shard: an Arrow IPC stream."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
 def _mmlu_redux(root: Path, rows: int) -> list[str]:
-    """Two subjects; in each, one extra row re-annotated as wrong (error_type != ok) that is left out."""
+    """edinburgh-dawg/mmlu-redux-2.0 as saved with ``datasets``: <subject>/data-00000-of-00001.arrow (+ its json
+    metadata); in each subject one extra row re-annotated as wrong (error_type != ok) that is left out."""
     expected = []
     for subject in ("anatomy", "virology"):
         records = []
@@ -690,7 +705,9 @@ def _mmlu_redux(root: Path, rows: int) -> list[str]:
         records.insert(1, {"question": "A flawed question?", "choices": ["a", "b", "c", "d"], "answer": 0,
                            "error_type": "wrong_groundtruth", "source": "", "correct_answer": "1",
                            "potential_reason": ""})
-        _parquet(root / f"{subject}/test-00000-of-00001.parquet", records)
+        _arrow_stream(root / f"{subject}/data-00000-of-00001.arrow", records)
+        _json(root / f"{subject}/state.json", {"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                                              "_split": "test"})
     return expected
 
 

@@ -84,12 +84,19 @@ def mmlu_pro(source: Source) -> Iterator[Item]:
         )
 
 
+def _subject_of(path: Path, split: str) -> str:
+    """The subject (config) folder of a per-subject file: ``<subject>/<file>`` or ``<subject>/<split>/<file>``."""
+    return path.parent.parent.name if path.parent.name == split else path.parent.name
+
+
 def ceval(source: Source) -> Iterator[Item]:
-    """C-Eval val, all 52 subjects (ceval/ceval-exam: ``<subject>/val-*.parquet``, or the release zip's
-    ``val/<subject>_val.csv``): id, question, A-D, answer letter. ``subset`` = the subject."""
-    for record in source.records("**/val-*.parquet", "val/*_val.csv", "**/*_val.csv"):
+    """C-Eval val, all 52 subjects (ceval/ceval-exam: the release zip's ``val/<subject>_val.csv``, or the parquet
+    conversion's ``<subject>/val/*.parquet`` / ``<subject>/ceval-exam-val.parquet``): id, question, A-D, answer
+    letter. ``subset`` = the subject."""
+    for record in source.records("val/*_val.csv", "**/*_val.csv", "*/val/*.parquet", "*/ceval-exam-val.parquet",
+                                 "**/val-*.parquet"):
         path = Path(record["_file"])
-        subject = path.parent.name if path.suffix == ".parquet" else path.stem.removesuffix("_val")
+        subject = _subject_of(path, "val") if path.suffix == ".parquet" else path.stem.removesuffix("_val")
         options = [clean_option(field_of(record, letter)) for letter in "ABCD"]
         qid = f"{subject}-{field_of(record, 'id')}"
         yield Item(qid, str(field_of(record, "question")).strip(),
@@ -145,12 +152,13 @@ def mmlu(source: Source) -> Iterator[Item]:
 
 
 def mmlu_redux(source: Source) -> Iterator[Item]:
-    """MMLU-Redux 2.0, all 57 subjects (edinburgh-dawg/mmlu-redux-2.0: ``<subject>/test-*.parquet``: question,
-    choices, answer index, error_type, ...). Only the questions the re-annotation found correct (error_type "ok")
-    are kept, the benchmark's clean subset (*ours*: the paper does not say which rows it scores)."""
+    """MMLU-Redux 2.0, all 57 subjects (edinburgh-dawg/mmlu-redux-2.0, saved with ``datasets``: one
+    ``<subject>/data-*.arrow`` per subject, or the parquet conversion's ``<subject>/test/*.parquet``): question,
+    choices, answer index, error_type, ... Only the questions the re-annotation found correct (error_type "ok") are
+    kept, the benchmark's clean subset (*ours*: the paper does not say which rows it scores)."""
     counts: dict[str, int] = {}
-    for record in source.records("**/test-*.parquet", "**/*.parquet"):
-        subject = Path(record["_file"]).parent.name
+    for record in source.records("*/data-*.arrow", "**/*.arrow", "*/test/*.parquet", "**/test-*.parquet"):
+        subject = _subject_of(Path(record["_file"]), "test")
         number = counts[subject] = counts.get(subject, -1) + 1
         if str(record.get("error_type") or "ok") != "ok":
             continue

@@ -139,14 +139,15 @@ def mmmu_pro(source: Source) -> Iterator[Item]:
     """MMMU-Pro, all three configs of MMMU/MMMU_Pro (Tab. 5), each its ``subset``: "standard (10 options)",
     "standard (4 options)" (MMMU-style rows) and "vision" (question and options inside the screenshot)."""
     for config, short in MMMU_PRO_CONFIGS.items():
-        items = mmmu_pro_vision(source) if config == "vision" else _mmmu_items(source.records(f"{config}/*.parquet"))
+        items = (mmmu_pro_vision(source) if config == "vision"
+                 else _mmmu_items(source.records(f"{config}/*.parquet", f"{config}/**/*.parquet")))
         for item in items:
             yield Item(**{**item.__dict__, "qid": f"{short}-{item.qid}", "subset": config})
 
 
 def mmmu_pro_vision(source: Source) -> Iterator[Item]:
     """MMMU-Pro, "vision" config: question and options are inside the screenshot."""
-    for record in source.records("vision/*.parquet"):
+    for record in source.records("vision/*.parquet", "vision/**/*.parquet"):
         qid = field_of(record, "id")
         options = [clean_option(o) for o in as_list(record.get("options"))]
         yield Item(str(qid), "Answer the multiple-choice question shown in the image.",
