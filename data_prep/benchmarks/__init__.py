@@ -47,8 +47,9 @@ class Benchmark:
     suite: str = "paper"  # paper | extra
     aggregate: str = "mean_rows"  # mean_rows: accuracy over all rows; mean_subsets: mean of the subsets' accuracies
     licence: str = "see card"
-    frames: int = DEFAULT_FRAMES  # video: frames per clip of the benchmark's protocol
+    frames: int = DEFAULT_FRAMES  # video: frames per clip of the benchmark's protocol (with per_second: the cap)
     sampling: str = "segments"  # video: where the frames are taken (common.frame_times)
+    per_second: float | None = None  # video: frames per second of the clip instead of a fixed count
 
     def __post_init__(self):
         for key, value, allowed in (("family", self.family, FAMILIES), ("scoring", self.scoring, tuple(SCORINGS)),
@@ -121,7 +122,7 @@ _PAPER = [
       "all rows (273)", "benchjudge"),
     # Tab. 7: 5 Video benchmarks
     B("mmvu", "video", video.mmvu, "MMVU", "MMVU (validation)", "yale-nlp/MMVU", "validation (1,000)", "benchjudge",
-      frames=32, sampling="linspace"),
+      frames=64, sampling="linspace", per_second=1.0),
     B("mvbench", "video", video.mvbench, "MVBench", "MVBench (20 task configs)", "OpenGVLab/MVBench",
       "20 task configs / train (4,000)", "rule_judge", licence="MIT (videos: their sources' terms)", frames=16,
       sampling="segments"),
@@ -210,7 +211,7 @@ def convert(name: str, src: Path, out_dir: Path, options: ConvertOptions) -> dic
     bench = BENCHMARKS[name]
     source = Source(name, src)
     rows = rows_of(bench.convert(source), name, bench.family, bench.split, source, options, scoring=bench.scoring,
-                   frames=bench.frames, sampling=bench.sampling)
+                   frames=bench.frames, sampling=bench.sampling, per_second=bench.per_second)
     started = time.time()
     try:
         count = write_rows(tqdm(rows, desc=name, unit="row", leave=False, total=options.limit),
@@ -237,7 +238,8 @@ def convert(name: str, src: Path, out_dir: Path, options: ConvertOptions) -> dic
         "seconds": round(time.time() - started, 1),
         "options": {"min_pixels": options.min_pixels, "max_pixels": options.max_pixels,
                     "frames": (options.frames or bench.frames) if bench.family == "video" else None,
-                    "sampling": bench.sampling if bench.family == "video" else None, "limit": options.limit},
+                    "sampling": bench.sampling if bench.family == "video" else None,
+                    "per_second": None if options.frames else bench.per_second, "limit": options.limit},
     }
 
 

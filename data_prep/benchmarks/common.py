@@ -469,14 +469,25 @@ class Frames:
     last: Any = None
 
 
-def sample_frames(clip: Clip, count: int, where: str, sampling: str = "segments") -> Frames:
-    """``count`` PIL frames sampled from a video file or a folder of frames (within start/end if set)."""
+def frames_for(count: int, per_second: float | None, duration: float) -> int:
+    """How many frames to take: ``count``, or with ``per_second`` that many per whole second of the clip, at most
+    ``count`` and at least 1 (MMVU's official ``fps * int(duration)``, capped)."""
+    if per_second is None:
+        return count
+    return max(1, min(count, int(per_second * int(duration))))
+
+
+def sample_frames(clip: Clip, count: int, where: str, sampling: str = "segments",
+                  per_second: float | None = None) -> Frames:
+    """``count`` PIL frames sampled from a video file or a folder of frames (within start/end if set); with
+    ``per_second``, that many per second of the clip, at most ``count`` (``frames_for``)."""
     from PIL import Image
 
     if clip.path.is_dir():
         frames = sorted(p for p in clip.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not frames:
             raise SourceError(f"{where}: frame folder {clip.path} holds no images")
+        count = frames_for(count, per_second, len(frames) / (clip.frame_fps or 1.0))
         lo, hi = 0, len(frames)
         if clip.frame_fps and clip.start is not None and clip.end is not None:
             lo = min(max(int(clip.start * clip.frame_fps), 0), len(frames) - 1)
@@ -499,6 +510,7 @@ def sample_frames(clip: Clip, count: int, where: str, sampling: str = "segments"
             start = clip.start if clip.start is not None else 0.0
             end = clip.end if clip.end is not None and clip.end > start else duration
             end = min(end, duration) if duration else end
+            count = frames_for(count, per_second, end - start)
             if sampling == "linspace" and stream.average_rate:  # the last frame starts one frame before the end
                 end = max(start, end - 1.0 / float(stream.average_rate))
             images, times = [], []
@@ -634,12 +646,14 @@ def subtitles_block(lines: list[str]) -> str:
 
 def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, source: Source,
             options: ConvertOptions, scoring: str = "", frames: int = DEFAULT_FRAMES,
-            sampling: str = "segments") -> Iterator[dict]:
+            sampling: str = "segments", per_second: float | None = None) -> Iterator[dict]:
     """Trainer rows of a converter's items: images and frames loaded and resized, ids made unique.
 
-    ``frames`` / ``sampling``: the benchmark's frame protocol (``options.frames``, when set, overrides the count).
+    ``frames`` / ``sampling`` / ``per_second``: the benchmark's frame protocol (``options.frames``, when set, is the
+    count of every clip).
     """
     count = options.frames or frames
+    per_second = None if options.frames else per_second
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         if options.limit is not None and index >= options.limit:
@@ -647,8 +661,10 @@ def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, sour
         where = f"{benchmark} question {item.qid}"
         images = [image_bytes(value, source, options, where) for value in item.images]
         if item.clip is not None:
-            sampled = sample_frames(item.clip, count, where, sampling)
+            sampled = sample_frames(item.clip, count, where, sampling, per_second)
             frame_bytes = [image_bytes(frame, source, options, where) for frame in sampled.images]
+            if not frame_bytes:
+                raise SourceError(f"{where}: no frame could be sampled from {item.clip.path}")
             if sampled.last is not None and not images:  # the question's image is the clip's last frame
                 images = [image_bytes(sampled.last, source, options, where)]
             question = item.question

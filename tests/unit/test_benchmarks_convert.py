@@ -416,3 +416,16 @@ def test_videommmu_adaptation_image_is_the_release_image_or_the_last_frame(conve
         Image.open(io.BytesIO(without["images"][-1]["bytes"])).convert("RGB").getpixel((40, 30))
     last = Image.open(io.BytesIO(without["images"][-1]["bytes"])).convert("RGB").getpixel((3, 3))
     assert last[0] == pytest.approx(frame_colour(11)[0], abs=6)  # the video's final frame
+
+
+def test_mmvu_takes_one_frame_per_second_by_default(tmp_path):
+    """MMVU's protocol: 1 frame per whole second (at most 64), evenly from the first to the last frame; the fixture
+    video lasts 3 s (12 frames at 4 fps), so 3 frames: 0, 5 and 11."""
+    build_fixtures(tmp_path / "src", ["mmvu"], rows=1)
+    done = convert_many(["mmvu"], tmp_path / "src", tmp_path / "out", ConvertOptions(MIN_PIXELS, MAX_PIXELS),
+                        log=lambda line: None)
+    assert done["mmvu"]["options"]["per_second"] == 1.0
+    (row,) = _rows(tmp_path / "out", "mmvu")
+    reds = [Image.open(io.BytesIO(f["bytes"])).convert("RGB").getpixel((3, 3))[0] for f in row["images"]]
+    assert reds == pytest.approx([frame_colour(t)[0] for t in (0, 5, 11)], abs=6)
+    assert "shown as 3 frames" in row["prompt"][0]["content"]
