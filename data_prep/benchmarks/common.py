@@ -4,8 +4,9 @@ formatting, and the trainer's row layout.
 A converter is a small generator ``fn(source: Source) -> Iterable[Item]``: it reads the benchmark's own fields and
 yields ``Item``s; ``rows_of`` turns them into trainer rows (see ``ROW_SCHEMA``):
 
-- ``prompt``: one user message ``"<image>" * k + question + "\\n\\n" + ANSWER_CLOSER`` (the same closer as training;
-  task-specific answer-format instructions are stripped from the question);
+- ``prompt``: the user message ``"<image>" * k + question + "\\n\\n" + ANSWER_CLOSER`` (the same closer as training,
+  Fig. 8; task-specific answer-format instructions are stripped from the question, App. B.2), after the earlier
+  turns of a multi-turn benchmark (MultiChallenge);
 - ``images``: ``[{"bytes": PNG/JPEG}]``, each image resized (aspect ratio kept) into the processor's pixel range
   ``[min_pixels, max_pixels]`` (``data_prep.vision``), the range training uses;
 - a video becomes frames sampled as the benchmark's protocol says (how many and where: ``Benchmark.frames`` /
