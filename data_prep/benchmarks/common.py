@@ -116,6 +116,7 @@ class Item:
     subset: str = ""
     fields: dict = field(default_factory=dict)  # scoring fields of EXTRA_FIELDS (judge, metric, gold_answers, ...)
     history: list[dict] | None = None  # earlier turns of a multi-turn conversation (MultiChallenge)
+    after_options: str = ""  # a line the benchmark's prompt puts after the options (Video-MMMU)
 
 
 @dataclass
@@ -587,6 +588,8 @@ def _question_with_options(item: Item) -> str:
     question = item.question.strip()
     if item.choices:
         question = f"{question}\n{options_block(item.choices)}"
+    if item.after_options:
+        question = f"{question}\n{item.after_options}"
     return question
 
 

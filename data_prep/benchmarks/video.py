@@ -161,20 +161,21 @@ def _videommmu_item(source: Source, record: dict, track: str) -> Item:
     options = [clean_option(o) for o in as_list(record.get("options"))]
     multiple_choice = bool(options) and str(record.get("question_type") or "multiple-choice") == "multiple-choice"
     question = str(field_of(record, "question"))
-    images = []
+    images, note = [], ""
     if track == "Adaptation":
         kind = "multi-choice" if multiple_choice else "open-ended"
         question = VIDEOMMMU_ADAPTATION.format(kind=kind) + "\n" + question
         images = [record["image"]] if record.get("image") is not None else []
-    else:
-        question = question + "\n" + VIDEOMMMU_IGNORE_QUIZ
+    else:  # after the options, as the benchmark's prompt has it
+        note = VIDEOMMMU_IGNORE_QUIZ
     clip = _clip(source, _video_name(qid))
     clip.last_frame = track == "Adaptation" and not images
     answer = field_of(record, "answer")
     if multiple_choice:
         return Item(qid, question, letter_of(answer, options, f"{track} {qid}"), "multiple_choice", images, options,
-                    category=track, subset=track, clip=clip)
-    return Item(qid, question, str(answer), numeric_or_text(answer), images, category=track, subset=track, clip=clip)
+                    category=track, subset=track, clip=clip, after_options=note)
+    return Item(qid, question, str(answer), numeric_or_text(answer), images, category=track, subset=track, clip=clip,
+                after_options=note)
 
 
 def mmvu(source: Source) -> Iterator[Item]:

@@ -345,7 +345,8 @@ EXPECTED_ROWS = {
         1: dict(has=["This video's subtitles are listed below:\nNo subtitles available\nWhat happens in clip 1?"]),
     },
     "videommmu": {
-        0: dict(gold="B", images=4, subset="Perception", has=["Please ignore the Quiz question in last frame"]),
+        0: dict(gold="B", images=4, subset="Perception",
+                has=["E. option E of row 0\nPlease ignore the Quiz question in last frame of the video.\n\n"]),
         4: dict(gold="B", images=5, subset="Adaptation",
                 has=["<image><image><image><image>\n<image>You should watch and learn the video content. Then apply "
                      "what you learned to answer the following multi-choice question. The image for this question is "
