@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 
 from . import BENCHMARKS, FAMILIES, convert_many, resolve
-from .common import DEFAULT_FRAMES, ConvertOptions, default_pixel_range
+from .common import ConvertOptions, default_pixel_range
 
 
 def _list() -> str:
-    lines = [f"{'name':<16} {'family':<6} {'split':<32} {'origin':<40} licence"]
-    for b in BENCHMARKS.values():
-        suffix = "" if b.in_suite else "  (not in the default suite)"
-        lines.append(f"{b.name:<16} {b.family:<6} {b.split:<32} {b.origin:<40} {b.licence}{suffix}")
-    return "\n".join(lines)
+    """One line per benchmark: ABBREV  family  hf_source  split/config  scoring  suite (paper first, as Tabs 5-7)."""
+    rows = [("ABBREV", "family", "hf_source", "split/config", "scoring", "suite")]
+    rows += [(b.abbrev, b.family, b.origin, b.split, b.scoring_label, b.suite) for b in BENCHMARKS.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5] for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,18 +28,19 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert local copies of evaluation benchmarks into the trainer's parquet layout.",
     )
     parser.add_argument("--suite", default=",".join(FAMILIES),
-                        help="comma-separated families (llm, vlm, video) and/or benchmark names "
-                        "(default: all families)")
+                        help="comma-separated families (llm, vlm, video: the paper's benchmarks of each), suites "
+                        "(paper, extra), benchmark ids and/or the paper's abbreviations (default: the paper's 31)")
     parser.add_argument("--src", type=Path, help="folder holding one sub-folder per benchmark (ROOT/<name>/)")
     parser.add_argument("--out", type=Path, help="output folder (<name>.parquet + manifest.json)")
     parser.add_argument("--path", action="append", default=[], metavar="NAME=DIR",
                         help="read benchmark NAME from DIR instead of ROOT/NAME (repeatable)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                        help=f"frames per video (default {DEFAULT_FRAMES})")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per video (default: each benchmark's protocol, see docs/evaluation.md)")
     parser.add_argument("--min-pixels", type=int, default=None, help="image pixel floor (default: data_prep.vision)")
     parser.add_argument("--max-pixels", type=int, default=None, help="image pixel cap (default: data_prep.vision)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per benchmark (smoke runs)")
-    parser.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list the benchmarks (ABBREV family hf_source split/config scoring suite) and exit")
     args = parser.parse_args(argv)
     if args.list:
         print(_list())
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or name not in BENCHMARKS:
             parser.error(f"--path {spec}: expected NAME=DIR with NAME one of the registered benchmarks")
         paths[name] = Path(folder)
-    if args.frames < 1:
+    if args.frames is not None and args.frames < 1:
         parser.error("--frames must be >= 1")
     min_pixels, max_pixels = default_pixel_range()
     options = ConvertOptions(

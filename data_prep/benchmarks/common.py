@@ -4,16 +4,20 @@ formatting, and the trainer's row layout.
 A converter is a small generator ``fn(source: Source) -> Iterable[Item]``: it reads the benchmark's own fields and
 yields ``Item``s; ``rows_of`` turns them into trainer rows (see ``ROW_SCHEMA``):
 
-- ``prompt``: one user message ``"<image>" * k + question + "\\n\\n" + ANSWER_CLOSER`` (the same closer as training;
-  task-specific answer-format instructions are stripped from the question);
+- ``prompt``: the user message ``"<image>" * k + question + "\\n\\n" + ANSWER_CLOSER`` (the same closer as training,
+  Fig. 8; task-specific answer-format instructions are stripped from the question, App. B.2), after the earlier
+  turns of a multi-turn benchmark (MultiChallenge);
 - ``images``: ``[{"bytes": PNG/JPEG}]``, each image resized (aspect ratio kept) into the processor's pixel range
   ``[min_pixels, max_pixels]`` (``data_prep.vision``), the range training uses;
-- a video becomes ``frames`` frames sampled uniformly over the clip, given to the model as that many images (in
-  order, after one line saying so): the CPU rollout has no video input, and frames keep the input identical on
-  every rollout engine;
-- ``data_source`` is the benchmark name, ``reward_model.ground_truth`` the gold answer (the option LETTER for
-  multiple choice), ``extra_info`` carries ``question_id``, ``reward_type``, ``tolerance``, ``choices`` and the
-  family, read by ``recipe.zppo.reward.compute_score``.
+- a video becomes frames sampled as the benchmark's protocol says (how many and where: ``Benchmark.frames`` /
+  ``Benchmark.sampling``, or ``--frames``), given to the model as that many images (in order, after one line
+  saying so): the CPU rollout has no video input, and frames keep the input identical on every rollout engine;
+  subtitles (Video-MME with subtitles) are those shown at the sampled instants;
+- ``data_source`` is the benchmark id, ``reward_model.ground_truth`` the gold answer (the option LETTER for
+  multiple choice), ``extra_info`` carries ``question_id``, ``reward_type``, ``tolerance``, ``choices``, the family,
+  and the scoring fields of App. B.2 (``scoring``, ``subset``, and for Det./BenchJudge benchmarks ``metric`` /
+  ``judge`` and what the official metric or judge prompt needs; see ``EXTRA_FIELDS``), read by
+  ``recipe.zppo.reward`` and ``recipe.zppo.eval``.
 
 Every benchmark writes the same schema, so verl can concatenate any of them into one validation set.
 """
@@ -42,14 +46,37 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 DEFAULT_FRAMES = 8
 
-_EXTRA_T = extra_info_type(
-    ("tolerance", pa.float64()),
-    ("choices", pa.list_(pa.string())),
-    ("benchmark", pa.string()),
-    ("family", pa.string()),
-    ("category", pa.string()),
+# App. B.2's scoring protocols: the value written in rows and the registry, and the label of Tabs 5-7.
+SCORINGS = {"exact_judge": "Exact+Judge", "rule_judge": "Rule+Judge", "det": "Det.", "benchjudge": "BenchJudge"}
+METRICS = ("anls", "ocrbench_v2")  # Det. benchmarks' official metric (extra_info["metric"])
+JUDGES = ("charxiv_reasoning", "charxiv_descriptive", "mm_vet", "hle", "multichallenge", "mmvu")  # BenchJudge
+
+# extra_info keys of a benchmark row beyond the common ones (data_prep.row_schema). Empty string / None when a
+# benchmark has no such thing. What each means (the scorer's contract, docs/evaluation.md "Row fields"):
+EXTRA_FIELDS = (
+    ("tolerance", pa.float64()),  # relative tolerance of a numeric gold
+    ("choices", pa.list_(pa.string())),  # option texts (A, B, ... in order) of a multiple-choice row
+    ("benchmark", pa.string()),  # the benchmark id (= data_source)
+    ("family", pa.string()),  # llm | vlm | video
+    ("category", pa.string()),  # the benchmark's own finer label (subject, source, duration, ...)
+    ("scoring", pa.string()),  # exact_judge | rule_judge | det | benchjudge (Tabs 5-7)
+    ("subset", pa.string()),  # the part a score aggregates over (Benchmark.aggregate); "" if none
+    ("metric", pa.string()),  # Det.: anls | ocrbench_v2
+    ("ocr_task", pa.string()),  # OCRBench v2: the official task type ("text recognition en", ...)
+    ("ocr_eval", pa.string()),  # OCRBench v2: the row's ``eval`` field ("multiple choice", "case sensitive", ...)
+    ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name (spotting/grounding)
+    ("judge", pa.string()),  # BenchJudge: which official judge prompt (JUDGES)
+    ("judge_question", pa.string()),  # the question as the official judge prompt shows it (no closer, no frames)
+    ("gold_answers", pa.list_(pa.string())),  # every acceptable gold answer (ANLS, OCR, MM-Vet's tagged gold)
+    ("inst_category", pa.string()),  # CharXiv: reasoning answer type 1-4 / descriptive template id 1-19
+    ("question_type", pa.string()),  # MMVU: multiple-choice | open-ended; HLE: exactMatch | multipleChoice
+    ("axis", pa.string()),  # MultiChallenge: the axis (instruction retention, ...)
+    ("target_question", pa.string()),  # MultiChallenge: the criterion the judge checks (hidden from the student)
+    ("pass_criteria", pa.string()),  # MultiChallenge: the verdict that passes (YES | NO)
 )
+_EXTRA_T = extra_info_type(*EXTRA_FIELDS)
 ROW_SCHEMA = row_schema(_EXTRA_T, images=True)
+JUDGE_FIELD_NAMES = tuple(name for name, _ in EXTRA_FIELDS[7:])  # set by converters (Item.fields)
 
 class SourceError(Exception):
     """A benchmark's local copy is missing or does not have the published layout (one line, naming file/row/key)."""
@@ -63,6 +90,8 @@ class Clip:
     start: float | None = None
     end: float | None = None
     frame_fps: float | None = None
+    subtitles: list[tuple[float, float, str]] | None = None  # (start s, end s, text); [] = none published
+    last_frame: bool = False  # also give the clip's last frame as the question's image (Video-MMMU adaptation)
 
 
 @dataclass
@@ -84,13 +113,17 @@ class Item:
     tolerance: float | None = None
     category: str = ""
     clip: Clip | None = None
+    subset: str = ""
+    fields: dict = field(default_factory=dict)  # scoring fields of EXTRA_FIELDS (judge, metric, gold_answers, ...)
+    history: list[dict] | None = None  # earlier turns of a multi-turn conversation (MultiChallenge)
+    after_options: str = ""  # a line the benchmark's prompt puts after the options (Video-MMMU)
 
 
 @dataclass
 class ConvertOptions:
     min_pixels: int
     max_pixels: int
-    frames: int = DEFAULT_FRAMES
+    frames: int | None = None  # frames per video; None: each benchmark's protocol (Benchmark.frames)
     limit: int | None = None  # rows per benchmark (smoke runs); None: all
 
 
@@ -154,13 +187,26 @@ class Source:
 
 
 def read_records(path: Path) -> Iterator[dict]:
-    """Rows of a .parquet / .json / .jsonl / .csv / .tsv file as dicts (parquet read in small batches)."""
+    """Rows of a .parquet / .arrow (``datasets.save_to_disk``'s Arrow stream) / .json / .jsonl / .csv / .tsv file as
+    dicts (parquet and arrow read in small batches)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             parquet = pq.ParquetFile(str(path))
             for batch in parquet.iter_batches(batch_size=64):
                 yield from batch.to_pylist()
+        elif suffix == ".arrow":
+            with pa.memory_map(str(path)) as stream:
+                try:
+                    reader = pa.ipc.open_stream(stream)
+                except pa.ArrowInvalid:  # the random-access file format
+                    stream.seek(0)
+                    reader = pa.ipc.open_file(stream)
+                    for i in range(reader.num_record_batches):
+                        yield from reader.get_batch(i).to_pylist()
+                    return
+                for batch in reader:
+                    yield from batch.to_pylist()
         elif suffix == ".jsonl":
             with open(path, encoding="utf-8") as f:
                 for line_no, line in enumerate(f, 1):
@@ -239,6 +285,7 @@ _INSTRUCTION_RES = [
         r"\s*Please\s+select\s+the\s+correct\s+answer\s+from\s+the\s+options\s+above\.?",
         r"\s*Only\s+(?:give|return|output)\s+the\s+(?:best\s+)?option\.?",
         r"\s*Best\s+option:\s*\(?\s*$",
+        r"\s*Answer\s+with\s+[^\n]*?\bin\s+curly\s+brackets[^\n]*",  # VLMs-are-Blind: "... curly brackets, e.g., {3}."
     )
 ]
 
@@ -397,27 +444,63 @@ def image_bytes(value, source: Source, options: ConvertOptions, where: str) -> b
 
 # ------------------------------------------------------------------------------------------------ video frames
 
+SAMPLINGS = ("segments", "linspace")
 
-def frame_times(start: float, end: float, count: int) -> list[float]:
-    """``count`` instants spread uniformly over [start, end): the middle of each of ``count`` equal segments."""
+
+def frame_times(start: float, end: float, count: int, sampling: str = "segments") -> list[float]:
+    """``count`` instants over [start, end]: ``segments``, the middle of each of ``count`` equal segments (MVBench's
+    official ``get_index``); ``linspace``, evenly spaced from the first to the last instant, both included (Video-MME's
+    official sampling, ``np.linspace(0, total_frames - 1, n)``)."""
     span = max(end - start, 0.0)
+    if sampling == "linspace":
+        if count == 1:
+            return [start + span / 2]
+        return [start + span * i / (count - 1) for i in range(count)]
+    if sampling != "segments":
+        raise ValueError(f"unknown frame sampling {sampling!r} (one of {', '.join(SAMPLINGS)})")
     return [start + span * (i + 0.5) / count for i in range(count)]
 
 
-def sample_frames(clip: Clip, count: int, where: str) -> list:
-    """``count`` PIL frames sampled uniformly from a video file or a folder of frames (within start/end if set)."""
+@dataclass
+class Frames:
+    """Frames sampled from a clip: PIL images, their instants (seconds from the clip's file start), and the clip's
+    last frame when asked for (``Clip.last_frame``)."""
+
+    images: list
+    times: list[float]
+    last: Any = None
+
+
+def frames_for(count: int, per_second: float | None, duration: float) -> int:
+    """How many frames to take: ``count``, or with ``per_second`` that many per whole second of the clip, at most
+    ``count`` and at least 1 (MMVU's official ``fps * int(duration)``, capped)."""
+    if per_second is None:
+        return count
+    return max(1, min(count, int(per_second * int(duration))))
+
+
+def sample_frames(clip: Clip, count: int, where: str, sampling: str = "segments",
+                  per_second: float | None = None) -> Frames:
+    """``count`` PIL frames sampled from a video file or a folder of frames (within start/end if set); with
+    ``per_second``, that many per second of the clip, at most ``count`` (``frames_for``)."""
     from PIL import Image
 
     if clip.path.is_dir():
         frames = sorted(p for p in clip.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not frames:
             raise SourceError(f"{where}: frame folder {clip.path} holds no images")
+        count = frames_for(count, per_second, len(frames) / (clip.frame_fps or 1.0))
         lo, hi = 0, len(frames)
         if clip.frame_fps and clip.start is not None and clip.end is not None:
             lo = min(max(int(clip.start * clip.frame_fps), 0), len(frames) - 1)
             hi = max(min(int(clip.end * clip.frame_fps) + 1, len(frames)), lo + 1)
-        picks = [lo + min(int(t), hi - lo - 1) for t in frame_times(0, hi - lo, count)]
-        return [Image.open(frames[i]).convert("RGB") for i in picks]
+        if sampling == "linspace":
+            picks = [lo + min(round(t), hi - lo - 1) for t in frame_times(0, hi - lo - 1, count, sampling)]
+        else:
+            picks = [lo + min(int(t), hi - lo - 1) for t in frame_times(0, hi - lo, count, sampling)]
+        fps = clip.frame_fps or 1.0
+        last = Image.open(frames[-1]).convert("RGB") if clip.last_frame else None
+        return Frames([Image.open(frames[i]).convert("RGB") for i in picks], [i / fps for i in picks], last)
     try:
         import av
     except ImportError:  # pragma: no cover - PyAV comes with qwen-vl-utils
@@ -428,10 +511,17 @@ def sample_frames(clip: Clip, count: int, where: str) -> list:
             duration = _duration_s(container, stream)
             start = clip.start if clip.start is not None else 0.0
             end = clip.end if clip.end is not None and clip.end > start else duration
-            frames = []
-            for t in frame_times(start, min(end, duration) if duration else end, count):
-                frames.append(_frame_at(container, stream, t))
-            return frames
+            end = min(end, duration) if duration else end
+            count = frames_for(count, per_second, end - start)
+            if sampling == "linspace" and stream.average_rate:  # the last frame starts one frame before the end
+                end = max(start, end - 1.0 / float(stream.average_rate))
+            images, times = [], []
+            for t in frame_times(start, end, count, sampling):
+                frame = _frame_at(container, stream, t)
+                images.append(frame.to_image())
+                times.append(float(frame.time) if frame.time is not None else t)
+            last = _frame_at(container, stream, duration + 1.0).to_image() if clip.last_frame else None
+            return Frames(images, times, last)
     except (av.error.FFmpegError, OSError, IndexError, StopIteration) as error:
         raise SourceError(f"{where}: cannot decode {clip.path} ({type(error).__name__}: {error})") from None
 
@@ -447,17 +537,48 @@ def _duration_s(container, stream) -> float:
 
 
 def _frame_at(container, stream, t: float):
-    """The first frame at or after ``t`` seconds (the last one if ``t`` is past the end)."""
+    """The frame shown at ``t`` seconds: the last one starting at or before ``t`` (the first frame if ``t`` precedes
+    it, the last one if ``t`` is past the end), i.e. the frame index ``floor(t * fps)`` as the official samplers take
+    it."""
     if stream.time_base is not None:
         container.seek(max(int(t / stream.time_base), 0), stream=stream, backward=True, any_frame=False)
-    last = None
+    shown = None
     for frame in container.decode(stream):
-        last = frame
-        if frame.time is None or frame.time >= t - 1e-6:
+        if shown is not None and frame.time is not None and frame.time > t + 1e-6:
             break
-    if last is None:
+        shown = frame
+    if shown is None:
         raise StopIteration(f"no frame at {t:.2f} s")
-    return last.to_image()
+    return shown
+
+
+_SRT_TIME_RE = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)\s*-->\s*(\d+):(\d+):(\d+)[,.](\d+)")
+_FONT_RE = re.compile(r"<font[^>]*>(.*?)</font>", re.IGNORECASE | re.DOTALL)
+
+
+def read_srt(path: Path) -> list[tuple[float, float, str]]:
+    """(start s, end s, text) of each cue of an .srt file; ``<font ...>`` wrappers (Video-MME's) are removed."""
+    cues = []
+    text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+    for block in re.split(r"\n\s*\n", text):
+        match = _SRT_TIME_RE.search(block)
+        if not match:
+            continue
+        g = [int(x) for x in match.groups()]
+        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
+        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+        body = block[match.end():].strip()
+        fonts = _FONT_RE.findall(body)
+        line = " ".join(f.strip() for f in fonts) if fonts else re.sub(r"<[^>]+>", "", body).strip()
+        if line:
+            cues.append((start, end, " ".join(line.split())))
+    return cues
+
+
+def subtitles_at(cues: list[tuple[float, float, str]], times: Sequence[float]) -> list[str]:
+    """The cues shown at any of ``times`` (start <= t < end), each once, in time order: Video-MME's protocol (the
+    subtitles of the sampled frames)."""
+    return [text for start, end, text in cues if any(start <= t < end for t in times)]
 
 
 # ------------------------------------------------------------------------------------------------ rows
@@ -467,10 +588,13 @@ def _question_with_options(item: Item) -> str:
     question = item.question.strip()
     if item.choices:
         question = f"{question}\n{options_block(item.choices)}"
+    if item.after_options:
+        question = f"{question}\n{item.after_options}"
     return question
 
 
-def to_row(benchmark: str, family: str, split: str, item: Item, index: int, images: list[bytes]) -> dict:
+def to_row(benchmark: str, family: str, split: str, item: Item, index: int, images: list[bytes],
+           scoring: str = "") -> dict:
     """The trainer row of one item (images already encoded, in order)."""
     from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
@@ -483,9 +607,16 @@ def to_row(benchmark: str, family: str, split: str, item: Item, index: int, imag
     answer = item.answer
     if isinstance(answer, (list, tuple)):
         answer = json.dumps([str(a) for a in answer], ensure_ascii=False) if len(answer) > 1 else str(answer[0])
+    unknown = set(item.fields) - set(JUDGE_FIELD_NAMES)
+    if unknown:
+        raise SourceError(f"{benchmark}: question {item.qid}: unknown scoring fields {sorted(unknown)}")
+    fields = {name: item.fields.get(name, "") for name in JUDGE_FIELD_NAMES}
+    gold_answers = item.fields.get("gold_answers")
+    fields["gold_answers"] = [str(a) for a in gold_answers] if gold_answers else None
+    history = [{"role": str(m["role"]), "content": str(m["content"])} for m in (item.history or [])]
     return {
         "data_source": benchmark,
-        "prompt": [{"role": "user", "content": question + "\n\n" + ANSWER_CLOSER}],
+        "prompt": history + [{"role": "user", "content": question + "\n\n" + ANSWER_CLOSER}],
         "ability": family,
         "reward_model": {"style": "rule", "ground_truth": str(answer)},
         "extra_info": {
@@ -500,6 +631,9 @@ def to_row(benchmark: str, family: str, split: str, item: Item, index: int, imag
             "benchmark": benchmark,
             "family": family,
             "category": item.category or "",
+            "scoring": scoring,
+            "subset": item.subset or "",
+            **fields,
         },
         "images": [{"bytes": b} for b in images],
     }
@@ -509,9 +643,21 @@ def video_intro(count: int) -> str:
     return f"The video is shown as {count} frames sampled uniformly over its length, in order."
 
 
+def subtitles_block(lines: list[str]) -> str:
+    """Video-MME's subtitle preamble (its official prompt's wording)."""
+    return "This video's subtitles are listed below:\n" + ("\n".join(lines) if lines else "No subtitles available")
+
+
 def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, source: Source,
-            options: ConvertOptions) -> Iterator[dict]:
-    """Trainer rows of a converter's items: images and frames loaded and resized, ids made unique."""
+            options: ConvertOptions, scoring: str = "", frames: int = DEFAULT_FRAMES,
+            sampling: str = "segments", per_second: float | None = None) -> Iterator[dict]:
+    """Trainer rows of a converter's items: images and frames loaded and resized, ids made unique.
+
+    ``frames`` / ``sampling`` / ``per_second``: the benchmark's frame protocol (``options.frames``, when set, is the
+    count of every clip).
+    """
+    count = options.frames or frames
+    per_second = None if options.frames else per_second
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         if options.limit is not None and index >= options.limit:
@@ -519,11 +665,17 @@ def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, sour
         where = f"{benchmark} question {item.qid}"
         images = [image_bytes(value, source, options, where) for value in item.images]
         if item.clip is not None:
-            frames = sample_frames(item.clip, options.frames, where)
-            frame_bytes = [image_bytes(frame, source, options, where) for frame in frames]
+            sampled = sample_frames(item.clip, count, where, sampling, per_second)
+            frame_bytes = [image_bytes(frame, source, options, where) for frame in sampled.images]
+            if not frame_bytes:
+                raise SourceError(f"{where}: no frame could be sampled from {item.clip.path}")
+            if sampled.last is not None and not images:  # the question's image is the clip's last frame
+                images = [image_bytes(sampled.last, source, options, where)]
             question = item.question
             if images and "<image>" not in question:  # the question's own images follow the frames
                 question = "<image>" * len(images) + question
+            if item.clip.subtitles is not None:
+                question = subtitles_block(subtitles_at(item.clip.subtitles, sampled.times)) + "\n" + question
             question = video_intro(len(frame_bytes)) + "\n" + "<image>" * len(frame_bytes) + "\n" + question
             item = Item(**{**item.__dict__, "question": question, "clip": None})
             images = frame_bytes + images
@@ -533,7 +685,7 @@ def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, sour
             item = Item(**{**item.__dict__, "qid": f"{qid}#{seen[qid]}"})
         else:
             seen[qid] = 0
-        yield to_row(benchmark, family, split, item, index, images)
+        yield to_row(benchmark, family, split, item, index, images, scoring)
 
 
 def write_rows(rows: Iterable[dict], path: Path, chunk: int = 256) -> int:

@@ -1,5 +1,5 @@
-"""Tiny local copies of every registered benchmark in its published layout (file names, fields, image and video
-storage), made offline: images drawn with PIL, videos encoded with PyAV, frame folders written as PNGs.
+"""Tiny local copies of every registered benchmark in its published layout (file names, configs, fields, image and
+video storage, subtitles), made offline: images drawn with PIL, videos encoded with PyAV, frame folders as PNGs.
 
     python -m data_prep.benchmarks.fixtures --out ROOT [--rows 2]
     python -m data_prep.benchmarks --src ROOT --out DIR          # then convert them like real copies
@@ -12,6 +12,7 @@ multiple choice (so a test can check the converter's gold letter), the answer it
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import io
 import json
@@ -102,9 +103,23 @@ def _aime(root: Path, rows: int) -> list[str]:
 
 
 def _aime25(root: Path, rows: int) -> list[str]:
-    _jsonl(root / "test.jsonl", [{"problem": f"Compute {i} squared.", "answer": str(i * i), "id": str(i)}
-                                 for i in range(rows)])
-    return [str(i * i) for i in range(rows)]
+    """opencompass/AIME2025: one jsonl per exam (AIME2025-I, AIME2025-II), question and answer, no id."""
+    expected = []
+    for part in ("I", "II"):
+        records = [{"question": f"Compute {i} squared plus {len(part)}.", "answer": str(i * i + len(part))}
+                   for i in range(rows)]
+        _jsonl(root / f"aime2025-{part}.jsonl", records)
+        expected += [r["answer"] for r in records]
+    return expected
+
+
+def _aime26(root: Path, rows: int) -> list[str]:
+    """MathArena/aime_2026: data/train-*.parquet with problem_idx, problem, answer."""
+    records = [{"problem_idx": i + 1, "problem": f"Find the number of divisors of {12 * (i + 1)}.",
+                "answer": str(len([d for d in range(1, 12 * (i + 1) + 1) if 12 * (i + 1) % d == 0])),
+                "problem_type": ["Number Theory"]} for i in range(rows)]
+    _parquet(root / "data/train-00000-of-00001.parquet", records)
+    return [r["answer"] for r in records]
 
 
 def _math500(root: Path, rows: int) -> list[str]:
@@ -217,18 +232,24 @@ def _mmmu(root: Path, rows: int) -> list[str]:
 
 
 def _mmmu_pro(root: Path, rows: int) -> list[str]:
-    pairs = [_mmmu_record(i, False) for i in range(rows)]
-    _parquet(root / "standard (10 options)/test-00000-of-00001.parquet", [p[0] for p in pairs])
-    return [p[1] for p in pairs]
-
-
-def _mmmu_pro_vision(root: Path, rows: int) -> list[str]:
-    records, expected = [], []
+    """MMMU/MMMU_Pro, its three configs: "standard (10 options)", "standard (4 options)" (MMMU rows, options as the
+    text of a list) and "vision" (id, image, options, answer, subject)."""
+    expected = []
+    for config, count in (("standard (10 options)", 10), ("standard (4 options)", 4)):
+        records = []
+        for i in range(rows):
+            record, _ = _mmmu_record(i, False)
+            options, gold = _options(i + count, count)
+            record.update(id=f"test_Art_{i + 1}", options=str(options), answer=chr(65 + gold))
+            records.append(record)
+            expected.append(options[gold])
+        _parquet(root / f"{config}/test-00000-of-00001.parquet", records)
+    records = []
     for i in range(rows):
         options, gold = _options(i)
-        records.append({"id": f"test_Art_{i}", "image": _hf_image(i, (300, 200)), "options": str(options),
+        records.append({"id": f"test_Art_{i + 1}", "image": _hf_image(i, (300, 200)), "options": str(options),
                         "answer": chr(65 + gold), "subject": "Art"})
-        expected.append(options[gold])
+        expected.append(f"option {chr(65 + gold)} of row {i}")  # the options are in the screenshot
     _parquet(root / "vision/test-00000-of-00001.parquet", records)
     return expected
 
@@ -268,12 +289,23 @@ def _chartqa(root: Path, rows: int) -> list[str]:
 
 
 def _charxiv(root: Path, rows: int) -> list[str]:
-    answers = [str(i + 2) if i % 2 == 0 else f"panel {i}" for i in range(rows)]
-    _parquet(root / "val.parquet",
-             [{"image": _hf_image(i), "figure_path": f"images/{i}.jpg", "category": "cs", "reasoning_q":
-               f"Which curve peaks first in plot {i}?", "reasoning_a": answers[i], "reasoning_a_type": 1,
-               "reasoning_q_source": 1} for i in range(rows)])
-    return answers
+    """princeton-nlp/CharXiv val.parquet: one row per figure, its reasoning question and four descriptive
+    questions (template ids and answers); rows come out reasoning first, then descriptive."""
+    records, reasoning, descriptive = [], [], []
+    for i in range(rows):
+        answers = [f"Title {i}", "Not Applicable", str(i + 3), "2 by 2"]
+        records.append({"image": _hf_image(i), "category": "cs", "year": 2023, "figure_path": f"images/{i}.jpg",
+                        "num_subplots": 4 if i % 2 else 1, "subplots": [], "subplot_row": 2 if i % 2 else 0,
+                        "subplot_col": 1 if i % 2 else 0, "subplot_loc": [2, 1] if i % 2 else [0, 0],
+                        "descriptive_q1": 1, "descriptive_q2": 11, "descriptive_q3": 19 - i % 2 * 9,
+                        "descriptive_q4": 18, **{f"descriptive_a{k + 1}": a for k, a in enumerate(answers)},
+                        "reasoning_q": f"Which curve peaks first in plot {i}?",
+                        "reasoning_a": str(i + 2) if i % 2 == 0 else f"panel {i}", "reasoning_a_type": 4 - i % 2 * 3,
+                        "reasoning_q_source": 2})
+        reasoning.append(records[-1]["reasoning_a"])
+        descriptive += answers
+    _parquet(root / "val.parquet", records)
+    return reasoning + descriptive
 
 
 def _ocrbench(root: Path, rows: int) -> list[str]:
@@ -378,6 +410,26 @@ def _videomme(root: Path, rows: int) -> list[str]:
     return expected
 
 
+# Subtitle cues of the fixture's first video (3 s long): only those shown at a sampled frame make the prompt.
+SUBTITLE_CUES = [(0.3, 0.5, "a cue between frames"), (0.0, 1.5, "first line"), (1.5, 3.0, "second line"),
+                 (5.0, 6.0, "after the end")]
+
+
+def _srt_time(t: float) -> str:
+    return f"00:00:{int(t):02d},{int(round(t * 1000)) % 1000:03d}"
+
+
+def _videomme_sub(root: Path, rows: int) -> list[str]:
+    """The same release plus subtitle/<videoID>.srt (Video-MME's <font> cues); the second video has none."""
+    expected = _videomme(root, rows)
+    cues = sorted(SUBTITLE_CUES)
+    (root / "subtitle").mkdir(parents=True, exist_ok=True)
+    (root / "subtitle/vid0.srt").write_text("".join(
+        f'{n}\n{_srt_time(a)} --> {_srt_time(b)}\n<font color="white" size=".72c">{text}</font>\n\n'
+        for n, (a, b, text) in enumerate(cues, 1)))
+    return expected
+
+
 def _mvbench(root: Path, rows: int) -> list[str]:
     sequence, episodic, expected = [], [], []
     for i in range(rows):
@@ -426,26 +478,264 @@ def _mlvu(root: Path, rows: int) -> list[str]:
 
 
 def _videommmu(root: Path, rows: int) -> list[str]:
-    records, expected = [], []
-    for i in range(rows):
-        options, gold = _options(i, 5)
-        records.append({"id": f"Perception_Art_{i}", "question": f"What does the lecturer draw in lecture {i}?",
-                        "options": options, "answer": chr(65 + gold), "question_type": "multiple-choice",
-                        "link_selected": ""})
-        expected.append(options[gold])
-        _video(root / f"videos/Perception_Art_{i}.mp4")
-    _parquet(root / "Perception/test-00000-of-00001.parquet", records)
+    """lmms-lab/VideoMMMU: Perception, Comprehension and Adaptation config folders; adaptation row 0 has its question
+    image in ``image``, row 1 none (the video's last frame is the image) and is open-ended."""
+    expected = []
+    for track in ("Perception", "Comprehension", "Adaptation"):
+        records = []
+        for i in range(rows):
+            options, gold = _options(i, 5)
+            qid = f"{track[:5]}_Art_{i}"
+            record = {"id": qid, "question": f"What does the lecturer draw in lecture {i}?", "options": options,
+                      "answer": chr(65 + gold), "question_type": "multiple-choice", "link_selected": ""}
+            if track == "Adaptation":
+                record["image"] = _hf_image(i) if i == 0 else None
+                if i == 1:
+                    record.update(question="What is the area of the shape?", options=[], answer="12.5",
+                                  question_type="open")
+            records.append(record)
+            expected.append(options[gold] if record["options"] else record["answer"])
+            _video(root / f"videos/{qid}.mp4")
+        _parquet(root / f"{track}/test-00000-of-00001.parquet", records)
     return expected
 
 
+def _mmvu(root: Path, rows: int) -> list[str]:
+    """yale-nlp/MMVU validation.json (video as a hub URL, choices as a letter -> text map) + videos/<subject>/."""
+    records, expected = [], []
+    for i in range(rows):
+        video = f"videos/Art/{i}.mp4"
+        _video(root / video)
+        record = {"id": f"val_{i}", "video": f"https://huggingface.co/datasets/yale-nlp/MMVU/resolve/main/{video}",
+                  "youtube_url": None, "question": f"Which technique is shown in clip {i}?",
+                  "metadata": {"subject": "Art", "textbook": "", "rationale": "", "knowledge": ""}}
+        if i % 2 == 0:
+            options, gold = _options(i, 5)
+            record.update(choices={chr(65 + k): o for k, o in enumerate(options)}, answer=chr(65 + gold),
+                          question_type="multiple-choice")
+            expected.append(options[gold])
+        else:
+            record.update(choices={}, answer=f"impasto {i}", question_type="open-ended")
+            expected.append(f"impasto {i}")
+        records.append(record)
+    _json(root / "validation.json", records)
+    return expected
+
+
+# ------------------------------------------------------------------------------------------------ paper suite (new)
+
+
+def _babyvision(root: Path, rows: int) -> list[str]:
+    records, expected = [], []
+    for i in range(rows):
+        if i % 2 == 0:
+            options, gold = _options(i)
+            records.append({"taskId": 100 + i, "type": "Fine-grained Discrimination", "subtype": "Find the same",
+                            "image": _hf_image(i), "question": f"Which piece matches shape {i}?", "ansType": "choice",
+                            "options": options, "choiceAns": gold, "blankAns": None})
+            expected.append(options[gold])
+        else:
+            records.append({"taskId": 100 + i, "type": "Visual Tracking", "subtype": "Maze", "image": _hf_image(i),
+                            "question": f"Give the exit cell of maze {i}.", "ansType": "blank", "options": None,
+                            "choiceAns": None, "blankAns": f"({i},7)"})
+            expected.append(f"({i},7)")
+    _parquet(root / "data/train-00000-of-00001.parquet", records)
+    return expected
+
+
+def _embspatial(root: Path, rows: int) -> list[str]:
+    records, expected = [], []
+    for i in range(rows):
+        options, gold = _options(i)
+        records.append({"question_id": f"mp3d_{i}", "image": _hf_image(i), "question": f"Where is the chair {i}?",
+                        "answer_options": options, "answer": gold, "relation": "left", "data_source": "mp3d",
+                        "objects": []})
+        expected.append(options[gold])
+    _parquet(root / "data/test-00000-of-00001.parquet", records)
+    return expected
+
+
+def _infovqa(root: Path, rows: int) -> list[str]:
+    records = [{"questionId": 65000 + i, "question": f"What percentage is shown in panel {i}?",
+                "answers": [f"{10 + i}%", f"{10 + i} percent"], "answer_type": ["single span"], "image": _hf_image(i),
+                "docId": i, "ocr": "", "data_split": "val"} for i in range(rows)]
+    _parquet(root / "InfographicVQA/validation-00000-of-00001.parquet", records)
+    return [r["answers"][0] for r in records]
+
+
+def _mm_vet(root: Path, rows: int) -> list[str]:
+    records = [{"question_id": f"v1_{i}", "image": _hf_image(i), "question": f"What is x in equation {i}?",
+                "answer": f"-{i + 1} <AND> -5", "capability": "ocr,math", "image_source": ""} for i in range(rows)]
+    _parquet(root / "data/test-00000-of-00001.parquet", records)
+    return [r["answer"] for r in records]
+
+
+def _ocrbench_v2_records(rows: int) -> list[dict]:
+    """Rows of both languages, as ling99/OCRBench_v2 stores them (one file)."""
+    records = []
+    for i in range(rows):
+        records.append({"id": 2 * i, "dataset_name": "IIIT5K", "question": f"What is written in image {i}?",
+                        "type": "text recognition en", "answers": [f"WORD{i}"], "image": _hf_image(i),
+                        "eval": "None", "bbox": None, "bbox_list": None, "content": None})
+        records.append({"id": 2 * i + 1, "dataset_name": "ChineseTable", "question": f"图{i}中的标题是什么？",
+                        "type": "cognition VQA cn", "answers": [f"标题{i}", f"标题 {i}"], "image": _hf_image(i + 30),
+                        "eval": "None", "bbox": [1, 2, 30, 40], "bbox_list": None, "content": None})
+    return records
+
+
+def _ocrbench_v2_en(root: Path, rows: int) -> list[str]:
+    _parquet(root / "data/test-00000-of-00001.parquet", _ocrbench_v2_records(rows))
+    return [f"WORD{i}" for i in range(rows)]
+
+
+def _ocrbench_v2_zh(root: Path, rows: int) -> list[str]:
+    _parquet(root / "data/test-00000-of-00001.parquet", _ocrbench_v2_records(rows))
+    return [f"标题{i}" for i in range(rows)]
+
+
+def _visualpuzzles(root: Path, rows: int) -> list[str]:
+    records, expected = [], []
+    for i in range(rows):
+        options, gold = _options(i)
+        if i % 2 == 0:
+            records.append({"id": i, "category": "Algorithmic", "image": _hf_image(i),
+                            "question": f"Which figure completes pattern {i}?", "options": options,
+                            "answer": chr(65 + gold)})
+            expected.append(options[gold])
+        else:
+            records.append({"id": i, "category": "Spatial", "image": _hf_image(i),
+                            "question": f"Which cube unfolds into net {i}?", "options": None,
+                            "answer": chr(65 + gold)})
+            expected.append(f"option {chr(65 + gold)} of row {i}")
+    _parquet(root / "data/train-00000-of-00001.parquet", records)
+    return expected
+
+
+def _vlms_are_blind(root: Path, rows: int) -> list[str]:
+    records = [{"image": _hf_image(i), "prompt": f"How many circles touch in image {i}? Answer with a number in "
+                "curly brackets, e.g., {3}.", "groundtruth": str(i + 1), "task": "Touching Circles",
+                "metadata": ""} for i in range(rows)]
+    _parquet(root / "data/valid-00000-of-00001.parquet", records)
+    return [str(i + 1) for i in range(rows)]
+
+
+def _ceval(root: Path, rows: int) -> list[str]:
+    """ceval/ceval-exam as its release zip unpacks: val/<subject>_val.csv (and dev/, test/, not evaluated)."""
+    expected = []
+    fields = ["id", "question", "A", "B", "C", "D", "answer", "explanation"]
+    for subject in ("accountant", "physician"):
+        records = []
+        for i in range(rows):
+            options, gold = _options(i)
+            letters = {chr(65 + k): o for k, o in enumerate(options)}
+            records.append({"id": i, "question": f"{subject} 问题 {i}？", **letters, "answer": chr(65 + gold),
+                            "explanation": ""})
+            expected.append(options[gold])
+        for split, part in (("val", records), ("dev", records[:1])):  # dev is not the evaluated split
+            (root / split).mkdir(parents=True, exist_ok=True)
+            with open(root / f"{split}/{subject}_{split}.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(part)
+    return expected
+
+
+def _hle(root: Path, rows: int) -> list[str]:
+    records, expected = [], []
+    for i in range(rows):
+        if i % 2 == 0:
+            records.append({"id": f"hle{i}", "question": f"What is the smallest prime above {10 * i + 10}?",
+                            "image": "", "answer": str({0: 11, 2: 31}.get(i, 11)), "answer_type": "exactMatch",
+                            "rationale": "", "raw_subject": "Mathematics", "category": "Math", "canary": ""})
+            expected.append(records[-1]["answer"])
+        else:
+            encoded = base64.b64encode(_png(i)).decode()
+            records.append({"id": f"hle{i}", "question": "Which panel is odd?\nAnswer Choices:\nA. one\nB. two",
+                            "image": f"data:image/png;base64,{encoded}", "answer": "B",
+                            "answer_type": "multipleChoice", "rationale": "", "raw_subject": "Physics",
+                            "category": "Physics", "canary": ""})
+            expected.append(f"option B of row {i}")
+    _parquet(root / "data/test-00000-of-00001.parquet", records)
+    return expected
+
+
+def _imo_answerbench(root: Path, rows: int) -> list[str]:
+    records = [{"Problem ID": f"imo-bench-algebra-{i:03d}", "Problem": f"Find all real x with x^2 = {i + 4}.",
+                "Short Answer": f"\\pm \\sqrt{{{i + 4}}}", "Category": "Algebra", "Subcategory": "Equation",
+                "Source": "fixture"} for i in range(rows)]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "answerbench.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    return [r["Short Answer"] for r in records]
+
+
+def _mmlu(root: Path, rows: int) -> list[str]:
+    records, expected = [], []
+    for i in range(rows):
+        options, gold = _options(i)
+        records.append({"question": f"Anatomy question {i}?", "subject": "anatomy" if i % 2 == 0 else "virology",
+                        "choices": options, "answer": gold})
+        expected.append(options[gold])
+    _parquet(root / "all/test-00000-of-00001.parquet", records)
+    _parquet(root / "anatomy/test-00000-of-00001.parquet", records[:1])  # per-subject copies: not read twice
+    return expected
+
+
+def _arrow_stream(path: Path, rows: list[dict]) -> None:
+    """A ``datasets.save_to_disk`` shard: an Arrow IPC stream."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _mmlu_redux(root: Path, rows: int) -> list[str]:
+    """edinburgh-dawg/mmlu-redux-2.0 as saved with ``datasets``: <subject>/data-00000-of-00001.arrow (+ its json
+    metadata); in each subject one extra row re-annotated as wrong (error_type != ok) that is left out."""
+    expected = []
+    for subject in ("anatomy", "virology"):
+        records = []
+        for i in range(rows):
+            options, gold = _options(i)
+            records.append({"question": f"{subject} question {i}?", "choices": options, "answer": gold,
+                            "error_type": "ok", "source": "", "correct_answer": None, "potential_reason": ""})
+            expected.append(options[gold])
+        records.insert(1, {"question": "A flawed question?", "choices": ["a", "b", "c", "d"], "answer": 0,
+                           "error_type": "wrong_groundtruth", "source": "", "correct_answer": "1",
+                           "potential_reason": ""})
+        _arrow_stream(root / f"{subject}/data-00000-of-00001.arrow", records)
+        _json(root / f"{subject}/state.json", {"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                                              "_split": "test"})
+    return expected
+
+
+def _multichallenge(root: Path, rows: int) -> list[str]:
+    records = [{"QUESTION_ID": f"mc{i}", "AXIS": "INSTRUCTION_RETENTION",
+                "CONVERSATION": [{"role": "user", "content": f"Always answer in French. Hello {i}."},
+                                 {"role": "assistant", "content": "Bonjour."},
+                                 {"role": "user", "content": f"What is {i} plus one?"}],
+                "TARGET_QUESTION": "Does the model answer in French?", "PASS_CRITERIA": "YES"} for i in range(rows)]
+    _jsonl(root / "data/benchmark_questions.jsonl", records)
+    return ["YES" for _ in range(rows)]
+
+
 WRITERS: dict[str, Callable[[Path, int], list[str]]] = {
-    "aime24": _aime, "aime25": _aime25, "math500": _math500, "gpqa_diamond": _gpqa, "mmlu_pro": _mmlu_pro,
-    "mathvista": _mathvista, "mathverse": _mathverse, "mathvision": _mathvision, "mmmu": _mmmu,
-    "mmmu_pro": _mmmu_pro, "mmmu_pro_vision": _mmmu_pro_vision, "mmstar": _mmstar, "ai2d": _ai2d,
-    "chartqa": _chartqa, "charxiv": _charxiv, "ocrbench": _ocrbench, "realworldqa": _realworldqa,
-    "hallusionbench": _hallusionbench, "blink": _blink, "wemath": _wemath, "logicvista": _logicvista,
-    "dynamath": _dynamath, "videomme": _videomme, "mvbench": _mvbench, "longvideobench": _longvideobench,
-    "mlvu": _mlvu, "videommmu": _videommmu,
+    # the paper's suite (Tabs 5-7)
+    "ai2d": _ai2d, "babyvision": _babyvision, "charxiv": _charxiv, "dynamath": _dynamath, "embspatial": _embspatial,
+    "infovqa": _infovqa, "mathverse": _mathverse, "mathvision": _mathvision, "mathvista": _mathvista,
+    "mmmu_pro": _mmmu_pro, "mm_vet": _mm_vet, "ocrbench_v2_en": _ocrbench_v2_en, "ocrbench_v2_zh": _ocrbench_v2_zh,
+    "visualpuzzles": _visualpuzzles, "vlms_are_blind": _vlms_are_blind, "wemath": _wemath,
+    "aime25": _aime25, "aime26": _aime26, "ceval": _ceval, "gpqa_diamond": _gpqa, "hle": _hle,
+    "imo_answerbench": _imo_answerbench, "mmlu": _mmlu, "mmlu_pro": _mmlu_pro, "mmlu_redux": _mmlu_redux,
+    "multichallenge": _multichallenge,
+    "mmvu": _mmvu, "mvbench": _mvbench, "videomme": _videomme, "videomme_sub": _videomme_sub,
+    "videommmu": _videommmu,
+    # the extra suite
+    "aime24": _aime, "math500": _math500, "mmmu": _mmmu, "mmstar": _mmstar, "chartqa": _chartqa,
+    "ocrbench": _ocrbench, "realworldqa": _realworldqa, "hallusionbench": _hallusionbench, "blink": _blink,
+    "logicvista": _logicvista, "longvideobench": _longvideobench, "mlvu": _mlvu,
 }
 
 

@@ -1,21 +1,26 @@
-"""Converters of the video benchmarks. Each yields ``Item``s with a ``Clip`` (a video file or a frame folder found
-below the benchmark's folder); ``rows_of`` samples the frames. Expected layouts: docs/evaluation.md."""
+"""Converters of the video benchmarks (App. B.2, Tab. 7; and the extra suite). Each yields ``Item``s with a ``Clip``
+(a video file or a frame folder found below the benchmark's folder); ``rows_of`` samples the frames as the
+benchmark's protocol says (``Benchmark.frames`` / ``sampling``). Expected layouts: docs/evaluation.md."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from .common import (
+    LETTERS,
     VIDEO_SUFFIXES,
     Clip,
     Item,
     Source,
+    SourceError,
     as_list,
     clean_option,
     field_of,
     letter_of,
     numeric_or_text,
+    read_srt,
 )
 
 
@@ -29,15 +34,34 @@ def _video_name(name: str) -> str:
     return name if Path(name).suffix else name + ".mp4"
 
 
-def videomme(source: Source) -> Iterator[Item]:
-    """Video-MME test (videomme/test-*.parquet + <videoID>.mp4 files), without subtitles."""
+def _videomme(source: Source, subtitles: bool) -> Iterator[Item]:
     for record in source.records("videomme/test-*.parquet", "**/test-*.parquet"):
         qid = field_of(record, "question_id")
+        video_id = str(field_of(record, "videoID"))
         options = [clean_option(o) for o in as_list(field_of(record, "options"))]
+        clip = _clip(source, _video_name(video_id))
+        if subtitles:  # subtitle/<videoID>.srt; a video without one gets "No subtitles available" (official)
+            try:
+                clip.subtitles = read_srt(source.find(f"subtitle/{video_id}.srt", (".srt",)))
+            except SourceError:
+                clip.subtitles = []
+        duration = str(record.get("duration") or "")
         yield Item(str(qid), str(field_of(record, "question")),
                    letter_of(field_of(record, "answer"), options, f"{record['_file']} question {qid}"),
-                   "multiple_choice", choices=options, category=str(record.get("duration") or ""),
-                   clip=_clip(source, _video_name(str(field_of(record, "videoID")))))
+                   "multiple_choice", choices=options, category=str(record.get("task_type") or ""),
+                   subset=duration, clip=clip)
+
+
+def videomme(source: Source) -> Iterator[Item]:
+    """Video-MME test without subtitles (lmms-lab/Video-MME: videomme/test-*.parquet + data/<videoID>.mp4);
+    ``subset`` = duration (short / medium / long)."""
+    yield from _videomme(source, subtitles=False)
+
+
+def videomme_sub(source: Source) -> Iterator[Item]:
+    """Video-MME test with subtitles (``subtitle/<videoID>.srt`` of the same release): the subtitles shown at the
+    sampled frames' instants, in Video-MME's official wording ("This video's subtitles are listed below: ...")."""
+    yield from _videomme(source, subtitles=True)
 
 
 # Where MVBench keeps each task's videos (folder below video/, and the frame rate of frame folders). The task json
@@ -115,18 +139,72 @@ def mlvu(source: Source) -> Iterator[Item]:
                    clip=_clip(source, f"video/{task}/{video}"))
 
 
+VIDEOMMMU_TRACKS = ("Perception", "Comprehension", "Adaptation")
+# Video-MMMU's official prompt (lmms-eval's videommmu task, the benchmark authors' evaluation): the adaptation
+# question's image is shown at the end of the video; the other tracks are told to ignore the quiz in the last frame.
+VIDEOMMMU_ADAPTATION = ("You should watch and learn the video content. Then apply what you learned to answer the "
+                        "following {kind} question. The image for this question is at the end of the video.")
+VIDEOMMMU_IGNORE_QUIZ = "Please ignore the Quiz question in last frame of the video."
+
+
 def videommmu(source: Source) -> Iterator[Item]:
-    """Video-MMMU (Perception / Comprehension / Adaptation parquet folders + <id>.mp4 videos)."""
-    for record in source.records("*/test-*.parquet", "**/test-*.parquet", "**/*.parquet"):
-        qid = str(field_of(record, "id"))
-        track = Path(record["_file"]).parent.name
-        options = [clean_option(o) for o in as_list(record.get("options"))]
+    """Video-MMMU (lmms-lab/VideoMMMU: Perception / Comprehension / Adaptation config folders of test-*.parquet +
+    <id>.mp4 videos); ``subset`` = the track. An adaptation question's image is its ``image`` field when the release
+    has one, else the video's last frame (where the benchmark puts it): either way it is given after the frames."""
+    for track in VIDEOMMMU_TRACKS:
+        for record in source.records(f"{track}/test-*.parquet", f"**/{track}/test-*.parquet"):
+            yield _videommmu_item(source, record, track)
+
+
+def _videommmu_item(source: Source, record: dict, track: str) -> Item:
+    qid = str(field_of(record, "id"))
+    options = [clean_option(o) for o in as_list(record.get("options"))]
+    multiple_choice = bool(options) and str(record.get("question_type") or "multiple-choice") == "multiple-choice"
+    question = str(field_of(record, "question"))
+    images, note = [], ""
+    if track == "Adaptation":
+        kind = "multi-choice" if multiple_choice else "open-ended"
+        question = VIDEOMMMU_ADAPTATION.format(kind=kind) + "\n" + question
         images = [record["image"]] if record.get("image") is not None else []
-        clip = _clip(source, _video_name(qid))
-        answer = field_of(record, "answer")
-        if options and str(record.get("question_type") or "multiple-choice") == "multiple-choice":
-            yield Item(qid, str(field_of(record, "question")), letter_of(answer, options, f"{track} {qid}"),
-                       "multiple_choice", images, options, category=track, clip=clip)
+    else:  # after the options, as the benchmark's prompt has it
+        note = VIDEOMMMU_IGNORE_QUIZ
+    clip = _clip(source, _video_name(qid))
+    clip.last_frame = track == "Adaptation" and not images
+    answer = field_of(record, "answer")
+    if multiple_choice:
+        return Item(qid, question, letter_of(answer, options, f"{track} {qid}"), "multiple_choice", images, options,
+                    category=track, subset=track, clip=clip, after_options=note)
+    return Item(qid, question, str(answer), numeric_or_text(answer), images, category=track, subset=track, clip=clip,
+                after_options=note)
+
+
+def mmvu(source: Source) -> Iterator[Item]:
+    """MMVU validation (yale-nlp/MMVU: validation.json, or its parquet: id, video (a URL ending in
+    videos/<subject>/<n>.mp4) or video_path, question, choices (letter -> text), answer, question_type,
+    metadata.subject). BenchJudge: the official two-mode judge (Fig. 12) reads question, options and gold."""
+    for record in source.records("**/validation.json", "**/validation-*.parquet", "**/validation.parquet"):
+        qid = str(field_of(record, "id"))
+        video = str(field_of(record, "video_path", "video"))
+        if "/resolve/" in video:  # a hub URL: the file's path in the repository
+            video = video.split("/resolve/", 1)[1].split("/", 1)[1]
+        question = str(field_of(record, "question"))
+        question_type = str(field_of(record, "question_type"))
+        metadata = record.get("metadata") or {}
+        subject = str(metadata.get("subject") or Path(video).parent.name)
+        fields = {"judge": "mmvu", "judge_question": question, "question_type": question_type}
+        answer = str(field_of(record, "answer")).strip()
+        clip = _clip(source, video)
+        if question_type == "multiple-choice":
+            choices = record.get("choices") or {}
+            if isinstance(choices, str):
+                choices = json.loads(choices)
+            letters = [letter for letter in LETTERS if str(choices.get(letter) or "").strip()]
+            options = [str(choices[letter]).strip() for letter in letters]
+            if letters != list(LETTERS[: len(letters)]):
+                raise SourceError(f"{record['_file']} question {qid}: choices {sorted(choices)} are not A, B, C, ...")
+            gold = letter_of(answer, options, f"{record['_file']} question {qid}", "letter")
+            yield Item(qid, question, gold, "multiple_choice", choices=options, category=subject, subset=subject,
+                       clip=clip, fields={**fields, "gold_answers": [gold]})
         else:
-            yield Item(qid, str(field_of(record, "question")), str(answer), numeric_or_text(answer), images,
-                       category=track, clip=clip)
+            yield Item(qid, question, answer, "string_match", category=subject, subset=subject, clip=clip,
+                       fields={**fields, "gold_answers": [answer]})

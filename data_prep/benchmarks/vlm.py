@@ -1,13 +1,15 @@
-"""Converters of the image (VLM) benchmarks. Each reads the published fields and yields ``Item``s (see common.py);
-the expected layout of each local copy is in docs/evaluation.md."""
+"""Converters of the image (VLM) benchmarks (App. B.2, Tab. 5; and the extra suite). Each reads the published
+fields and yields ``Item``s (see common.py); the expected layout of each local copy is in docs/evaluation.md."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .charxiv_questions import OVERARCHING, descriptive_question
 from .common import (
     Item,
     Source,
@@ -130,14 +132,22 @@ def mmmu(source: Source) -> Iterator[Item]:
     yield from _mmmu_items(source.records("**/validation-*.parquet"))
 
 
+MMMU_PRO_CONFIGS = {"standard (10 options)": "std10", "standard (4 options)": "std4", "vision": "vision"}
+
+
 def mmmu_pro(source: Source) -> Iterator[Item]:
-    """MMMU-Pro, "standard (10 options)" setting."""
-    yield from _mmmu_items(source.records("standard (10 options)/*.parquet", "**/*10 options*/*.parquet"))
+    """MMMU-Pro, all three configs of MMMU/MMMU_Pro (Tab. 5), each its ``subset``: "standard (10 options)",
+    "standard (4 options)" (MMMU-style rows) and "vision" (question and options inside the screenshot)."""
+    for config, short in MMMU_PRO_CONFIGS.items():
+        items = (mmmu_pro_vision(source) if config == "vision"
+                 else _mmmu_items(source.records(f"{config}/*.parquet", f"{config}/**/*.parquet")))
+        for item in items:
+            yield Item(**{**item.__dict__, "qid": f"{short}-{item.qid}", "subset": config})
 
 
 def mmmu_pro_vision(source: Source) -> Iterator[Item]:
-    """MMMU-Pro, "vision" setting: question and options are inside the screenshot."""
-    for record in source.records("vision/*.parquet", "**/vision/*.parquet"):
+    """MMMU-Pro, "vision" config: question and options are inside the screenshot."""
+    for record in source.records("vision/*.parquet", "vision/**/*.parquet"):
         qid = field_of(record, "id")
         options = [clean_option(o) for o in as_list(record.get("options"))]
         yield Item(str(qid), "Answer the multiple-choice question shown in the image.",
@@ -172,12 +182,39 @@ def chartqa(source: Source) -> Iterator[Item]:
 
 
 def charxiv(source: Source) -> Iterator[Item]:
-    """CharXiv validation, reasoning questions (reasoning_q / reasoning_a)."""
-    for number, record in enumerate(source.records("**/val.parquet", "**/validation-*.parquet")):
-        answer = str(field_of(record, "reasoning_a"))
-        qid = record.get("figure_path") or record.get("id") or number
-        yield Item(Path(str(qid)).stem, str(field_of(record, "reasoning_q")), answer, numeric_or_text(answer),
-                   [field_of(record, "image")], category=str(record.get("category") or ""))
+    """CharXiv validation (princeton-nlp/CharXiv ``val.parquet``, one row per figure): its reasoning question
+    (reasoning_q / reasoning_a; ``inst_category`` = reasoning_a_type, the official grader's answer type 1-4), then
+    the four descriptive questions of every figure (descriptive_q1..4 are template ids, see charxiv_questions;
+    descriptive_a1..4). ``subset`` = "reasoning" | "descriptive"; both use CharXiv's official judge (Figs 14-15)."""
+    patterns = ("**/val.parquet", "**/validation-*.parquet")
+    for number, record in enumerate(source.records(*patterns)):
+        figure = _figure_id(record, number)
+        question, answer = str(field_of(record, "reasoning_q")), str(field_of(record, "reasoning_a"))
+        yield Item(f"{figure}-reasoning", question, answer, numeric_or_text(answer), [field_of(record, "image")],
+                   category=str(record.get("category") or ""), subset="reasoning",
+                   fields={"judge": "charxiv_reasoning", "judge_question": question, "gold_answers": [answer],
+                           "inst_category": str(field_of(record, "reasoning_a_type"))})
+    for number, record in enumerate(source.records(*patterns)):
+        figure = _figure_id(record, number)
+        location = record.get("subplot_loc")
+        if location is None or (not isinstance(location, str) and not as_list(location)):
+            location = [record.get("subplot_row") or 0, record.get("subplot_col") or 0]
+        elif not isinstance(location, str):
+            location = as_list(location)
+        for k in range(1, 5):
+            template = int(field_of(record, f"descriptive_q{k}"))
+            if template not in OVERARCHING:
+                raise SourceError(f"{_where(record, figure)}: descriptive_q{k} = {template} is not a template 1-19")
+            answer = str(field_of(record, f"descriptive_a{k}"))
+            yield Item(f"{figure}-descriptive{k}", descriptive_question(template, location), answer,
+                       numeric_or_text(answer), [field_of(record, "image")],
+                       category=str(record.get("category") or ""), subset="descriptive",
+                       fields={"judge": "charxiv_descriptive", "judge_question": OVERARCHING[template],
+                               "gold_answers": [answer], "inst_category": str(template)})
+
+
+def _figure_id(record: dict, number: int) -> str:
+    return Path(str(record.get("figure_path") or record.get("id") or number)).stem
 
 
 def ocrbench(source: Source) -> Iterator[Item]:
@@ -270,3 +307,146 @@ def dynamath(source: Source) -> Iterator[Item]:
             yield Item(qid, question, answer, "numeric", [image], tolerance=1e-3, category=category)
         else:
             yield Item(qid, question, answer, numeric_or_text(answer), [image], category=category)
+
+
+def babyvision(source: Source) -> Iterator[Item]:
+    """BabyVision (UnipatAI/BabyVision, train split, 388 rows): ansType "choice" (options, choiceAns index) or
+    "blank" (blankAns); ``subset`` = type (the four categories), ``category`` = subtype."""
+    for number, record in enumerate(source.records("**/train-*.parquet", "**/*.parquet")):
+        qid = str(field_of(record, "taskId", "id", required=False, default=number))
+        question = str(field_of(record, "question"))
+        image = field_of(record, "image")
+        kind, subtype = str(record.get("type") or ""), str(record.get("subtype") or "")
+        if str(field_of(record, "ansType")) == "choice":
+            options = [clean_option(o) for o in as_list(field_of(record, "options"))]
+            yield Item(qid, question, letter_of(field_of(record, "choiceAns"), options, _where(record, qid), "index"),
+                       "multiple_choice", [image], options, category=subtype, subset=kind)
+        else:
+            answer = str(field_of(record, "blankAns")).strip()
+            yield Item(qid, question, answer, numeric_or_text(answer), [image], category=subtype, subset=kind)
+
+
+def embspatial(source: Source) -> Iterator[Item]:
+    """EmbSpatial-Bench (FlagEval/EmbSpatial-Bench test: question_id, image, question, answer_options, answer index,
+    relation, data_source); ``subset`` = the spatial relation."""
+    for record in source.records("**/test-*.parquet", "**/*.parquet"):
+        qid = field_of(record, "question_id")
+        options = [clean_option(o) for o in as_list(field_of(record, "answer_options"))]
+        yield Item(str(qid), str(field_of(record, "question")).replace("<image>", "").strip(),
+                   letter_of(field_of(record, "answer"), options, _where(record, qid), "index"), "multiple_choice",
+                   [field_of(record, "image")], options, category=str(record.get("data_source") or ""),
+                   subset=str(record.get("relation") or ""))
+
+
+def infovqa(source: Source) -> Iterator[Item]:
+    """InfographicVQA validation (lmms-lab/DocVQA, config InfographicVQA: questionId, question, answers, image);
+    Det.: ANLS against every listed answer (``metric`` "anls", ``gold_answers``)."""
+    for record in source.records("InfographicVQA/validation-*.parquet", "**/validation-*.parquet"):
+        qid = field_of(record, "questionId")
+        answers = [str(a) for a in as_list(field_of(record, "answers"))]
+        yield Item(str(qid), str(field_of(record, "question")), answers,
+                   "list_string_match" if len(answers) > 1 else "string_match", [field_of(record, "image")],
+                   fields={"metric": "anls", "gold_answers": answers})
+
+
+def mm_vet(source: Source) -> Iterator[Item]:
+    """MM-Vet (lmms-lab/MMVet test: question_id, image, question, answer with <AND>/<OR> tags, capability);
+    BenchJudge: the official MM-Vet grader (Fig. 10) reads the question and the tagged gold answer."""
+    for record in source.records("**/test-*.parquet", "**/*.parquet"):
+        qid = field_of(record, "question_id")
+        question, answer = str(field_of(record, "question")), str(field_of(record, "answer"))
+        capability = record.get("capability")
+        capability = ",".join(as_list(capability)) if not isinstance(capability, str) else capability
+        yield Item(str(qid), question, answer, "string_match", [field_of(record, "image")],
+                   category=capability or "",
+                   fields={"judge": "mm_vet", "judge_question": question, "gold_answers": [answer]})
+
+
+# OCRBench v2's official score (eval_scripts/get_score.py) averages the task types within each capability, then the
+# capabilities (8 English, 5 Chinese): ``subset`` = the capability, ``ocr_task`` = the task type.
+OCRBENCH_V2_CAPABILITIES = {
+    "en": {
+        "text recognition": ("text recognition en", "fine-grained text recognition en", "full-page OCR en"),
+        "text detection": ("text grounding en", "VQA with position en"),
+        "text spotting": ("text spotting en",),
+        "relationship extraction": ("key information extraction en", "key information mapping en"),
+        "element parsing": ("document parsing en", "chart parsing en", "table parsing en", "formula recognition en"),
+        "mathematical calculation": ("math QA en", "text counting en"),
+        "visual text understanding": ("document classification en", "cognition VQA en", "diagram QA en"),
+        "knowledge reasoning": ("reasoning VQA en", "science QA en", "APP agent en", "ASCII art classification en"),
+    },
+    "cn": {
+        "text recognition": ("full-page OCR cn",),
+        "relationship extraction": ("key information extraction cn", "handwritten answer extraction cn"),
+        "element parsing": ("document parsing cn", "table parsing cn", "formula recognition cn"),
+        "visual text understanding": ("cognition VQA cn",),
+        "knowledge reasoning": ("reasoning VQA cn", "text translation cn"),
+    },
+}
+
+
+def _ocrbench_v2(source: Source, language: str) -> Iterator[Item]:
+    """OCRBench v2 (ling99/OCRBench_v2 test: id, dataset_name, question, type, answers, image, eval, bbox,
+    bbox_list, content), the rows of one language (type ending " en" / " cn"); Det.: the official metric."""
+    capability_of = {task: cap for cap, tasks in OCRBENCH_V2_CAPABILITIES[language].items() for task in tasks}
+    for record in source.records("**/test-*.parquet", "**/*.parquet"):
+        task = str(field_of(record, "type")).strip()
+        if not task.endswith(f" {language}"):
+            continue
+        qid = field_of(record, "id")
+        if task not in capability_of:
+            raise SourceError(f"{_where(record, qid)}: unknown OCRBench v2 task type {task!r}")
+        answers = [str(a) for a in as_list(field_of(record, "answers"))]
+        meta = {key: _plain(record.get(key)) for key in ("bbox", "bbox_list", "content", "dataset_name")}
+        yield Item(str(qid), str(field_of(record, "question")), answers,
+                   "list_string_match" if len(answers) > 1 else "string_match", [field_of(record, "image")],
+                   category=str(record.get("dataset_name") or ""), subset=capability_of[task],
+                   fields={"metric": "ocrbench_v2", "ocr_task": task, "ocr_eval": str(record.get("eval") or ""),
+                           "ocr_meta": json.dumps(meta, ensure_ascii=False), "gold_answers": answers})
+
+
+def _plain(value):
+    """A parquet cell as plain JSON data (numpy arrays and nested lists to lists)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+
+
+def ocrbench_v2_en(source: Source) -> Iterator[Item]:
+    """OCRBench v2, English subset (task types ending " en")."""
+    yield from _ocrbench_v2(source, "en")
+
+
+def ocrbench_v2_zh(source: Source) -> Iterator[Item]:
+    """OCRBench v2, Chinese subset (task types ending " cn")."""
+    yield from _ocrbench_v2(source, "cn")
+
+
+def visualpuzzles(source: Source) -> Iterator[Item]:
+    """VisualPuzzles (neulab/VisualPuzzles train: id, category, image, question, options (four texts, or null when
+    the options are drawn in the image), answer letter); ``subset`` = the reasoning category."""
+    for number, record in enumerate(source.records("**/train-*.parquet", "**/*.parquet")):
+        qid = str(field_of(record, "id", required=False, default=number))
+        options = [clean_option(o) for o in as_list(record.get("options"))]
+        question = str(field_of(record, "question")).strip()
+        category = str(record.get("category") or "")
+        answer = str(field_of(record, "answer")).strip()
+        if options:
+            yield Item(qid, question, letter_of(answer, options, _where(record, qid), "letter"), "multiple_choice",
+                       [field_of(record, "image")], options, category=category, subset=category)
+        else:  # the options are in the image: the benchmark's own wording says so
+            yield Item(qid, question + "\nOptions: Choose from (A) (B) (C) (D) in the image.",
+                       letter_of(answer, ["A", "B", "C", "D"], _where(record, qid), "letter"), "multiple_choice",
+                       [field_of(record, "image")], category=category, subset=category)
+
+
+def vlms_are_blind(source: Source) -> Iterator[Item]:
+    """VLMs are Blind (XAI/vlmsareblind, split valid: image, prompt, groundtruth, task); the prompt's answer-format
+    sentence ("Answer with a number in curly brackets, e.g., {3}.") is replaced by the closer; ``subset`` = task."""
+    for number, record in enumerate(source.records("**/valid-*.parquet", "**/*.parquet")):
+        answer = str(field_of(record, "groundtruth")).strip().strip("{}")
+        task = str(record.get("task") or "")
+        yield Item(str(number), strip_format_instructions(str(field_of(record, "prompt"))), answer,
+                   numeric_or_text(answer), [field_of(record, "image")], category=task, subset=task)
