@@ -147,17 +147,17 @@ def _has_teacher_column(path: str) -> bool:
 
 def check_teacher_source(config: DictConfig, zppo) -> None:
     """The run's teacher exists: a server (or a checkpoint to serve) when it needs one, stored responses when a
-    method reads them (the offline source, the Hint and Prefix baselines)."""
+    method reads them (zppo.teacher.source=offline: BCQ, Hint and Prefix read the stored responses)."""
     server = zppo.teacher.server
     if zppo.needs_teacher_service and not (server.url or server.model):
         raise ConfigError(
-            "zppo.teacher.server.model is empty: this run needs a served teacher (fresh BCQ rollouts or candidate "
-            "compression); name its checkpoint (the run serves it) or zppo.teacher.server.url of a running "
+            "zppo.teacher.server.model is empty: this run needs a served teacher (fresh teacher rollouts, candidate "
+            "compression or hints); name its checkpoint (the run serves it) or zppo.teacher.server.url of a running "
             "OpenAI-compatible server, or turn both off (zppo.teacher.source=offline "
             "zppo.teacher.compression.enable=false)"
         )
     reason = teacher_required_by(zppo)
-    stored = zppo.guidance.mode != "none" or (zppo.teacher.source != "online" and reason is not None)
+    stored = zppo.teacher.source != "online" and reason is not None  # the Hint/Prefix baselines too (App. D.2)
     if reason is None or not stored:
         return
     for path in expand_data_files(config.data.train_files):
