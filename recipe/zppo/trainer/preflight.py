@@ -18,7 +18,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..algo.prompt_budget import PromptBudget, reformulated_prompt_budget
+from ..algo.prompt_budget import PromptBudget, reformulated_prompt_budget, text_tokens_at_most
 
 # Engines that run only with an accelerator, and the one that runs only on the CPU platform.
 ACCELERATOR_ROLLOUTS = {"vllm", "sglang", "trtllm"}
@@ -294,6 +294,15 @@ def set_rollout_prompt_length(config: DictConfig, zppo) -> str | None:
     plain prompts' 4,096). Cost: verl's V1 TransferQueue path (this trainer) stores each prompt unpadded, so a large
     prompt_length costs nothing by itself; verl's legacy DataProto path pads every prompt of a batch to
     prompt_length, and without ``use_remove_padding`` (flash-attn varlen on GPUs) the model computes on those pads."""
+    if zppo.needs_guidance and zppo.guidance.mode == "hint":  # the Hint baseline: the question + a hint block
+        from ..baselines.teacher_guidance import hint_content
+
+        glue = text_tokens_at_most(hint_content("", "", zppo.guidance)) - text_tokens_at_most(
+            zppo.guidance.answer_closer)
+        total = int(config.data.max_prompt_length) + int(zppo.guidance.hint_max_tokens) + glue
+        with open_dict(config):
+            config.actor_rollout_ref.rollout.prompt_length = total
+        return f"zppo: {PROMPT_LENGTH_KEY}={total} (derived for hint prompts: plain + a hint block; set it to override)"
     budget = reformulated_budget(config, zppo)
     if budget is None:
         return None
