@@ -282,3 +282,25 @@ def test_baseline_script_runs_every_row_of_tables_1_to_4():
     readme = (EXAMPLES / "README.md").read_text()
     for method in METHODS:  # every method is in the README's table
         assert f"| `{method}`" in readme, method
+
+
+def test_hint_runs_derive_a_prompt_budget_that_holds_a_full_hint():
+    from recipe.zppo.algo.reformulation import Tokenization
+    from recipe.zppo.baselines.teacher_guidance import GuidanceMaterial, build_hints
+    from recipe.zppo.config.schema import load_zppo_config
+    from recipe.zppo.trainer.preflight import set_rollout_prompt_length
+
+    config = _compose(["preset=paper", "method=hint"])
+    zppo = load_zppo_config(config)
+    assert "hint prompts" in set_rollout_prompt_length(config, zppo)
+    budget = config.actor_rollout_ref.rollout.prompt_length
+    # The longest plain prompt (4,096) with the longest hint (hint_max_tokens; a token per byte at most) fits...
+    chars = Tokenization(decode=lambda ids: "".join(map(chr, ids)), count_text_tokens=lambda t: len(t.encode()),
+                         encode=lambda t: [ord(c) for c in t])
+    longest = GuidanceMaterial("q", [{"role": "user", "content": "x"}], prompt_length=4096, ground_truth="1",
+                               teacher_text="t", hint="h" * zppo.guidance.hint_max_tokens)
+    assert len(build_hints([longest], chars, budget, zppo.guidance).prompts) == 1
+    # ...with a few tokens to spare (the tags), and runs without hints keep verl's default.
+    assert 4096 + 512 < budget < 4096 + 512 + 32
+    grpo = _compose(["preset=paper", "method=grpo_buffer"])
+    assert set_rollout_prompt_length(grpo, load_zppo_config(grpo)) is None
