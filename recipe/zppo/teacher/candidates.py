@@ -107,6 +107,7 @@ class QuestionMaterial:
     hint: str | None = None  # Hint: the sanitized Fig. 19 hint written from guide_text
 
 
+REQUEST_KINDS = ("rollout", "compression", "hint")  # what the teacher is asked for (the compute ledger's kinds)
 COUNTERS = (
     "rollouts",  # teacher rollouts requested
     "correct",  # of which correct
@@ -126,9 +127,8 @@ COUNTERS = (
     "hint_boxed_stripped",  # \boxed{...} expressions stripped from hints
     "prompt_tokens",  # every request kind together
     "completion_tokens",
-    *(f"{kind}_{t}" for kind in ("rollout", "compression", "hint") for t in ("prompt_tokens", "completion_tokens")),
+    *(f"{kind}_{t}" for kind in REQUEST_KINDS for t in ("prompt_tokens", "completion_tokens")),
 )
-REQUEST_KINDS = ("rollout", "compression", "hint")  # what the teacher is asked for (the compute ledger's kinds)
 
 
 class _Job:
