@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Every method of the paper's comparison at one scale (Qwen3.5-2B student), one run per call, same data, same
-# settings (preset=paper, 200 steps): METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]
-#   grpo, grpo_verl, grpo_buffer, grpo_matched, grpo_buffer_bcq, grpo_buffer_ncq, zppo, hint, prefix,
-#   on_policy_distill, on_policy_distill_buffer, off_policy_distill        (table: examples/README.md)
-# One node of 8 x 80 GB GPUs. The on-policy distillation methods serve the Qwen3.5-27B teacher (TEACHER_PATH) on
-# 2 of the 8 GPUs (its own resource pool) and train the student on the other 6; zppo, grpo_buffer_bcq and
-# grpo_buffer_ncq have the run serve TEACHER_MODEL on TEACHER_GPUS (or use TEACHER_URL), as _common.sh says.
+# Every row of the paper's Tabs 1-4 at one scale (Qwen3.5-2B student), same data, same settings (preset=paper,
+# Table 8, 200 steps); examples/README.md says which method is which row of which table.
+#   METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]   one method
+#   bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]                 every row below, one after the other
+# The rows (PAPER_ROWS): off_policy_distill, off_policy_distill_buffer, on_policy_distill, on_policy_distill_buffer
+# (Tab. 1, the † ones also Tab. 2), grpo, grpo_buffer (Tabs 1-4), grpo_both, grpo_buffer_bcq (Tabs 3-4),
+# grpo_buffer_ncq (Tab. 3), hint, prefix (Tab. 4), zppo (every table). Ours, not rows of the paper: grpo_verl (verl's
+# GRPO estimator) and grpo_matched (GRPO† given a ZPPO run's generated tokens).
+# One node of 8 x 80 GB GPUs. Methods with a served teacher (zppo, grpo_both, grpo_buffer_bcq, grpo_buffer_ncq, hint,
+# prefix: fresh teacher rollouts, compressions or hints) have the run serve TEACHER_MODEL on TEACHER_GPUS (or use
+# TEACHER_URL) and train on the other 6, as _common.sh says. The on-policy distillation methods serve the Qwen3.5-27B
+# teacher (TEACHER_PATH) on 2 of the 8 GPUs (its own resource pool) and train the student on the other 6.
 # grpo_matched spends what a ZPPO run spent (cumulative generated tokens, step by step): run METHOD=zppo with this
 # script first (same batch and steps); REFERENCE is that run's folder (default: where METHOD=zppo writes it).
 # Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
+PAPER_ROWS=(off_policy_distill off_policy_distill_buffer on_policy_distill on_policy_distill_buffer grpo grpo_buffer
+            grpo_both grpo_buffer_bcq grpo_buffer_ncq hint prefix zppo)
+if [[ -z "${METHOD:-}" ]]; then
+    for row in "${PAPER_ROWS[@]}"; do
+        METHOD=$row bash "$0" "$@" || { echo "run_baselines: METHOD=$row failed" >&2; exit 1; }
+    done
+    exit 0
+fi
 source "$(dirname "$0")/_common.sh"
-METHOD=${METHOD:?set METHOD to one of the methods listed at the top of this script}
 MODEL=${MODEL:-Qwen/Qwen3.5-2B}
 TEACHER_PATH=${TEACHER_PATH:-Qwen/Qwen3.5-27B}
 STUDENT_GPU_COUNT=8
@@ -26,7 +38,7 @@ case "$METHOD" in
 esac
 ZPPO_ARGS+=(trainer.nnodes=1)
 case "$METHOD" in
-    zppo|grpo_buffer_bcq|grpo_buffer_ncq) zppo_node_gpus ;;  # the teacher draws and compresses candidates
+    zppo|grpo_both|grpo_buffer_bcq|grpo_buffer_ncq|hint|prefix) zppo_node_gpus ;;  # the teacher's rollouts/compressions/hints
     *) ZPPO_ARGS+=("trainer.n_gpus_per_node=$STUDENT_GPU_COUNT") ;;
 esac
 zppo_common_args "${METHOD}_qwen3_5_2b_baselines"  # not run_zppo_qwen3_5_2b.sh's folder (METHOD=zppo)

@@ -234,8 +234,8 @@ def _without_teacher_responses(source, target):
 @pytest.mark.parametrize(
     "overrides, reason",
     [
-        ({"zppo": {"guidance": {"mode": "prefix"}}}, "zppo.guidance.mode=prefix"),
-        ({"zppo": {"guidance": {"mode": "hint"}}}, "zppo.guidance.mode=hint"),
+        ({"zppo": {"teacher": {"source": "offline"}, "guidance": {"mode": "prefix"}}}, "zppo.guidance.mode=prefix"),
+        ({"zppo": {"teacher": {"source": "offline"}, "guidance": {"mode": "hint"}}}, "zppo.guidance.mode=hint"),
         ({"zppo": {"teacher": {"source": "offline"}, "reformulation": {"build_bcq": True, "build_ncq": False}}},
          "BCQ only"),
     ],
@@ -248,8 +248,10 @@ def test_a_method_that_reads_stored_teacher_responses_refuses_data_without_them(
     with pytest.raises(ConfigError) as error:
         check_config(config)
     assert reason in str(error.value) and "bare.parquet has no extra_info.teacher_responses" in str(error.value)
-    # ZPPO itself draws its teacher's responses fresh from the served teacher: the same data is fine.
-    check_config(_config(tiny_assets["text-model"], bare, data / "val.parquet"))
+    # ZPPO itself draws its teacher's responses fresh from the served teacher: the same data is fine (and so is it
+    # for the Hint and Prefix baselines, which draw theirs fresh too: App. D.2, Algorithms 5-6).
+    online = {"zppo": {"teacher": {"source": "online"}}}
+    check_config(OmegaConf.merge(_config(tiny_assets["text-model"], bare, data / "val.parquet"), overrides, online))
     # And data with stored teacher responses passes.
     check_config(OmegaConf.merge(
         _config(tiny_assets["text-model"], data / "train.parquet", data / "val.parquet"), overrides))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from recipe.zppo.algo.answer_format import ANSWER_CLOSER, extract_final_answer
+from recipe.zppo.algo.answer_format import ANSWER_CLOSER
 
 BCQ = "bcq"
 NCQ = "ncq"
@@ -105,31 +105,6 @@ class Tokenization:
             count_text_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
             encode=lambda text: tokenizer.encode(text, add_special_tokens=False),
         )
-
-
-@dataclass(frozen=True)
-class Response:
-    """One response (the Hint and Prefix baselines' material): its text, correctness, and token ids when known."""
-
-    text: str | None
-    correct: bool
-    token_ids: Sequence[int] | None = None
-
-    def __post_init__(self):
-        if self.text is None and self.token_ids is None:
-            raise ValueError("a Response needs its text or its token_ids")
-
-
-@dataclass(frozen=True)
-class HardQuestion:
-    """A hard question and this step's raw responses (the Hint and Prefix baselines build from these)."""
-
-    question_id: Any
-    prompt: Sequence[Mapping[str, Any]]
-    prompt_length: int
-    ground_truth: Any
-    student_responses: Sequence[Response]
-    teacher_responses: Sequence[Response] = ()
 
 
 @dataclass(frozen=True)
@@ -262,11 +237,6 @@ def clean_candidate_text(text: str) -> str:
             break
         text = cleaned
     return text.strip()
-
-
-def has_final_answer_default(text: str) -> bool:
-    """A response can be a candidate when it ends in a final answer (not cut off at the length limit)."""
-    return extract_final_answer(text) is not None
 
 
 def _count_media(text: str) -> tuple[int, ...]:

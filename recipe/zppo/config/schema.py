@@ -117,7 +117,9 @@ class ZPPOConfig:
     buffer: BufferConfig = field(default_factory=BufferConfig)
     # BCQ / NCQ prompt building (Sec. 3.2; algo/reformulation.py)
     reformulation: ReformulationConfig = field(default_factory=ReformulationConfig)
-    # The Hint and Prefix baselines (mode: none | hint | prefix; baselines/teacher_guidance.py)
+    # The Hint and Prefix baselines (App. D.2, Algorithms 5-6; mode: none | hint | prefix; prefix_fraction alpha,
+    # paper 0.4; the hint request's settings, ours; baselines/teacher_guidance.py). Both draw fresh teacher rollouts
+    # (zppo.teacher.*) on the round(aug_ratio x data.train_batch_size) hardest hard questions only.
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     # The compute-matched baseline (method=grpo_matched; baselines/compute_matching.py). ours
@@ -153,8 +155,16 @@ class ZPPOConfig:
         return self.enable and (self.reformulation.build_bcq or self.reformulation.build_ncq)
 
     @property
+    def needs_guidance(self) -> bool:
+        """Whether the run builds the Hint or Prefix baseline's prompts (App. D.2)."""
+        return self.enable and self.guidance.mode != "none"
+
+    @property
     def needs_teacher_service(self) -> bool:
-        """Whether the run needs a served teacher: fresh BCQ rollouts (online) or candidate compression."""
+        """Whether the run needs a served teacher: fresh teacher rollouts (online: BCQ, Hint, Prefix), candidate
+        compression, or Fig. 19's hints."""
+        if self.needs_guidance:
+            return self.guidance.mode == "hint" or self.teacher.source == ONLINE
         if not self.needs_candidates:
             return False
         fresh = self.reformulation.build_bcq and self.teacher.source == ONLINE

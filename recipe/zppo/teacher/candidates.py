@@ -7,6 +7,12 @@ one). A question's work starts as soon as its plain group is scored (``start``),
 so it overlaps the rest of the student's rollouts; ``collect`` waits for what is still running when phase 2 needs
 it. Nothing here raises for a teacher failure: a question gets what could be made, and the counters say what not.
 
+The Hint and Prefix baselines (App. D.2, Algorithms 5-6) use the same teacher work through ``start_guidance``, on
+their X_aug questions only: G_T fresh rollouts, one correct one drawn uniformly and, for Hint, a third request kind
+besides rollouts and compressions: the Fig. 19 hint request (``baselines.teacher_guidance``). Each request kind's
+tokens are counted apart (``<kind>_prompt_tokens`` / ``<kind>_completion_tokens``: the compute ledger's teacher
+kinds).
+
 Compression rules (ours where the paper is silent, App. D.1): a compressed text is used only when it keeps the
 original's final answer exactly; a teacher rollout whose compression fails gives way to the next correct one (in
 the same seeded random order); a student rollout whose compression fails is left out of the candidate blocks
@@ -97,8 +103,11 @@ class QuestionMaterial:
     student: list[Candidate] = field(default_factory=list)
     wrong_answers: list[str] = field(default_factory=list)  # of every wrong rollout with one (NCQ lists them all)
     teacher_correct: int = 0  # correct teacher rollouts (or stored responses) found
+    guide_text: str | None = None  # Hint/Prefix: the correct teacher rollout drawn (uniformly) for this question
+    hint: str | None = None  # Hint: the sanitized Fig. 19 hint written from guide_text
 
 
+REQUEST_KINDS = ("rollout", "compression", "hint")  # what the teacher is asked for (the compute ledger's kinds)
 COUNTERS = (
     "rollouts",  # teacher rollouts requested
     "correct",  # of which correct
@@ -111,8 +120,14 @@ COUNTERS = (
     "compression_truncated",
     "failures",  # requests that gave no completion (refused, timed out, malformed)
     "abandoned",  # questions whose work was still running when phase 2 could wait no longer
-    "prompt_tokens",
+    "hints",  # Fig. 19 hint requests (method=hint)
+    "hint_ok",
+    "hint_empty",  # refused: nothing left after sanitizing
+    "hint_truncated",  # cut at zppo.guidance.hint_max_tokens (kept, sanitized)
+    "hint_boxed_stripped",  # \boxed{...} expressions stripped from hints
+    "prompt_tokens",  # every request kind together
     "completion_tokens",
+    *(f"{kind}_{t}" for kind in REQUEST_KINDS for t in ("prompt_tokens", "completion_tokens")),
 )
 
 
@@ -169,7 +184,8 @@ class TeacherWork:
         return question_id in self._jobs
 
     # ------------------------------------------------------------------ submitting
-    def _submit(self, job: _Job, messages: list[dict], on_reply: Callable[[Reply], None], **kwargs) -> None:
+    def _submit(self, job: _Job, messages: list[dict], on_reply: Callable[[Reply], None], kind: str,
+                **kwargs) -> None:
         job.add()
         future: Future = self.client.submit(messages, **kwargs)
 
@@ -181,6 +197,8 @@ class TeacherWork:
                 else:
                     self._count("prompt_tokens", reply.completion.prompt_tokens)
                     self._count("completion_tokens", reply.completion.completion_tokens)
+                    self._count(f"{kind}_prompt_tokens", reply.completion.prompt_tokens)
+                    self._count(f"{kind}_completion_tokens", reply.completion.completion_tokens)
                 on_reply(reply)
             except Exception:  # a bug in a callback must not leave the job pending forever
                 logger.exception("teacher work for question %s failed", job.question_id)
@@ -208,7 +226,7 @@ class TeacherWork:
             self._count(f"compression_{outcome.reason}")
             on_result(outcome.text if outcome.reason == OK else None)
 
-        self._submit(job, compression_messages(text), on_reply, max_tokens=cfg.max_tokens,
+        self._submit(job, compression_messages(text), on_reply, "compression", max_tokens=cfg.max_tokens,
                      temperature=cfg.temperature, top_p=1.0, thinking=cfg.thinking)
 
     def start(
@@ -249,9 +267,12 @@ class TeacherWork:
         finally:
             job.finish()
 
-    def _draw_teacher(self, job: _Job, messages: list, images: list, is_correct: Callable[[str], bool]) -> None:
+    def _draw_teacher(self, job: _Job, messages: list, images: list, is_correct: Callable[[str], bool],
+                      then: Callable[[_Job, list[str]], None] | None = None) -> None:
+        """G_T fresh rollouts; once all are back, ``then(job, correct texts)`` (default: compress one for BCQ)."""
         if self.client is None:
             return
+        then = then or self._use_correct
         cfg = self.config
         replies: list[Reply] = []
 
@@ -262,11 +283,11 @@ class TeacherWork:
             if last:  # every rollout is back: score them, then compress one correct one
                 texts = [r.completion.text for r in replies if r.completion is not None]
                 self._count("truncated", sum(r.completion.truncated for r in replies if r.completion is not None))
-                self._use_correct(job, [t for t in texts if _safe(is_correct, t)])
+                then(job, [t for t in texts if _safe(is_correct, t)])
 
         for _ in range(cfg.rollouts):
             self._count("rollouts")
-            self._submit(job, messages, on_reply, images=images, max_tokens=cfg.max_tokens,
+            self._submit(job, messages, on_reply, "rollout", images=images, max_tokens=cfg.max_tokens,
                          temperature=cfg.temperature, top_p=cfg.top_p, thinking=cfg.thinking)
 
     def _use_correct(self, job: _Job, correct: list[str]) -> None:
@@ -296,6 +317,68 @@ class TeacherWork:
 
         attempt(0)
 
+    # ------------------------------------------------------------------ the Hint and Prefix baselines
+    def start_guidance(
+        self,
+        question_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        images: Sequence[Any],
+        is_correct: Callable[[str], bool],
+        hint=None,
+        seed: int = 0,
+        stored: Sequence[tuple[str, bool]] = (),
+    ) -> None:
+        """An X_aug question's teacher work for Hint / Prefix (Algorithms 5-6, steps 8-13): G_T fresh rollouts
+        (online; offline: the stored responses), one correct one drawn uniformly (seeded by (seed, step, id)) into
+        ``guide_text`` and, with ``hint`` (a GuidanceConfig), the Fig. 19 hint request on it. Returns at once."""
+        job = _Job(question_id)
+        with self._lock:
+            if question_id in self._jobs:
+                return
+            self._jobs[question_id] = job
+        job.add()
+        try:
+            def choose(job_: _Job, correct: list[str]) -> None:
+                self._count("correct", len(correct))
+                job_.material.teacher_correct = len(correct)
+                if not correct:
+                    return  # the teacher failed on x: no guided group (Algorithm 5 step 10, 6 step 10)
+                rng = _question_rng(seed, self._step, job_.question_id, purpose=4)
+                text = correct[int(rng.integers(len(correct)))]
+                job_.material.guide_text = text
+                if hint is not None:
+                    self._hint(job_, text, hint)
+
+            if self.config.source == ONLINE:
+                self._draw_teacher(job, list(messages), list(images), is_correct, then=choose)
+            else:
+                choose(job, [text for text, correct in stored if correct])
+        finally:
+            job.finish()
+
+    def _hint(self, job: _Job, text: str, hint) -> None:
+        """Ask the teacher for an answer-free hint on ``text`` (Fig. 19); keep it sanitized, or nothing."""
+        from ..baselines.teacher_guidance import HINT_TRUNCATED, hint_messages, sanitize_hint
+
+        if self.client is None:
+            return
+        self._count("hints")
+
+        def on_reply(reply: Reply) -> None:
+            if reply.completion is None:
+                return
+            outcome = sanitize_hint(reply.completion.text)
+            self._count(f"hint_{outcome.reason}")
+            self._count("hint_boxed_stripped", outcome.boxes_stripped)
+            if reply.completion.truncated:
+                self._count(f"hint_{HINT_TRUNCATED}")
+            if outcome.text is not None:
+                with job.lock:
+                    job.material.hint = outcome.text
+
+        self._submit(job, hint_messages(text), on_reply, "hint", max_tokens=hint.hint_max_tokens,
+                     temperature=hint.hint_temperature, top_p=1.0, thinking=hint.hint_thinking)
+
     # ------------------------------------------------------------------ collecting
     def collect(self, question_ids: Sequence[str], timeout_s: float) -> dict[str, QuestionMaterial]:
         """Wait (at most ``timeout_s`` in all) for the questions' work; what is still running is abandoned."""
@@ -312,7 +395,8 @@ class TeacherWork:
                                question_id)
             with job.lock:
                 out[question_id] = QuestionMaterial(list(job.material.teacher), list(job.material.student),
-                                                    list(job.material.wrong_answers), job.material.teacher_correct)
+                                                    list(job.material.wrong_answers), job.material.teacher_correct,
+                                                    job.material.guide_text, job.material.hint)
         return out
 
     # ------------------------------------------------------------------ checkpoint

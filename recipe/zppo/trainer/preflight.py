@@ -18,7 +18,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..algo.prompt_budget import PromptBudget, reformulated_prompt_budget
+from ..algo.prompt_budget import PromptBudget, reformulated_prompt_budget, text_tokens_at_most
 
 # Engines that run only with an accelerator, and the one that runs only on the CPU platform.
 ACCELERATOR_ROLLOUTS = {"vllm", "sglang", "trtllm"}
@@ -147,17 +147,17 @@ def _has_teacher_column(path: str) -> bool:
 
 def check_teacher_source(config: DictConfig, zppo) -> None:
     """The run's teacher exists: a server (or a checkpoint to serve) when it needs one, stored responses when a
-    method reads them (the offline source, the Hint and Prefix baselines)."""
+    method reads them (zppo.teacher.source=offline: BCQ, Hint and Prefix read the stored responses)."""
     server = zppo.teacher.server
     if zppo.needs_teacher_service and not (server.url or server.model):
         raise ConfigError(
-            "zppo.teacher.server.model is empty: this run needs a served teacher (fresh BCQ rollouts or candidate "
-            "compression); name its checkpoint (the run serves it) or zppo.teacher.server.url of a running "
+            "zppo.teacher.server.model is empty: this run needs a served teacher (fresh teacher rollouts, candidate "
+            "compression or hints); name its checkpoint (the run serves it) or zppo.teacher.server.url of a running "
             "OpenAI-compatible server, or turn both off (zppo.teacher.source=offline "
             "zppo.teacher.compression.enable=false)"
         )
     reason = teacher_required_by(zppo)
-    stored = zppo.guidance.mode != "none" or (zppo.teacher.source != "online" and reason is not None)
+    stored = zppo.teacher.source != "online" and reason is not None  # the Hint/Prefix baselines too (App. D.2)
     if reason is None or not stored:
         return
     for path in expand_data_files(config.data.train_files):
@@ -294,6 +294,15 @@ def set_rollout_prompt_length(config: DictConfig, zppo) -> str | None:
     plain prompts' 4,096). Cost: verl's V1 TransferQueue path (this trainer) stores each prompt unpadded, so a large
     prompt_length costs nothing by itself; verl's legacy DataProto path pads every prompt of a batch to
     prompt_length, and without ``use_remove_padding`` (flash-attn varlen on GPUs) the model computes on those pads."""
+    if zppo.needs_guidance and zppo.guidance.mode == "hint":  # the Hint baseline: the question + a hint block
+        from ..baselines.teacher_guidance import hint_content
+
+        glue = text_tokens_at_most(hint_content("", "", zppo.guidance)) - text_tokens_at_most(
+            zppo.guidance.answer_closer)
+        total = int(config.data.max_prompt_length) + int(zppo.guidance.hint_max_tokens) + glue
+        with open_dict(config):
+            config.actor_rollout_ref.rollout.prompt_length = total
+        return f"zppo: {PROMPT_LENGTH_KEY}={total} (derived for hint prompts: plain + a hint block; set it to override)"
     budget = reformulated_budget(config, zppo)
     if budget is None:
         return None

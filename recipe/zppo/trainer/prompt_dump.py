@@ -1,9 +1,10 @@
-"""What the student saw: each step's BCQ/NCQ prompts written to ``<run dir>/zppo_prompts/step_<N>.jsonl``.
+"""What the student saw: each step's BCQ/NCQ (or hint / prefix) prompts written to
+``<run dir>/zppo_prompts/step_<N>.jsonl``.
 
-One JSON object per prompt: ``question_id``, ``kind`` (bcq/ncq), ``prompt`` (the user turn as sent, closer included),
-``candidates`` (each one's ``source``, teacher or student, its compressed ``text`` and the ``answer`` it keeps) and,
-for a BCQ, ``correct_position`` (A: the first block). ``zppo.dump_prompts``: -1 every prompt, 0 none, k the first k
-of each kind per step.
+One JSON object per prompt: ``question_id``, ``kind`` (bcq/ncq/hint/prefix), ``prompt`` (the user turn as sent,
+closer included), ``candidates`` (each one's ``source``, teacher or student, its compressed ``text`` and the
+``answer`` it keeps) and, for a BCQ, ``correct_position`` (A: the first block); a prefix plan adds its forced tokens
+(``prompt_record``). ``zppo.dump_prompts``: -1 every prompt, 0 none, k the first k of each kind per step.
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ DUMP_DIR = "zppo_prompts"
 
 
 def prompt_record(prompt) -> dict:
-    """A built ``ReformulatedPrompt`` as one JSON-ready record."""
+    """A built ``ReformulatedPrompt`` (BCQ, NCQ, hint) or the Prefix baseline's ``PrefixPlan`` as one JSON-ready
+    record; a prefix plan adds its forced ``prefix_ids``, the teacher rollout they were cut from (``teacher_text``)
+    and its length in the student's tokens (``teacher_length``)."""
     user = next((m for m in reversed(prompt.messages) if m.get("role") == "user"), {})
-    return {
+    measured = getattr(prompt, "measured_length", None)
+    record = {
         "question_id": str(prompt.question_id),
         "kind": prompt.kind,
         "prompt": user.get("content"),
-        "candidates": [{"source": c.source, "text": c.text, "answer": c.answer} for c in prompt.candidates],
-        "correct_position": prompt.correct_position,
-        "length": prompt.measured_length if prompt.measured_length is not None else prompt.estimated_length,
+        "candidates": [{"source": c.source, "text": c.text, "answer": c.answer}
+                       for c in getattr(prompt, "candidates", ())],
+        "correct_position": getattr(prompt, "correct_position", None),
+        "length": measured if measured is not None else getattr(prompt, "estimated_length", None),
     }
+    if hasattr(prompt, "prefix_ids"):
+        record.update(prefix_ids=[int(t) for t in prompt.prefix_ids], teacher_length=int(prompt.teacher_length),
+                      teacher_text=prompt.teacher_text)
+    return record
 
 
 class PromptDump:

@@ -47,13 +47,13 @@ from ..algo import step as zstep
 from ..algo.answer_format import extract_final_answer
 from ..algo.compute_ledger import ComputeLedger
 from ..algo.loss_weighting import loss_weights
-from ..algo.reformulation import BCQ, NCQ, CandidateSet, HardQuestion, Response, Tokenization
+from ..algo.reformulation import BCQ, NCQ, CandidateSet, Tokenization
 from ..algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 from ..algo.transfer import TransferTracker
 from ..baselines.compute_matching import KIND_EXTRA, ReferenceCurve, plan_extra_groups
-from ..baselines.teacher_guidance import HINT, PREFIX, admits_guidance, build_hints, build_prefixes
+from ..baselines.teacher_guidance import HINT, PREFIX, GuidanceMaterial, build_hints, build_prefixes
 from ..config.schema import load_zppo_config
-from ..teacher.candidates import TeacherWork, WrongRollout
+from ..teacher.candidates import OFFLINE, TeacherWork, WrongRollout
 from ..teacher.client import TeacherClient
 from .dataset import ZPPODataset
 from .prompt_dump import PromptDump
@@ -262,19 +262,24 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def _teacher_metrics(self, metrics: dict, waited_s: float) -> None:
         counts = self.teacher_work.counts
-        for name in ("rollouts", "correct", "truncated", "compressions", "compression_answer_changed", "failures",
-                     "abandoned", "compression_ok", "compression_no_answer", "compression_no_summary",
-                     "compression_truncated"):
+        names = ["rollouts", "correct", "truncated", "compressions", "compression_answer_changed", "failures",
+                 "abandoned", "compression_ok", "compression_no_answer", "compression_no_summary",
+                 "compression_truncated"]
+        if self.zppo.guidance.mode == HINT:
+            names += ["hints", "hint_ok", "hint_empty", "hint_truncated", "hint_boxed_stripped"]
+        for name in names:
             metrics[f"zppo/teacher/{name}"] = float(counts[name])
-        for name in ("rollouts", "compressions", "failures"):  # since the start of the run, across resumes
+        for name in ("rollouts", "compressions", "hints", "failures"):  # since the start of the run, across resumes
             metrics[f"zppo/teacher/cum_{name}"] = float(self.teacher_work.totals[name])
         busy = self.teacher_client.stats()["busy_s"] if self.teacher_client is not None else 0.0
         metrics["zppo/teacher/busy_s"] = busy - self._teacher_busy_at_step_start
         metrics["zppo/teacher/critical_path_s"] = waited_s
-        if counts["rollouts"] or counts["compressions"]:
-            self.compute_ledger.add("teacher", prompt_tokens=counts["prompt_tokens"],
-                                    generated_tokens=counts["completion_tokens"],
-                                    rollouts=counts["rollouts"] + counts["compressions"])
+        # The teacher's work per request kind (compute_ledger: teacher_rollouts, teacher_compressions, teacher_hints)
+        for kind, requests in (("rollout", "rollouts"), ("compression", "compressions"), ("hint", "hints")):
+            if counts[requests]:
+                self.compute_ledger.add(f"teacher_{requests}", prompt_tokens=counts[f"{kind}_prompt_tokens"],
+                                        generated_tokens=counts[f"{kind}_completion_tokens"],
+                                        rollouts=counts[requests])
 
     # ------------------------------------------------------------------ 2. second phase
 
@@ -308,7 +313,7 @@ class ZPPOTrainer(PPOTrainerSync):
             items, planned_prefixes = [], {}
             if self._plain.hard:
                 items, planned_prefixes = self._build_second_phase(self._plain.hard, metrics)
-            elif self.zppo.enable and self.zppo.needs_candidates:
+            elif self.zppo.needs_candidates or self.zppo.needs_guidance:
                 self._teacher_metrics(metrics, 0.0)
             helped = {item["zppo_question_id"] for item in items}
             for group in self._plain.hard:
@@ -357,21 +362,31 @@ class ZPPOTrainer(PPOTrainerSync):
             ))
         return sets
 
-    def _hard_questions(self, hard: list[zstep.Group]) -> list[HardQuestion]:
-        """The Hint and Prefix baselines' material: the stored teacher responses and this step's rollouts."""
-        dataset = self.train_dataset
-        return [
-            HardQuestion(
-                question_id=group.question_id,
-                prompt=dataset.original_messages(group.question_id),
-                prompt_length=group.rollouts[0].prompt_length,
-                ground_truth=dataset.ground_truth(group.question_id),
-                # Token ids only: the builders decode just what they use.
-                student_responses=[Response(None, bool(r.acc), r.response_ids) for r in group.rollouts],
-                teacher_responses=[Response(text, ok) for text, ok in
-                                   dataset.teacher_responses(group.question_id, self._teacher_correct)],
+    def _guidance_material(self, question_ids: list[str], hard: list[zstep.Group], metrics: dict
+                           ) -> list[GuidanceMaterial]:
+        """The Hint and Prefix baselines' material for X_aug (Algorithms 5-6 steps 8-13): this step's fresh teacher
+        rollouts on those questions only, one correct one drawn, and (Hint) the teacher's Fig. 19 hint on it."""
+        dataset, guidance = self.train_dataset, self.zppo.guidance
+        offline = self.zppo.teacher.source == OFFLINE
+        for qid in question_ids:
+            row = dataset.row_of(qid)
+            self.teacher_work.start_guidance(
+                qid, dataset.original_messages(qid), dataset.images_of(qid),
+                is_correct=lambda text, r=row: self._teacher_correct(text, r),
+                hint=guidance if guidance.mode == HINT else None, seed=guidance.seed,
+                stored=dataset.teacher_responses(qid, self._teacher_correct) if offline else (),
             )
-            for group in hard
+        started = time.perf_counter()
+        with marked_timer("zppo/teacher_wait", self.timing_raw):
+            made = self.teacher_work.collect(question_ids, timeout_s=self._teacher_wait_s())
+        self._teacher_metrics(metrics, time.perf_counter() - started)
+        metrics["zppo/no_teacher_correct"] = float(sum(not made[qid].teacher_correct for qid in question_ids))
+        lengths = {group.question_id: group.rollouts[0].prompt_length for group in hard}
+        return [
+            GuidanceMaterial(question_id=qid, prompt=dataset.original_messages(qid), prompt_length=lengths[qid],
+                             ground_truth=dataset.ground_truth(qid), teacher_text=made[qid].guide_text,
+                             hint=made[qid].hint)
+            for qid in question_ids
         ]
 
     def _teacher_correct(self, text: str, row: dict) -> bool:
@@ -423,17 +438,14 @@ class ZPPOTrainer(PPOTrainerSync):
             self.prompt_dump.write(self.global_steps, result.prompts)
             items += [item_of(p, p.correct_position or "") for p in result.prompts]
 
-        baseline_material = None
-        if self.zppo.guidance.mode in (HINT, PREFIX):
-            # App. D.2: the baselines work on the same rho_aug-capped hard questions (one prompt per question, so
-            # the pre-cap is the whole cap); admissible: a usable correct teacher response.
-            material = {q.question_id: q for q in self._hard_questions(hard_groups)}
-            metrics["zppo/no_teacher_correct"] = float(
-                sum(not any(r.correct for r in q.teacher_responses) for q in material.values()))
-            pre = caps.pre_cap(accuracy, lambda qid: admits_guidance(material[qid]), cap, self.zppo.seed,
-                               self.global_steps)
+        baseline_material = []
+        if self.zppo.needs_guidance:
+            # Algorithms 5-6 step 6: X_aug = the round(rho_aug x |X_new|) hardest hard questions (one prompt per
+            # question at most, so the pre-cap is the whole cap); every hard question qualifies, since the teacher
+            # is asked only afterwards, on X_aug alone (App. D.2: "only on the X_aug subset").
+            pre = caps.pre_cap(accuracy, lambda qid: True, cap, self.zppo.seed, self.global_steps)
             metrics.update(caps.CapReport(cap, pre).metrics(prefix="zppo/"))
-            baseline_material = [material[qid] for qid in pre.kept]
+            baseline_material = self._guidance_material(pre.kept, hard_groups, metrics)
 
         if self.reference_spend is not None:  # grpo_matched: extra plain-prompt groups of the hard questions
             plan = plan_extra_groups(
@@ -453,16 +465,18 @@ class ZPPOTrainer(PPOTrainerSync):
 
         guidance = self.zppo.guidance
         if guidance.mode == HINT:
-            result = build_hints(baseline_material, step=self.global_steps, tokens=self._tokens,
-                                 max_prompt_length=max_prompt_length, config=guidance, measure_prompt=measure)
+            result = build_hints(baseline_material, tokens=self._tokens, max_prompt_length=max_prompt_length,
+                                 config=guidance, measure_prompt=measure)
             zstep.add_counts(metrics, result.metrics(prefix="zppo/"))
+            self.prompt_dump.write(self.global_steps, result.prompts)
             items += [item_of(p) for p in result.prompts]
         elif guidance.mode == PREFIX:
             from ..baselines.prefix_agent_loop import AGENT_NAME, PREFIX_IDS_KEY
 
-            result = build_prefixes(baseline_material, step=self.global_steps, tokens=self._tokens,
+            result = build_prefixes(baseline_material, tokens=self._tokens,
                                     max_response_length=int(self.config.data.max_response_length), config=guidance)
             zstep.add_counts(metrics, result.metrics(prefix="zppo/"))
+            self.prompt_dump.write(self.global_steps, result.prompts)
             default_loop = self.config.actor_rollout_ref.rollout.agent.default_agent_loop
             for item in items:  # a batch names its agent loop for every item or for none
                 item["agent_name"] = default_loop
