@@ -662,7 +662,7 @@ class ZPPOTrainer(PPOTrainerSync):
                                 generated_tokens=report.completion_tokens, rollouts=report.rollouts_requested)
         self._dump_distill(rows)
         # verl's teacher pool rescored every trajectory of the step: the student's (unused by the loss) and these.
-        rescored = [r.prompt_length + len(r.response_ids) for r in self._rollouts_of(first)]
+        rescored = [r.prompt_length + len(r.response_ids) for g in self._groups for r in g.rollouts]
         if not rows:
             self._distill_skip_update = True
             self.compute_ledger.add("teacher_rescoring", prompt_tokens=sum(rescored), generated_tokens=0,
@@ -691,13 +691,6 @@ class ZPPOTrainer(PPOTrainerSync):
         if getattr(first, "extra_info", None):
             second.extra_info.update(first.extra_info)
         return second
-
-    def _rollouts_of(self, batch) -> list[zstep.Rollout]:
-        keys = list(batch.keys)
-        known = [self._early_rollouts.get(key) for key in keys]
-        if all(r is not None for r in known):
-            return known
-        return read_rollouts(keys, list(batch.tags))
 
     def _dump_distill(self, rows) -> None:
         """<run dir>/zppo_distill/step_<N>.jsonl: the step's training trajectories (question, text, token ids), with
