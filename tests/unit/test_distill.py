@@ -210,3 +210,18 @@ def test_teacher_rollouts_are_fresh_every_step():
     second = rollouts.collect(timeout_s=1.0)
     assert len(client.requests) == 12
     assert {a.text for a in second["q1"]}.isdisjoint({a.text for a in first["q1"]})
+
+
+def test_off_policy_distillation_has_no_rollout_log_probs_to_check(tiny_text_model):
+    teacher = f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}"
+    config = _compose("method=off_policy_distill", "preset=cpu", SERVED, teacher)
+    assert config.actor_rollout_ref.rollout.calculate_log_probs  # the CPU preset's weight-sync check
+    prepare_distill(config)
+    assert not config.actor_rollout_ref.rollout.calculate_log_probs  # the trained tokens are the teacher's
+    on_policy = _compose("method=on_policy_distill", "preset=cpu", teacher)
+    prepare_distill(on_policy)
+    assert on_policy.actor_rollout_ref.rollout.calculate_log_probs  # on-policy: the student's own tokens
+    bypass = _compose("method=off_policy_distill", "preset=cpu", SERVED, teacher,
+                      "algorithm.rollout_correction.bypass_mode=true")
+    with pytest.raises(ConfigError, match="bypass_mode"):
+        prepare_distill(bypass)

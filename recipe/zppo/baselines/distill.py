@@ -76,6 +76,18 @@ def prepare_distill(config: DictConfig) -> None:
                 "zppo.teacher.server.model (or .url) is not set: off-policy distillation draws fresh teacher "
                 "rollouts every step from the served teacher"
             )
+        rollout = config.actor_rollout_ref.rollout
+        if rollout.get("calculate_log_probs", False):
+            # The update's tokens are the teacher's: the student's rollout has no log-probs of them, so verl's
+            # rollout-vs-actor log-prob check (rollout.calculate_log_probs) has nothing to compare.
+            with open_dict(config):
+                rollout.calculate_log_probs = False
+            print("zppo: off-policy distillation trains on teacher tokens: actor_rollout_ref.rollout."
+                  "calculate_log_probs set to false (no rollout log-probs of them exist)", flush=True)
+        correction = (config.algorithm.get("rollout_correction") or {})
+        if correction.get("bypass_mode", False):
+            raise ConfigError("algorithm.rollout_correction.bypass_mode=true uses rollout log-probs as the old "
+                              "log-probs: off-policy distillation's tokens are the teacher's and have none")
     if not enabled:
         return
     distillation = config.distillation
