@@ -10,7 +10,8 @@
 # One node of 8 x 80 GB GPUs. Methods with a served teacher (zppo, grpo_both, grpo_buffer_bcq, grpo_buffer_ncq, hint,
 # prefix: fresh teacher rollouts, compressions or hints) have the run serve TEACHER_MODEL on TEACHER_GPUS (or use
 # TEACHER_URL) and train on the other 6, as _common.sh says. The on-policy distillation methods serve the Qwen3.5-27B
-# teacher (TEACHER_PATH) on 2 of the 8 GPUs (its own resource pool) and train the student on the other 6.
+# teacher (TEACHER_PATH) on 2 of the 8 GPUs (its own resource pool) and train the student on the other 6; the
+# off-policy ones (Algorithm 2) also need a served teacher elsewhere for their fresh rollouts (TEACHER_URL).
 # grpo_matched spends what a ZPPO run spent (cumulative generated tokens, step by step): run METHOD=zppo with this
 # script first (same batch and steps); REFERENCE is that run's folder (default: where METHOD=zppo writes it).
 # Not run in CI (no GPU there); its overrides are composed with Hydra by tests/unit/test_examples.py.
@@ -30,6 +31,12 @@ ZPPO_ARGS=("method=$METHOD" "actor_rollout_ref.model.path=$MODEL")
 case "$METHOD" in
     grpo_matched)
         ZPPO_ARGS+=("zppo.matched.reference=${REFERENCE:-$HOME/zppo_runs/zppo_qwen3_5_2b_baselines}") ;;
+    off_policy_distill|off_policy_distill_buffer)
+        : "${TEACHER_URL:?off-policy distillation draws fresh teacher rollouts every step: set TEACHER_URL}"
+        STUDENT_GPU_COUNT=6
+        ZPPO_ARGS+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH"
+                    distillation.nnodes=1 distillation.n_gpus_per_node=2
+                    distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size=2) ;;
     on_policy_distill|on_policy_distill_buffer)
         STUDENT_GPU_COUNT=6
         ZPPO_ARGS+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH"

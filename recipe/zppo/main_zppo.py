@@ -110,12 +110,9 @@ def run(config: DictConfig) -> None:
         _absolute_local_paths(config)
         _mark_process(config)
         check_config(config, derive_prompt_length=derive_prompt_length)
-        from .baselines.distill import OFF_POLICY_METHOD, method_name, prepare_on_policy_distill, run_off_policy_distill
+        from .baselines.distill import prepare_distill
 
-        prepare_on_policy_distill(config)  # teacher model set (on-policy distillation); its Ray GPUs on a CPU
-        if method_name(config) == OFF_POLICY_METHOD:  # SFT on stored teacher responses: verl's SFT trainer, no Ray
-            run_off_policy_distill(config)
-            return
+        prepare_distill(config)  # the distillation baselines: teacher model set, one update per step; its Ray GPUs
     except ConfigError as error:
         print(f"zppo: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,42 +1,24 @@
-"""Distillation baselines (recipe/zppo/distill.py): SFT examples from the RL rows, verl's SFT config, start-up checks.
+"""Distillation baselines (App. D.2): the method files, one update per step under every preset, the start-up checks
+(recipe/zppo/baselines/distill.py) and off-policy distillation's batch building (baselines/off_policy_distill.py).
 
-The end-to-end runs are in tests/e2e/test_cpu_distill.py.
+The JSD math is in tests/unit/test_jsd.py; the end-to-end runs are in tests/e2e/test_cpu_distill.py.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from concurrent.futures import Future
 
-import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 
-from recipe.zppo.baselines.distill import (
-    NoSFTExamples,
-    SFTBuildStats,
-    chat_length_counter,
-    compose_sft_config,
-    prepare_on_policy_distill,
-    reward_scorer,
-    run_off_policy_distill,
-    sft_examples_of_row,
-    sft_overrides,
-    write_sft_parquet,
-)
+from recipe.zppo.baselines.distill import DISTILL_METHODS, prepare_distill
+from recipe.zppo.baselines.distill_loss import STUDENT_SAMPLES, TEACHER_SAMPLES
+from recipe.zppo.baselines.off_policy_distill import TeacherAnswer, TeacherRollouts, build_trajectories
+from recipe.zppo.config.schema import load_zppo_config
+from recipe.zppo.teacher.client import Completion, Reply
 from recipe.zppo.trainer.preflight import ConfigError
 
-PROMPT = [{"role": "user", "content": "What is 2 + 3?"}]
-
-
-def _row(responses, correct=None, images=None):
-    extra = {"question_id": "q1", "teacher_responses": responses}
-    if correct is not None:
-        extra["teacher_correct"] = correct
-    row = {"prompt": PROMPT, "data_source": "toy", "reward_model": {"ground_truth": "5"}, "extra_info": extra}
-    if images is not None:
-        row["images"] = images
-    return row
+SERVED = "zppo.teacher.server.model=/served/teacher"
 
 
 def _compose(*overrides: str):
@@ -44,226 +26,202 @@ def _compose(*overrides: str):
         return compose("zppo_trainer", overrides=list(overrides))
 
 
-# ------------------------------------------------------------------------------------------- SFT examples of a row
+# ------------------------------------------------------------------------------------------- method files
 
 
-def test_one_example_per_correct_response_in_order():
-    row = _row(["A \\boxed{5}", "B \\boxed{4}", "C \\boxed{5}"], [True, False, True])
-    examples, stats = sft_examples_of_row(row, where="row 0")
-    assert [e["messages"][-1] for e in examples] == [
-        {"role": "assistant", "content": "A \\boxed{5}"},
-        {"role": "assistant", "content": "C \\boxed{5}"},
-    ]
-    assert all(e["messages"][:-1] == PROMPT for e in examples)
-    assert (stats.examples, stats.wrong_responses, stats.rows_without_correct_response) == (2, 1, 0)
+@pytest.mark.parametrize("preset", ["cpu", "paper", None])
+@pytest.mark.parametrize("method", DISTILL_METHODS)
+def test_one_update_per_step_under_every_preset(method, preset):
+    config = _compose(f"method={method}", *([f"preset={preset}"] if preset else []))
+    zppo = load_zppo_config(config)
+    assert zppo.update.num_mini_batches == 1
+    assert int(config.actor_rollout_ref.actor.get("ppo_epochs", 1)) == 1
+    # The rule is the method's, not a default: the paper preset's I = 4 still reaches the RL methods.
+    if preset == "paper":
+        assert load_zppo_config(_compose("method=grpo_buffer", "preset=paper")).update.num_mini_batches == 4
 
 
-def test_row_without_correct_response_is_counted_not_used():
-    examples, stats = sft_examples_of_row(_row(["x \\boxed{1}", ""], [False, True]), where="row 0")
-    assert examples == []
-    assert (stats.rows_without_correct_response, stats.wrong_responses, stats.empty_responses) == (1, 1, 1)
-    examples, stats = sft_examples_of_row(_row([]), where="row 1")
-    assert examples == [] and stats.rows_without_teacher_responses == 1
+def test_command_line_cannot_give_distillation_several_updates():
+    config = _compose("method=on_policy_distill", "preset=paper", "zppo.update.num_mini_batches=4")
+    assert load_zppo_config(config).update.num_mini_batches == 1
 
 
-def test_cap_and_images():
-    images = [{"bytes": b"png"}]
-    examples, stats = sft_examples_of_row(
-        _row(["a", "b", "c"], [True, True, True], images=images), where="row 0", max_responses_per_question=1
-    )
-    assert len(examples) == 1 and stats.responses_over_cap == 2
-    assert examples[0]["images"] == images
-
-
-def test_scorer_decides_when_correctness_is_not_stored():
-    seen = []
-
-    def score(text, row):
-        seen.append(text)
-        return text.endswith("{5}")
-
-    examples, _ = sft_examples_of_row(_row(["\\boxed{5}", "\\boxed{6}"]), where="row 0", score=score)
-    assert seen == ["\\boxed{5}", "\\boxed{6}"]
-    assert [e["messages"][-1]["content"] for e in examples] == ["\\boxed{5}"]
-    with pytest.raises(ValueError, match="row 7.*teacher_correct"):
-        sft_examples_of_row(_row(["\\boxed{5}"]), where="row 7")
-
-
-def test_bad_prompt_names_the_row():
-    row = _row(["a"], [True])
-    row["prompt"] = "not messages"
-    with pytest.raises(ValueError, match="train.parquet row 3: column 'prompt'"):
-        sft_examples_of_row(row, where="train.parquet row 3")
-
-
-def test_over_length_examples_are_skipped_and_counted():
-    examples, stats = sft_examples_of_row(
-        _row(["short", "a much longer response"], [True, True]), where="row 0",
-        example_length=lambda messages: len(messages[-1]["content"]), max_length=10,
-    )
-    assert [e["messages"][-1]["content"] for e in examples] == ["short"]
-    assert stats.over_length_examples == 1
-
-
-# ------------------------------------------------------------------------------------------- SFT file
-
-
-@pytest.fixture(scope="module")
-def tiny_text(tmp_path_factory):
-    from data_prep.tiny import build_text_dataset, build_text_model
-
-    root = tmp_path_factory.mktemp("tiny_distill")
-    data = build_text_dataset(root / "data", n_train=40, n_val=8, teacher_responses=2)
-    model = build_text_model(root / "model", warm_start_steps=0)
-    return {"data": data, "model": model}
-
-
-def test_sft_file_holds_every_correct_teacher_response(tiny_text, tmp_path):
-    rows = pq.read_table(tiny_text["data"] / "train.parquet").to_pylist()
-    expected = [
-        (row["prompt"], text)
-        for row in rows
-        for text, ok in zip(row["extra_info"]["teacher_responses"], row["extra_info"]["teacher_correct"])
-        if ok
-    ]
-    out = tmp_path / "sft" / "train.parquet"
-    stats = write_sft_parquet(str(tiny_text["data"] / "train.parquet"), out)
-    written = pq.read_table(out).to_pylist()
-    assert [(r["messages"][:-1], r["messages"][-1]["content"]) for r in written] == expected
-    assert stats.examples == len(expected) and stats.rows == len(rows)
-    assert stats.rows_without_correct_response == sum(not any(r["extra_info"]["teacher_correct"]) for r in rows)
-    assert json.loads(out.with_name("train.stats.json").read_text())["examples"] == len(expected)
-
-
-def test_verl_sft_dataset_trains_on_exactly_the_teacher_tokens(tiny_text, tmp_path):
-    """The file is in verl's SFT layout: its loss mask covers the teacher response (and the turn's end), not the
-    prompt."""
-    from transformers import AutoTokenizer
-    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
-
-    out = tmp_path / "train.parquet"
-    write_sft_parquet(str(tiny_text["data"] / "train.parquet"), out)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_text["model"])
-    dataset = MultiTurnSFTDataset(str(out), tokenizer, {"pad_mode": "no_padding", "max_length": 512}, max_samples=4)
-    first = pq.read_table(out).to_pylist()[0]["messages"][-1]["content"]
-    item = dataset[0]
-    trained = tokenizer.decode(item["input_ids"][item["loss_mask"].bool()])
-    assert trained.startswith(first) and "What is" not in trained
-
-
-def test_over_length_budget_uses_the_chat_template(tiny_text, tmp_path):
-    from transformers import AutoTokenizer
-
-    counter = chat_length_counter(AutoTokenizer.from_pretrained(tiny_text["model"]))
-    lengths = sorted(
-        counter(r["messages"]) for r in pq.read_table(write_sft_parquet_all(tiny_text, tmp_path)).to_pylist()
-    )
-    distinct = sorted(set(lengths))
-    assert len(distinct) > 1, "the tiny responses should differ in length"
-    budget = distinct[len(distinct) // 2 - 1]  # some examples fit, some do not
-    stats = write_sft_parquet(
-        str(tiny_text["data"] / "train.parquet"), tmp_path / "cut.parquet", example_length=counter, max_length=budget
-    )
-    assert stats.over_length_examples == sum(length > budget for length in lengths) > 0
-    assert stats.examples == sum(length <= budget for length in lengths)
-
-
-def write_sft_parquet_all(tiny_text, tmp_path) -> Path:
-    out = tmp_path / "all.parquet"
-    write_sft_parquet(str(tiny_text["data"] / "train.parquet"), out)
-    return out
-
-
-def test_no_correct_response_anywhere_is_an_error(tmp_path):
-    import pyarrow as pa
-
-    source = tmp_path / "rl.parquet"
-    pq.write_table(pa.Table.from_pylist([_row(["\\boxed{4}"], [False])]), source)
-    with pytest.raises(NoSFTExamples, match="no SFT example"):
-        write_sft_parquet(str(source), tmp_path / "sft.parquet")
-    assert not (tmp_path / "sft.parquet").exists()
-
-
-def test_missing_correctness_is_scored_with_the_runs_reward():
-    score = reward_scorer(_compose("method=off_policy_distill", "preset=cpu"))  # the project's verifier
-    row = _row(["unused"])
-    assert score("<think>2+3=5</think> \\boxed{5}", row)
-    assert not score("<think>2+3=6</think> \\boxed{6}", row)
-    assert not score("<think>unfinished", row)
-
-
-def test_stats_add_and_summary():
-    total = SFTBuildStats()
-    total.add(SFTBuildStats(rows=1, examples=2))
-    total.add(SFTBuildStats(rows=1, wrong_responses=1, rows_without_correct_response=1))
-    assert (total.rows, total.examples, total.wrong_responses) == (2, 2, 1)
-    assert "2 SFT examples from 2 rows" in total.summary()
-
-
-# ------------------------------------------------------------------------------------------- configs
-
-
-def test_sft_config_takes_the_recipe_settings(tmp_path):
-    config = _compose(
-        "method=off_policy_distill", "preset=cpu", "actor_rollout_ref.model.path=/models/student",
-        f"trainer.default_local_dir={tmp_path}", "trainer.total_training_steps=3", "data.train_batch_size=8",
-        "+off_policy_distill.sft.data.use_dynamic_bsz=false",
-    )
-    overrides = sft_overrides(config, "/sft/train.parquet", None)
-    sft = compose_sft_config(overrides)
-    assert sft.model.path == "/models/student"
-    assert (sft.engine.strategy, sft.engine.dtype) == ("fsdp2", "float32")
-    assert sft.model.override_config.attn_implementation == "sdpa"
-    assert sft.optim.lr == config.actor_rollout_ref.actor.optim.lr
-    assert (sft.data.train_files, sft.data.train_batch_size, sft.data.use_dynamic_bsz) == (
-        "/sft/train.parquet", 8, False)
-    assert sft.data.max_length == config.data.max_prompt_length + config.data.max_response_length
-    assert (sft.trainer.total_training_steps, sft.trainer.device, sft.trainer.default_local_dir) == (
-        3, "cpu", str(tmp_path))
-    assert "hf_model" in sft.checkpoint.save_contents  # the trained model is readable by transformers
-
-    from verl.utils.config import omega_conf_to_dataclass
-
-    for section in ("engine", "optim", "checkpoint"):
-        omega_conf_to_dataclass(sft[section])  # verl accepts what we filled in
-
-
-def test_off_policy_distill_refuses_the_replay_buffer(tmp_path):
-    config = _compose("method=off_policy_distill", "preset=cpu", "zppo.enable=true",
-                      f"trainer.default_local_dir={tmp_path}")
-    with pytest.raises(ConfigError, match="no prompt replay buffer"):
-        run_off_policy_distill(config)
-    assert not any(tmp_path.iterdir())  # refused before anything was written
-
-
-@pytest.mark.parametrize("method", ["on_policy_distill", "on_policy_distill_buffer"])
-def test_on_policy_distill_needs_a_teacher(method):
+@pytest.mark.parametrize("method, mode, loss, buffer", [
+    ("on_policy_distill", "on_policy", STUDENT_SAMPLES, False),
+    ("on_policy_distill_buffer", "on_policy", STUDENT_SAMPLES, True),
+    ("off_policy_distill", "off_policy", TEACHER_SAMPLES, False),
+    ("off_policy_distill_buffer", "off_policy", TEACHER_SAMPLES, True),
+])
+def test_method_files(method, mode, loss, buffer):
     config = _compose(f"method={method}", "preset=cpu")
+    zppo = load_zppo_config(config)
+    assert zppo.distill == mode and config.zppo_method.name == method
+    assert config.distillation.enabled
+    assert config.distillation.distillation_loss.loss_mode == loss
+    assert not config.distillation.distillation_loss.use_policy_gradient
+    assert not config.distillation.distillation_loss.use_task_rewards
+    assert (zppo.enable and zppo.replay.enable) == buffer
+    assert not zppo.needs_candidates  # no BCQ/NCQ
+    assert zppo.needs_teacher_service == (mode == "off_policy")  # fresh teacher rollouts for every prompt
+
+
+def test_the_loss_modes_are_in_verls_registry():
+    from verl.trainer.distillation.losses import get_distillation_loss_settings
+    from verl.workers.config import DistillationLossConfig
+
+    for name in (STUDENT_SAMPLES, TEACHER_SAMPLES):
+        assert get_distillation_loss_settings(name).use_estimator
+        DistillationLossConfig(loss_mode=name, use_policy_gradient=False, use_task_rewards=False)
+
+
+def test_registered_loss_reads_verls_batch_layout():
+    """The registered function on a padded micro-batch as verl hands it over: per-token JSD on the response."""
+    import torch
+    from tensordict import TensorDict
+    from verl.trainer.distillation.losses import get_distillation_loss_fn
+
+    from recipe.zppo.algo.jsd import jsd_teacher_samples
+
+    prompts = torch.tensor([[1, 2], [3, 4]])
+    responses = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    student = torch.tensor([[-0.5, -1.0, -2.0], [-0.1, -3.0, 0.0]])  # padded response positions: 0
+    teacher = torch.tensor([[-1.5, -0.2, -2.0], [-0.3, -0.4, 0.0]])
+
+    def per_sequence(per_response):  # verl's padding-free layout: a value per token of prompt + response, shifted
+        return [torch.tensor([9.0] + row[:length].tolist() + [9.0]) for row, length in zip(per_response, (3, 2))]
+
+    def flat(per_response):
+        return torch.cat(per_sequence(per_response))
+
+    data = TensorDict({"prompts": prompts, "responses": responses, "attention_mask": attention,
+                       "response_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+                       "teacher_logprobs": torch.nested.as_nested_tensor(
+                           [t.unsqueeze(-1) for t in per_sequence(teacher)], layout=torch.jagged)}, batch_size=2)
+    losses, metrics = get_distillation_loss_fn(TEACHER_SAMPLES)(None, None, {"log_probs": flat(student)}, data)
+    assert torch.allclose(losses, jsd_teacher_samples(student, teacher))
+    assert "distillation/log_ratio" in metrics
+
+
+# ------------------------------------------------------------------------------------------- start-up checks
+
+
+@pytest.mark.parametrize("method", DISTILL_METHODS)
+def test_distillation_needs_a_teacher(method):
+    config = _compose(f"method={method}", "preset=cpu", SERVED)
     with pytest.raises(ConfigError, match="distillation.teacher_models.teacher_model.model_path is not set"):
-        prepare_on_policy_distill(config)
-    config = _compose(f"method={method}", "preset=cpu",
+        prepare_distill(config)
+    config = _compose(f"method={method}", "preset=cpu", SERVED,
                       "distillation.teacher_models.teacher_model.model_path=/no/such/dir")
     with pytest.raises(ConfigError, match="teacher_model.model_path=/no/such/dir: no such model folder"):
-        prepare_on_policy_distill(config)
+        prepare_distill(config)
 
 
-def test_on_policy_distill_methods_differ_in_the_buffer_only(tiny_text):
-    teacher = f"distillation.teacher_models.teacher_model.model_path={tiny_text['model']}"
-    plain = _compose("method=on_policy_distill", "preset=cpu", teacher)
-    buffered = _compose("method=on_policy_distill_buffer", "preset=cpu", teacher)
-    assert plain.distillation == buffered.distillation and plain.distillation.enabled
-    assert (plain.zppo.enable, buffered.zppo.enable, buffered.zppo.replay.enable) == (False, True, True)
-    assert not buffered.zppo.reformulation.build_bcq and not buffered.zppo.reformulation.build_ncq
+@pytest.mark.parametrize("method", ["off_policy_distill", "off_policy_distill_buffer"])
+def test_off_policy_distillation_needs_the_served_teacher(method, tiny_text_model):
+    config = _compose(f"method={method}", "preset=cpu", "zppo.teacher.server.model=''",
+                      f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}")
+    with pytest.raises(ConfigError, match="zppo.teacher.server.model"):
+        prepare_distill(config)
 
 
-def test_local_cpu_cluster_gets_the_teachers_gpu(tiny_text):
-    config = _compose(
-        "method=on_policy_distill", "preset=cpu",
-        f"distillation.teacher_models.teacher_model.model_path={tiny_text['model']}",
-    )
+def test_the_jsd_must_match_the_side_that_sampled(tiny_text_model):
+    teacher = f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}"
+    config = _compose("method=off_policy_distill", "preset=cpu", SERVED, teacher,
+                      f"distillation.distillation_loss.loss_mode={STUDENT_SAMPLES}")
+    with pytest.raises(ConfigError, match=f"use {TEACHER_SAMPLES}"):
+        prepare_distill(config)
+    config = _compose("method=on_policy_distill", "preset=cpu", teacher, "actor_rollout_ref.actor.ppo_epochs=2")
+    with pytest.raises(ConfigError, match="ppo_epochs=2"):
+        prepare_distill(config)
+
+
+def test_local_cpu_cluster_gets_the_teachers_gpu(tiny_text_model):
+    config = _compose("method=on_policy_distill", "preset=cpu",
+                      f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}")
     assert config.ray_kwargs.ray_init.num_gpus == 1
-    prepare_on_policy_distill(config)
+    prepare_distill(config)
     assert config.ray_kwargs.ray_init.num_gpus == 2  # student pool + teacher pool
     grpo = _compose("method=grpo", "preset=cpu")
-    prepare_on_policy_distill(grpo)
+    prepare_distill(grpo)
     assert grpo.ray_kwargs.ray_init.num_gpus == 1
+
+
+# ------------------------------------------------------------------------------------------- off-policy batch
+
+
+def _encode(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def test_correct_teacher_rollouts_become_the_rows():
+    answers = {
+        "q1": [TeacherAnswer("a \\boxed{5}", 3, 4), TeacherAnswer("b \\boxed{4}"), TeacherAnswer(None),
+               TeacherAnswer("c \\boxed{5}")],
+        "q2": [TeacherAnswer("x \\boxed{1}"), TeacherAnswer("y \\boxed{1}")],  # all wrong: no row
+        "q3": [TeacherAnswer("a long answer \\boxed{7}"), TeacherAnswer("\\boxed{7}")],
+    }
+    truth = {"q1": "5", "q2": "2", "q3": "7"}
+    rows, report = build_trajectories(answers, 4, lambda q, text: text.endswith("{" + truth[q] + "}"),
+                                      _encode, eos_token_id=0, max_response_length=12)
+    assert [(r.question_id, r.text) for r in rows] == [("q1", "a \\boxed{5}"), ("q1", "c \\boxed{5}"),
+                                                      ("q3", "\\boxed{7}")]
+    assert all(list(r.token_ids) == _encode(r.text) + [0] for r in rows)  # the student's tokens + EOS
+    assert report.per_question == {"q1": 2, "q2": 0, "q3": 1}
+    metrics = report.metrics()
+    assert metrics["zppo/distill/rollouts_requested"] == 12
+    assert metrics["zppo/distill/rollouts_answered"] == 7
+    assert metrics["zppo/distill/rollouts_correct"] == 4
+    assert metrics["zppo/distill/over_length"] == 1  # the long correct answer: skipped, never cut
+    assert metrics["zppo/distill/trajectories"] == 3
+    assert metrics["zppo/distill/questions_without_correct"] == 1
+    assert (report.prompt_tokens, report.completion_tokens) == (3, 4)
+
+
+def test_no_correct_rollout_gives_no_rows():
+    rows, report = build_trajectories({"q": [TeacherAnswer("wrong")]}, 1, lambda q, t: False, _encode, None, 99)
+    assert rows == [] and report.questions_without_correct == 1
+
+
+class _Client:
+    """Answers every request at once with a fresh, numbered text."""
+
+    def __init__(self):
+        self.requests = []
+
+    def submit(self, messages, **kwargs):
+        self.requests.append((messages, kwargs))
+        future = Future()
+        future.set_result(Reply(Completion(f"answer {len(self.requests)}", "stop", 5, 2), None, 0.0))
+        return future
+
+
+def test_teacher_rollouts_are_fresh_every_step():
+    client = _Client()
+    rollouts = TeacherRollouts(client, 4, {"max_tokens": 8, "temperature": 1.0, "top_p": 1.0, "thinking": True})
+    rollouts.start("q1", [{"role": "user", "content": "?"}], [])
+    rollouts.start("q1", [{"role": "user", "content": "?"}], [])  # once per question and step
+    rollouts.start("q2", [{"role": "user", "content": "!"}], [])
+    first = rollouts.collect(timeout_s=1.0)
+    assert len(client.requests) == 8 and {len(v) for v in first.values()} == {4}
+    assert client.requests[0][1] == {"images": [], "max_tokens": 8, "temperature": 1.0, "top_p": 1.0,
+                                     "thinking": True}
+    rollouts.start("q1", [{"role": "user", "content": "?"}], [])  # the next step: new requests, new answers
+    second = rollouts.collect(timeout_s=1.0)
+    assert len(client.requests) == 12
+    assert {a.text for a in second["q1"]}.isdisjoint({a.text for a in first["q1"]})
+
+
+def test_off_policy_distillation_has_no_rollout_log_probs_to_check(tiny_text_model):
+    teacher = f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}"
+    config = _compose("method=off_policy_distill", "preset=cpu", SERVED, teacher)
+    assert config.actor_rollout_ref.rollout.calculate_log_probs  # the CPU preset's weight-sync check
+    prepare_distill(config)
+    assert not config.actor_rollout_ref.rollout.calculate_log_probs  # the trained tokens are the teacher's
+    on_policy = _compose("method=on_policy_distill", "preset=cpu", teacher)
+    prepare_distill(on_policy)
+    assert on_policy.actor_rollout_ref.rollout.calculate_log_probs  # on-policy: the student's own tokens
+    bypass = _compose("method=off_policy_distill", "preset=cpu", SERVED, teacher,
+                      "algorithm.rollout_correction.bypass_mode=true")
+    with pytest.raises(ConfigError, match="bypass_mode"):
+        prepare_distill(bypass)

@@ -125,11 +125,11 @@ def test_baseline_script_composes_every_method(method, tmp_path):
     (tmp_path / "metrics").mkdir()
     record = {"step": 1, "data": {"training/global_step": 1, CUM_GENERATED: 10.0}}
     (tmp_path / "metrics" / "run.jsonl").write_text(json.dumps(record) + "\n")
-    config = _compose(_overrides("run_baselines_qwen3_5_2b.sh", METHOD=method, REFERENCE=str(tmp_path)))
+    env = {"TEACHER_URL": "http://teacher:8000"} if method.startswith("off_policy_distill") else {}
+    config = _compose(_overrides("run_baselines_qwen3_5_2b.sh", METHOD=method, REFERENCE=str(tmp_path), **env))
     assert config.zppo_method.name == method
     _assert_table_8(config)
-    if method != "off_policy_distill":  # verl's SFT trainer, with its own config (checked in test_distill)
-        _check_accepted(config)
+    _check_accepted(config)
 
 
 def _assert_table_8(config) -> None:
@@ -186,7 +186,8 @@ def _differences(a, b) -> set[str]:
     return {key for key in left.keys() | right.keys() if left.get(key, "<absent>") != right.get(key, "<absent>")}
 
 
-DISTILLATION_METHODS = {"on_policy_distill", "on_policy_distill_buffer", "off_policy_distill"}
+DISTILLATION_METHODS = {"on_policy_distill", "on_policy_distill_buffer", "off_policy_distill",
+                        "off_policy_distill_buffer"}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -198,9 +199,8 @@ def test_every_rl_method_uses_the_two_step_estimator(method):
     if method == "grpo_verl":
         assert config.algorithm.adv_estimator == "grpo"
     elif method in DISTILLATION_METHODS:
-        # No task-reward advantage in their loss: SFT (off-policy), or the teacher's per-token signal alone.
-        assert "off_policy_distill" in config if method == "off_policy_distill" else (
-            config.distillation.enabled and not config.distillation.distillation_loss.use_task_rewards)
+        # No task-reward advantage in their loss: the per-token JSD to the teacher alone.
+        assert config.distillation.enabled and not config.distillation.distillation_loss.use_task_rewards
     else:
         assert config.algorithm.adv_estimator == "zppo" and config.algorithm.zppo.norm == "batch_nonzero"
 

@@ -37,7 +37,9 @@ def _runs():
     for teacher, env in TEACHER.items():
         for script in GPU_SCRIPTS:
             if script == "run_baselines_qwen3_5_2b.sh":
-                runs += [(f"{script}:{method}:{teacher}", script, {**env, "METHOD": method}) for method in METHODS]
+                # off-policy distillation needs a served teacher elsewhere (TEACHER_URL): the script refuses without
+                runs += [(f"{script}:{method}:{teacher}", script, {**env, "METHOD": method}) for method in METHODS
+                         if env or not method.startswith("off_policy_distill")]
             elif script == "run_zppo_multinode.sh":
                 runs += [(f"{script}:{scale}:{teacher}", script, {**env, "SCALE": scale}) for scale in SCALES]
             else:
@@ -176,8 +178,6 @@ def test_preflight_gpu_check_is_part_of_check_config():
 @pytest.mark.parametrize("run_id", [run[0] for run in RUNS])
 def test_token_budget_micro_batches_hold_the_longest_row(run_id, composed):
     config = composed[run_id]
-    if config.zppo_method.name == "off_policy_distill":
-        pytest.skip("verl's SFT trainer: no rollouts, no RL micro-batches")
     actor = config.actor_rollout_ref.actor
     assert actor.use_dynamic_bsz and config.actor_rollout_ref.rollout.log_prob_use_dynamic_bsz
     longest = memory.longest_row_bound(config)
@@ -215,8 +215,6 @@ def test_longest_row_bound_follows_the_config():
 @pytest.mark.parametrize("run_id", [run[0] for run in RUNS])
 def test_memory_estimate_fits_80_gb(run_id, composed):
     config = composed[run_id]
-    if config.zppo_method.name == "off_policy_distill":
-        pytest.skip("verl's SFT trainer: no rollouts, no RL micro-batches")
     estimate = memory.estimate_from_config(config)
     assert estimate["total"] < memory.GPU_GB, estimate
     assert estimate["rollout_phase"] < memory.GPU_GB, estimate

@@ -26,6 +26,7 @@ from ..baselines.teacher_guidance import GuidanceConfig
 from ..console import MODES as CONSOLE_MODES
 from ..teacher.candidates import ONLINE, TeacherConfig
 
+DISTILL_MODES = ("none", "on_policy", "off_policy")  # zppo.distill
 ZPPO_SCHEMA = "zppo_schema"  # ConfigStore names, used in zppo_trainer.yaml's defaults list
 ADVANTAGE_SCHEMA = "zppo_advantage_schema"
 
@@ -134,8 +135,16 @@ class ZPPOConfig:
     # What the terminal shows: all (everything the run prints, as verl) or steps (the per-step [zppo] lines and a
     # progress bar; the full output goes to <run dir>/run.log; console.py). ours: all (make demo uses steps)
     console: str = "all"
+    # Set by the distillation methods' files (App. D.2): none | on_policy (Algorithm 3) | off_policy (Algorithm 2;
+    # G_T = teacher.rollouts fresh teacher rollouts for every prompt, every step). Either distillation mode makes
+    # update.num_mini_batches 1 whatever a preset or the command line says: the paper's distillation baselines do
+    # ONE gradient update per step (App. D.2, D.3), where its RL methods do I = 4.
+    distill: str = "none"
 
     def __post_init__(self):
+        _check(self.distill in DISTILL_MODES, "distill", self.distill, f"expected one of {DISTILL_MODES}")
+        if self.distill != "none":
+            self.update.num_mini_batches = 1
         _check(0.0 < self.hard_threshold <= 1.0, "hard_threshold", self.hard_threshold, "must be in (0, 1]")
         _check(0.0 <= self.aug_ratio <= 1.0, "aug_ratio", self.aug_ratio, "must be in [0, 1]")
         _check(self.seed >= 0, "seed", self.seed, "must be >= 0")
@@ -161,8 +170,10 @@ class ZPPOConfig:
 
     @property
     def needs_teacher_service(self) -> bool:
-        """Whether the run needs a served teacher: fresh teacher rollouts (online: BCQ, Hint, Prefix), candidate
-        compression, or Fig. 19's hints."""
+        """Whether the run needs a served teacher: fresh teacher rollouts (online: BCQ, Hint, Prefix; the off-policy
+        distillation baseline: every prompt, every step), candidate compression, or Fig. 19's hints."""
+        if self.distill == "off_policy":
+            return True
         if self.needs_guidance:
             return self.guidance.mode == "hint" or self.teacher.source == ONLINE
         if not self.needs_candidates:

@@ -51,6 +51,7 @@ from ..algo.reformulation import BCQ, NCQ, CandidateSet, Tokenization
 from ..algo.replay_buffer import BUFFER_FILE, PromptReplayBuffer, state_digest
 from ..algo.transfer import TransferTracker
 from ..baselines.compute_matching import KIND_EXTRA, ReferenceCurve, plan_extra_groups
+from ..baselines.off_policy_distill import KIND_DISTILL, TeacherRollouts, build_trajectories
 from ..baselines.teacher_guidance import HINT, PREFIX, GuidanceMaterial, build_hints, build_prefixes
 from ..config.schema import load_zppo_config
 from ..teacher.candidates import OFFLINE, TeacherWork, WrongRollout
@@ -165,6 +166,13 @@ class ZPPOTrainer(PPOTrainerSync):
         self._num_new = 0  # |X_new| of this step
         self._routes: list[str] = []  # reward routes of this step's rollouts
         self._teacher_routes: list[str] = []  # reward routes of the teacher responses scored this step
+        # method=off_policy_distill(_buffer), Algorithm 2: G_T fresh teacher rollouts for every prompt of the step.
+        self.distill_rollouts = None
+        if self.zppo.distill == "off_policy":
+            self.distill_rollouts = TeacherRollouts(self.teacher_client, teacher.rollouts, dict(
+                max_tokens=teacher.max_tokens, temperature=teacher.temperature, top_p=teacher.top_p,
+                thinking=teacher.thinking))
+        self._distill_skip_update = False  # no correct teacher rollout this step: no update
 
     # ------------------------------------------------------------------ data
 
@@ -213,6 +221,7 @@ class ZPPOTrainer(PPOTrainerSync):
             items = [self.train_dataset.item_for(qid, zstep.KIND_REPLAY) for qid in replay_ids]
             self._submit_batch_to_rollout(self._collate(items))
         self.replay_buffer.plain_batch_size = self._num_new + len(replay_ids)
+        self._start_distill_teacher([str(qid) for qid in as_list(new["zppo_question_id"])] + list(replay_ids))
         return {"zppo/new_questions": float(self._num_new), "zppo/replayed_questions": float(len(replay_ids))}
 
     # ------------------------------------------------------------------ 2. hard questions -> teacher work
@@ -319,6 +328,8 @@ class ZPPOTrainer(PPOTrainerSync):
             for group in self._plain.hard:
                 self.transfer.mark_hard(group.question_id, self.global_steps, group.accuracy,
                                         group.question_id in helped)
+        if self.distill_rollouts is not None:  # off-policy distillation: the update batch is the teacher's
+            return self._off_policy_distill_batch(first, metrics, sample_more)
         if not items:
             return first
         self._submit_batch_to_rollout(self._collate(items))
@@ -575,6 +586,9 @@ class ZPPOTrainer(PPOTrainerSync):
 
     def _update_actor(self, batch, metrics: dict):
         """verl's update with the mini-batch size of this step's batch: len(batch) / num_mini_batches."""
+        if self._distill_skip_update:  # off-policy distillation without a single correct teacher rollout
+            metrics["zppo/distill/skipped_update"] = 1.0
+            return batch
         num_mini_batches = self.zppo.update.num_mini_batches
         if num_mini_batches is None:
             return super()._update_actor(batch, metrics)
@@ -623,6 +637,86 @@ class ZPPOTrainer(PPOTrainerSync):
             print(zstep.summary_line(self.global_steps, metrics, self.zppo.guidance.mode, len(self.prompt_buffer),
                                      deltas), flush=True)
         return batch
+
+    # ------------------------------------------------------------------ off-policy distillation (Algorithm 2)
+
+    def _start_distill_teacher(self, question_ids: list[str]) -> None:
+        """Algorithm 2 line 5: G_T fresh teacher rollouts for EVERY prompt of the step (new and replayed), requested
+        with the student's rollouts so that they overlap."""
+        self._distill_skip_update = False
+        if self.distill_rollouts is None:
+            return
+        dataset = self.train_dataset
+        for question_id in question_ids:
+            self.distill_rollouts.start(question_id, dataset.original_messages(question_id),
+                                        dataset.images_of(question_id))
+
+    def _off_policy_distill_batch(self, first, metrics: dict, sample_more):
+        """The step's update batch for off-policy distillation: the CORRECT teacher rollouts of every prompt as
+        responses (``baselines/off_policy_distill.py``), rolled through verl's agent loop without generation
+        (``zppo_teacher_forced_agent``) so that verl's teacher pool rescores them. The student's rollouts (``first``)
+        only fed the buffer and the metrics: they leave the batch. No correct teacher rollout at all: the student's
+        batch stays (verl needs one) and the update is skipped (``zppo/distill/skipped_update``)."""
+        from ..baselines.teacher_forced_agent_loop import AGENT_NAME, FORCED_IDS_KEY
+
+        dataset, teacher = self.train_dataset, self.zppo.teacher
+        with marked_timer("zppo/teacher_wait", self.timing_raw):
+            answers = self.distill_rollouts.collect(timeout_s=teacher.client.timeout_s * (teacher.client.max_retries
+                                                                                           + 1) + 30.0)
+
+        def is_correct(question_id: str, text: str) -> bool:
+            return self._teacher_correct(text, dataset.row_of(question_id))
+
+        rows, report = build_trajectories(answers, teacher.rollouts, is_correct,
+                                          lambda text: self.tokenizer.encode(text, add_special_tokens=False),
+                                          self.tokenizer.eos_token_id, int(self.config.data.max_response_length))
+        metrics.update(report.metrics())
+        metrics["zppo/distill/skipped_update"] = 0.0
+        self.compute_ledger.add("teacher_rollouts", prompt_tokens=report.prompt_tokens,
+                                generated_tokens=report.completion_tokens, rollouts=report.rollouts_requested)
+        self._dump_distill(rows)
+        # verl's teacher pool rescored every trajectory of the step: the student's (unused by the loss) and these.
+        rescored = [r.prompt_length + len(r.response_ids) for g in self._groups for r in g.rollouts]
+        if not rows:
+            self._distill_skip_update = True
+            self.compute_ledger.add("teacher_rescoring", prompt_tokens=sum(rescored), generated_tokens=0,
+                                    rollouts=len(rescored))
+            return first
+        items = []
+        for row in rows:
+            item = dataset.item_for(row.question_id, KIND_DISTILL)
+            item[CORRECT_POSITION_KEY] = ""
+            item["agent_name"] = AGENT_NAME
+            item[FORCED_IDS_KEY] = list(row.token_ids)
+            item["__rollout_n__"] = 1  # one trajectory per item: the teacher rollout
+            items.append(item)
+        self._submit_batch_to_rollout(self._collate(items))
+        with marked_timer("zppo/distill_rescore", self.timing_raw):
+            second, _ = sample_more(len(items))
+        trained = read_rollouts(list(second.keys), list(second.tags), second_phase=True)
+        planned = sorted(tuple(r.token_ids) for r in rows)
+        got = sorted(tuple(int(t) for t in r.response_ids) for r in trained)
+        # Audit: the update's responses are exactly the correct teacher rollouts' tokens (must be 0).
+        metrics["zppo/distill/response_mismatch"] = float(planned != got)
+        rescored += [r.prompt_length + len(r.response_ids) for r in trained]
+        self.compute_ledger.add("teacher_rescoring", prompt_tokens=sum(rescored), generated_tokens=0,
+                                rollouts=len(rescored))
+        tq.kv_clear(keys=list(first.keys), partition_id=first.partition_id)  # the student's rows leave the batch
+        if getattr(first, "extra_info", None):
+            second.extra_info.update(first.extra_info)
+        return second
+
+    def _dump_distill(self, rows) -> None:
+        """<run dir>/zppo_distill/step_<N>.jsonl: the step's training trajectories (question, text, token ids), with
+        ``zppo.dump_prompts`` != 0 (what the tests read to check freshness and the trained tokens)."""
+        if self.zppo.dump_prompts == 0:
+            return
+        folder = os.path.join(self.config.trainer.default_local_dir, "zppo_distill")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"step_{self.global_steps}.jsonl"), "w") as f:
+            for row in rows:
+                f.write(json.dumps({"question_id": row.question_id, "text": row.text,
+                                    "token_ids": list(row.token_ids)}) + "\n")
 
     # ------------------------------------------------------------------ checkpoint
 
