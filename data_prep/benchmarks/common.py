@@ -52,7 +52,8 @@ METRICS = ("anls", "ocrbench_v2")  # Det. benchmarks' official metric (extra_inf
 JUDGES = ("charxiv_reasoning", "charxiv_descriptive", "mm_vet", "hle", "multichallenge", "mmvu")  # BenchJudge
 
 # extra_info keys of a benchmark row beyond the common ones (data_prep.row_schema). Empty string / None when a
-# benchmark has no such thing. What each means (the scorer's contract, docs/evaluation.md "Row fields"):
+# benchmark has no such thing. What each means (the scorer's contract, docs/evaluation.md "Row fields"; read by
+# recipe/zppo/eval/scoring.py and recipe/zppo/reward/bench_judges.py unless marked "carried"):
 EXTRA_FIELDS = (
     ("tolerance", pa.float64()),  # relative tolerance of a numeric gold
     ("choices", pa.list_(pa.string())),  # option texts (A, B, ... in order) of a multiple-choice row
@@ -63,14 +64,16 @@ EXTRA_FIELDS = (
     ("subset", pa.string()),  # the part a score aggregates over (Benchmark.aggregate); "" if none
     ("metric", pa.string()),  # Det.: anls | ocrbench_v2
     ("ocr_task", pa.string()),  # OCRBench v2: the official task type ("text recognition en", ...)
-    ("ocr_eval", pa.string()),  # OCRBench v2: the row's ``eval`` field ("multiple choice", "case sensitive", ...)
-    ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name (spotting/grounding)
+    ("ocr_eval", pa.string()),  # OCRBench v2: the row's ``eval`` field ("multiple choice", ...); carried
+    ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name; carried (tasks not
+    # covered by scoring.py: spotting, grounding, key-information extraction)
     ("judge", pa.string()),  # BenchJudge: which official judge prompt (JUDGES)
     ("judge_question", pa.string()),  # the question as the official judge prompt shows it (no closer, no frames)
     ("gold_answers", pa.list_(pa.string())),  # every acceptable gold answer (ANLS, OCR, MM-Vet's tagged gold)
-    ("inst_category", pa.string()),  # CharXiv: reasoning answer type 1-4 / descriptive template id 1-19
-    ("question_type", pa.string()),  # MMVU: multiple-choice | open-ended; HLE: exactMatch | multipleChoice
-    ("axis", pa.string()),  # MultiChallenge: the axis (instruction retention, ...)
+    ("inst_category", pa.string()),  # CharXiv: reasoning answer type 1-4 / descriptive template id 1-19 (fills the
+    # rubric slot of Figs 14-15, whose rubric bodies are not in the paper)
+    ("question_type", pa.string()),  # MMVU: multiple-choice | open-ended; HLE: exactMatch | multipleChoice (carried)
+    ("axis", pa.string()),  # MultiChallenge: the axis (instruction retention, ...); carried
     ("target_question", pa.string()),  # MultiChallenge: the criterion the judge checks (hidden from the student)
     ("pass_criteria", pa.string()),  # MultiChallenge: the verdict that passes (YES | NO)
 )

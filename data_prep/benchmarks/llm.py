@@ -106,8 +106,8 @@ def ceval(source: Source) -> Iterator[Item]:
 
 def hle(source: Source) -> Iterator[Item]:
     """Humanity's Last Exam (cais/hle test: id, question, image (a data URI, or empty), answer, answer_type
-    exactMatch | multipleChoice, category). Scored by the official CAIS judge (BenchJudge): the judge fields carry
-    the question and the gold answer; the grader runs first only as the routing key says."""
+    exactMatch | multipleChoice, category). Scored by the official CAIS judge (BenchJudge, Fig. 13) alone: it reads
+    ``judge_question`` and ``gold_answers``; ``reward_type`` only matters to the training reward."""
     for record in source.records("**/test-*.parquet", "**/test.parquet"):
         qid = str(field_of(record, "id"))
         question = str(field_of(record, "question"))

@@ -93,6 +93,12 @@ def test_det_rows_use_the_final_answer_and_no_judge(stub):
     uncovered = scoring.score_answer("ocrbench_v2_en", "<think>x</think>\\boxed{a}", "a",
                                      {"scoring": "det", "metric": "ocrbench_v2", "ocr_task": "text spotting en"})
     assert (uncovered["score"], uncovered["route"], uncovered["reason"]) == (0.0, "unsupported", "ocr_task_not_covered")
+    # the row's gold_answers list wins over the ground-truth text: an answer that reads like a list stays one answer
+    listed = {"scoring": "det", "metric": "anls", "gold_answers": ["[1, 2]"]}
+    as_one = scoring.score_answer("infovqa", "<think>x</think>\\boxed{[1, 2]}", "[1, 2]", listed)
+    split = scoring.score_answer("infovqa", "<think>x</think>\\boxed{[1, 2]}", "[1, 2]",
+                                 {**listed, "gold_answers": None})
+    assert (as_one["score"], split["score"]) == (1.0, 0.0)
     assert judge.prompts == []  # Det. never asks the judge
 
 
@@ -140,22 +146,22 @@ def test_a_truncated_answer_goes_to_the_judge_whatever_box_its_reasoning_holds(s
 
 BENCH_ROWS = {
     # judge: (extra_info, gold, a reply that says correct, a reply that says wrong, a malformed reply)
-    "hle": ({"question": "What is 2+2?"}, "4",
+    "hle": ({"judge_question": "What is 2+2?"}, "4",
             '{"extracted_final_answer": "4", "reasoning": "same", "correct": "yes", "confidence": 90}',
             '{"extracted_final_answer": "5", "reasoning": "differs", "correct": "no", "confidence": 90}',
             "correct: yes"),
-    "charxiv_reasoning": ({"question": "Which line is highest?", "rubric": "* Rule R."}, "blue",
+    "charxiv_reasoning": ({"judge_question": "Which line is highest?", "inst_category": "2"}, "blue",
                           '{"extracted_answer": "blue", "score": 1}', '{"extracted_answer": "red", "score": 0}',
                           '{"extracted_answer": "blue", "score": 2}'),
-    "charxiv_descriptive": ({"question": "What is the title?", "overarching_question": "Title of the chart?",
-                             "rubric": "* Title rubric."}, "Sales", '{"extracted_answer": "Sales", "score": "1"}',
+    "charxiv_descriptive": ({"judge_question": "What is its title?", "inst_category": "1"}, "Sales",
+                            '{"extracted_answer": "Sales", "score": "1"}',
                             '{"extracted_answer": "x", "score": 0}', "score 1"),
-    "mmvu": ({"question": "What happens?", "question_type": "open-ended"}, "it melts",
+    "mmvu": ({"judge_question": "What happens?", "question_type": "open-ended"}, "it melts",
              '{"verdict": "correct"}', '{"verdict": "wrong"}', '{"verdict": "correct", "why": "x"}'),
-    "multichallenge": ({"question": "conversation", "target_question": "Does it avoid nuts?", "pass_criteria": "YES"},
+    "multichallenge": ({"target_question": "Does it avoid nuts?", "pass_criteria": "YES"},
                        "YES", "The response never mentions nuts. YES", "It suggests almond milk. NO",
                        "I cannot tell."),
-    "mm_vet": ({"question": "What is x?"}, "-1 <AND> -5", "1.0", "0.0", "about half"),
+    "mm_vet": ({"judge_question": "What is x?"}, "-1 <AND> -5", "1.0", "0.0", "about half"),
 }
 
 
@@ -177,21 +183,25 @@ def test_benchjudge_rows_use_the_official_prompt_and_reply_rule(stub, name):
 
 
 def test_official_prompts_fill_their_placeholders():
-    mmvu_mc = bj.render("mmvu", {"question": "Q?", "question_type": "multiple-choice"}, "resp", "B", "A. x\nB. y")
-    mmvu_open = bj.render("mmvu", {"question": "Q?", "question_type": "open-ended"}, "resp", "it melts")
+    mmvu_mc = bj.render("mmvu", {"judge_question": "Q?", "question_type": "multiple-choice"}, "resp", "B", "A. x\nB. y")
+    mmvu_open = bj.render("mmvu", {"judge_question": "Q?", "question_type": "open-ended"}, "resp", "it melts")
     assert "## Options\nA. x\nB. y\n" in mmvu_mc and "word-for-word" not in mmvu_mc
     assert "## Options" not in mmvu_open and "exact same technique or concept" in mmvu_open
-    hle = bj.render("hle", {"question": "Q?"}, "resp", "42")
+    hle = bj.render("hle", {"judge_question": "Q?"}, "resp", "42")
     assert "[question]: Q?" in hle and "[response]: resp" in hle and "[correct_answer]: 42" in hle
     mc = bj.render("multichallenge", {"target_question": "Is it polite?", "pass_criteria": "YES"}, "resp", "YES")
     assert "<MODEL_RESPONSE>\nresp\n</MODEL_RESPONSE>" in mc and "<CRITERIA>\nIs it polite?\n</CRITERIA>" in mc
-    vet = bj.render("mm_vet", {"question": "What is x?"}, "x = -1", "-1 <AND> -5")
+    vet = bj.render("mm_vet", {"judge_question": "What is x?"}, "x = -1", "-1 <AND> -5")
     assert vet.endswith("What is x? | -1 <AND> -5 | x = -1 |")
-    rubric = bj.render("charxiv_reasoning", {"question": "Q?", "rubric": "RULES"}, "resp", "7")
-    assert "You must follow the scoring rules: RULES\n### Your Turn ###\n* Question: Q?" in rubric
-    descriptive = bj.render("charxiv_descriptive", {"question": "Q?", "overarching_question": "Over?", "rubric": "R"},
-                            "resp", "7")
-    assert "Overarching Question: Over?\nR\n### Your Turn ###\nResponse: resp\nGround Truth: 7" in descriptive
+    # CharXiv: the rubric bodies are not in the paper; the slot names the row's answer type / template instead
+    rubric = bj.render("charxiv_reasoning", {"judge_question": "Q?", "inst_category": "4"}, "resp", "7")
+    assert ("You must follow the scoring rules: (answer type 4 (number-in-general))\n### Your Turn ###\n"
+            "* Question: Q?") in rubric
+    descriptive = bj.render("charxiv_descriptive", {"judge_question": "Over?", "inst_category": "19"}, "resp", "7")
+    assert ("Overarching Question: Over?\n(descriptive template 19)\n### Your Turn ###\nResponse: resp\n"
+            "Ground Truth: 7") in descriptive
+    with pytest.raises(ValueError, match="inst_category"):
+        bj.render("charxiv_reasoning", {"judge_question": "Q?"}, "resp", "7")
     with pytest.raises(ValueError, match="target_question"):
         bj.render("multichallenge", {"pass_criteria": "YES"}, "resp", "YES")
     assert bj.parse_mm_vet("<think>hmm</think>0.5") == 0.5 and bj.parse_mm_vet("1.5") is None
@@ -200,7 +210,7 @@ def test_official_prompts_fill_their_placeholders():
 
 def test_benchjudge_without_a_judge_scores_zero_and_says_so():
     result = scoring.score_answer("hle", "<think>x</think> \\boxed{4}", "4",
-                                  {"scoring": "benchjudge", "judge": "hle", "question": "2+2?"})
+                                  {"scoring": "benchjudge", "judge": "hle", "judge_question": "2+2?"})
     assert (result["score"], result["route"], result["reason"]) == (0.0, "judge_failed", "no_judge")
 
 
@@ -213,7 +223,7 @@ def test_every_result_has_the_same_keys_and_graded_scores_average_as_such(stub):
         ("ai2d", "<think>x</think> \\boxed{B}", "B", {"scoring": "exact_judge", "reward_type": "multiple_choice"}),
         ("infovqa", "<think>x</think> \\boxed{hello word}", "hello world", {"scoring": "det", "metric": "anls"}),
         ("mm_vet", "<think>x</think> -1", "-1 <AND> -5",
-         {"scoring": "benchjudge", "judge": "mm_vet", "question": "x?"}),
+         {"scoring": "benchjudge", "judge": "mm_vet", "judge_question": "x?"}),
         ("old", "<think>x</think> \\boxed{7}", "7", {"reward_type": "numeric"}),
     ]
     results = [compute_score_with_ids(s, r, g, {**i, "question_id": f"{s}-0"}, route_metrics=True, **JUDGE)

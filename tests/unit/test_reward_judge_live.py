@@ -196,7 +196,7 @@ def test_eval_sends_a_truncated_answer_to_the_live_judge_with_its_reasoning(serv
     # a BenchJudge row (HLE's official prompt, Fig. 13) reaches the same server once
     before = server.stats()
     hle = compute_score_with_ids("hle", "<think>2+2</think> 4", "4", {"scoring": "benchjudge", "judge": "hle",
-                                                                      "question": "What is 2+2?"}, **kw)
+                                                                      "judge_question": "What is 2+2?"}, **kw)
     assert delta(before, server.stats())["requests"] == 1
     assert hle["route"] == "benchjudge" and hle["reason"] in ("judge", "judge_malformed") and hle["judge_calls"] == 1
 

@@ -20,6 +20,11 @@ benchjudge       "BenchJudge": the benchmark's official judge prompt (Figs 10-15
 (absent)         the project's reward exactly as in training (old files, training data).
 ================ ==============================================================================================
 
+Row fields read (``data_prep.benchmarks`` writes them; docs/evaluation.md "Row fields"): ``scoring``; Det.:
+``metric``, ``ocr_task`` and the gold list ``gold_answers`` (else ``reward_model.ground_truth``); BenchJudge: ``judge``
+and the fields of ``bench_judges.REQUIRED_FIELDS``; Exact/Rule+Judge: the reward's (``reward_type``, ``choices``,
+``tolerance``, ``question``). ``ocr_eval`` / ``ocr_meta`` are carried for the OCRBench v2 task types not covered here.
+
 Scores are in [0, 1]: binary for most, graded for ANLS, OCRBench v2's edit-distance tasks and MM-Vet (the benchmark's
 metric is then their mean, which ``evaluate.score_benchmarks`` takes). Every result has the reward's keys
 (``recipe.zppo.reward.RESULT_KEYS``) plus ``judge_calls`` (0/1) and ``truncated`` (0/1).
@@ -195,9 +200,17 @@ def final_prediction(text: str, truncated: bool) -> str:
     return (box if box is not None else answer_part).strip()
 
 
-def _golds(ground_truth) -> list[str]:
+def _golds(ground_truth, info: dict) -> list[str]:
+    """The row's acceptable gold answers: ``extra_info["gold_answers"]`` (the converter's list, kept as listed: an
+    answer that reads like a list stays one answer), else the ground truth (a JSON list for several answers)."""
     from recipe.zppo.reward.routing import gold_answers
 
+    listed = info.get("gold_answers")
+    if listed is not None and not isinstance(listed, str):
+        items = listed.tolist() if hasattr(listed, "tolist") else list(listed)
+        golds = [str(g) for g in items if g is not None and str(g).strip()]
+        if golds:
+            return golds
     return gold_answers(ground_truth, "list_string_match")
 
 
@@ -279,7 +292,7 @@ def _score_rule_then_judge(data_source, text: str, ground_truth, info: dict, tru
 
 def _score_det(text: str, ground_truth, info: dict, truncated: bool) -> dict:
     metric = str(info.get("metric") or "").strip().lower()
-    golds = _golds(ground_truth)
+    golds = _golds(ground_truth, info)
     prediction = final_prediction(text, truncated)
     reward_type = str(info.get("reward_type") or "")
     if not golds:
@@ -304,7 +317,7 @@ def _score_benchjudge(text: str, ground_truth, info: dict, truncated: bool, kwar
 
     name = str(info.get("judge") or "").strip()
     reward_type = str(info.get("reward_type") or "")
-    golds = _golds(ground_truth)
+    golds = _golds(ground_truth, info)
     config = judge_config_from(kwargs)
     if config is None:
         _warn_once("eval scoring: BenchJudge rows need the judge (judge_url, judge_model); they score 0 without it")

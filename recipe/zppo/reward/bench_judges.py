@@ -13,10 +13,15 @@ Gaps the paper leaves (*ours*, named in docs/evaluation.md):
   ... kept verbatim", "the full table is shipped with the codebase", which is not public); only the printed rows are
   here. The figure's table rule is printed with dashes as "— | — | — | —"; it is written as the Markdown rule
   ``--- | --- | --- | ---``.
-- CharXiv (Figs 14-15): the rubric bodies (``{{ rules }}``: 4 reasoning categories; ``{{ rubric }}``: 7 descriptive
-  classes) are not in the paper. A row carries its rubric text in ``extra_info["rubric"]`` (the converter's job, from
-  CharXiv's own evaluator); without it the prompt names only the row's category (``extra_info["category"]``), and a
-  warning says so once.
+- CharXiv (Figs 14-15): the rubric bodies (``{{ rules }}``: 4 reasoning answer types; ``{{ rubric }}``: the
+  descriptive classes) are not in the paper; they live in CharXiv's own evaluator code, which is not reproduced here.
+  The slot names the row's answer type / template instead (``extra_info["inst_category"]``: reasoning answer type 1-4,
+  descriptive template id 1-19, ``charxiv_rubric_fallback``), and a warning says so once.
+
+Row fields read (written by ``data_prep.benchmarks``, docs/evaluation.md "Row fields"): ``judge_question`` (the
+question as the official judge shows it: no options block, frames or closer; CharXiv descriptive: the template's
+overarching question), ``choices`` + ``question_type`` (MMVU's two modes), ``target_question`` + ``pass_criteria``
+(MultiChallenge), ``inst_category`` (CharXiv); the gold is ``gold_answers`` (else the row's ground truth).
 
 Replies are read strictly, as App. B.2 reads Fig. 9's: after a closed reasoning block, one JSON object with the
 figure's keys (HLE: ``correct`` "yes"/"no"; CharXiv: ``score`` 0/1; MMVU: ``verdict``), MultiChallenge's last
@@ -159,13 +164,15 @@ TEMPLATES = {
 }
 # Which extra_info fields each judge needs besides the response (the gold is reward_model.ground_truth).
 REQUIRED_FIELDS = {
-    "charxiv_reasoning": ("question",),
-    "charxiv_descriptive": ("question",),
-    "mm_vet": ("question",),
-    "hle": ("question",),
+    "charxiv_reasoning": ("judge_question", "inst_category"),
+    "charxiv_descriptive": ("judge_question", "inst_category"),
+    "mm_vet": ("judge_question",),
+    "hle": ("judge_question",),
     "multichallenge": ("target_question", "pass_criteria"),
-    "mmvu": ("question",),
+    "mmvu": ("judge_question",),
 }
+# CharXiv's reasoning answer types (its release's ``reasoning_a_type``, the official grader's ``inst_category``).
+CHARXIV_ANSWER_TYPES = {"1": "text-in-chart", "2": "text-in-general", "3": "number-in-chart", "4": "number-in-general"}
 
 _compiled: dict[str, object] = {}
 _lock = threading.Lock()
@@ -207,7 +214,7 @@ def render(judge: str, extra_info: dict, response: str, gold: str, options: str 
     for key in REQUIRED_FIELDS[judge]:
         if not str(info.get(key) or "").strip():
             raise ValueError(f"benchmark judge {judge}: extra_info[{key!r}] is missing")
-    question = _text(info.get("question"))
+    question = _text(info.get("judge_question"))
     if judge == "mm_vet":
         return _template(judge).render(question=question, ground_truth=gold, prediction=response)
     if judge == "multichallenge":
@@ -219,17 +226,24 @@ def render(judge: str, extra_info: dict, response: str, gold: str, options: str 
                                        model_response=response, open_ended=open_ended)
     if judge == "hle":
         return _template(judge).render(question=question, response=response, correct_answer=gold)
-    rubric = _text(info.get("rubric")).strip()
-    if not rubric:
-        category = str(info.get("category") or "").strip()
-        _warn_once(f"benchmark judge {judge}: rows carry no extra_info['rubric'] (CharXiv's official rubric body); "
-                   "the prompt names the category only")
-        rubric = f"(category: {category})" if category else ""
+    rubric = charxiv_rubric_fallback(judge, info)
     if judge == "charxiv_reasoning":
         return _template(judge).render(rules=rubric, question=question, ground_truth=gold, response=response)
-    overarching = _text(info.get("overarching_question")) or question
-    return _template(judge).render(overarching_question=overarching, rubric=rubric, response=response,
+    return _template(judge).render(overarching_question=question, rubric=rubric, response=response,
                                    ground_truth=gold)
+
+
+def charxiv_rubric_fallback(judge: str, extra_info: dict) -> str:
+    """What fills CharXiv's rubric slot: the official rubric bodies are not in the paper (module docstring), so the
+    slot names the row's reasoning answer type ("answer type 4 (number-in-general)") or descriptive template
+    ("descriptive template 19"), from ``extra_info["inst_category"]`` (*ours*); a warning says so once."""
+    category = str(extra_info.get("inst_category") or "").strip()
+    _warn_once(f"benchmark judge {judge}: CharXiv's official rubric bodies are not in the paper; the prompt names the "
+               "row's answer type / template (extra_info['inst_category']) instead")
+    if judge == "charxiv_reasoning":
+        name = CHARXIV_ANSWER_TYPES.get(category)
+        return f"(answer type {category}{f' ({name})' if name else ''})"
+    return f"(descriptive template {category})"
 
 
 # ------------------------------------------------------------------------------------------------ replies
