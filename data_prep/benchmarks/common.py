@@ -68,7 +68,8 @@ EXTRA_FIELDS = (
     ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name; carried (tasks not
     # covered by scoring.py: spotting, grounding, key-information extraction)
     ("judge", pa.string()),  # BenchJudge: which official judge prompt (JUDGES)
-    ("judge_question", pa.string()),  # the question as the official judge prompt shows it (no closer, no frames)
+    ("judge_question", pa.string()),  # the question as a judge sees it (no closer, frames or image markers, no
+    # options block): the official judge prompts' question (BenchJudge) and Fig. 9's (every other row)
     ("gold_answers", pa.list_(pa.string())),  # every acceptable gold answer (ANLS, OCR, MM-Vet's tagged gold)
     ("inst_category", pa.string()),  # CharXiv: reasoning answer type 1-4 / descriptive template id 1-19 (fills the
     # rubric slot of Figs 14-15, whose rubric bodies are not in the paper)
@@ -666,6 +667,9 @@ def rows_of(items: Iterable[Item], benchmark: str, family: str, split: str, sour
         if options.limit is not None and index >= options.limit:
             return
         where = f"{benchmark} question {item.qid}"
+        if not item.fields.get("judge_question"):  # the judge sees the question itself: no image/frame markers
+            bare = re.sub(r"<image>\s*", "", item.question).strip()
+            item = Item(**{**item.__dict__, "fields": {**item.fields, "judge_question": bare}})
         images = [image_bytes(value, source, options, where) for value in item.images]
         if item.clip is not None:
             sampled = sample_frames(item.clip, count, where, sampling, per_second)

@@ -106,6 +106,21 @@ def test_format_instructions_are_replaced_by_the_closer(converted):
     assert mmmu.startswith("<image><image>") and "Image 1 and Image 2" in mmmu and "<image 1>" not in mmmu
 
 
+def test_every_row_gives_the_judge_its_bare_question(converted):
+    # Fig. 9's judge and the official ones see the question itself: no image or frame markers, no closer, and no
+    # options block (the judge prompt lists the options from extra_info["choices"]).
+    _, out, _, done = converted
+    from recipe.zppo.algo.answer_format import ANSWER_CLOSER
+
+    for name in done:
+        for row in _rows(out, name):
+            info = row["extra_info"]
+            bare = info["judge_question"]
+            assert bare.strip() and "<image>" not in bare and ANSWER_CLOSER not in bare, (name, bare)
+            if info["choices"] and info["judge"] != "charxiv_reasoning":
+                assert "\nA. " not in bare, (name, bare)
+
+
 def test_images_are_resized_into_the_pixel_range(converted):
     _, out, _, _ = converted
     sizes = []

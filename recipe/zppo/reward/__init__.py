@@ -141,7 +141,9 @@ def _as_text(value) -> str:
 
 
 def _question_of(extra_info: dict) -> str:
-    for key in ("question", "problem", "original_question", "prompt"):
+    # judge_question: an evaluation row's question as a judge should see it (no image/frame markers, no options
+    # block: options_text() adds those), written by data_prep.benchmarks
+    for key in ("judge_question", "question", "problem", "original_question", "prompt"):
         value = extra_info.get(key)
         if isinstance(value, str) and value.strip():
             return value
