@@ -2,7 +2,8 @@
 # Every row of the paper's Tabs 1-4 at one scale (Qwen3.5-2B student), same data, same settings (preset=paper,
 # Table 8, 200 steps); examples/README.md says which method is which row of which table.
 #   METHOD=<name> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]   one method
-#   bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]                 every row below, one after the other
+#   TEACHER_URL=<url> bash examples/run_baselines_qwen3_5_2b.sh [hydra overrides]  every row below, one after the
+#                                                  other (TEACHER_URL: the off-policy rows' fresh teacher rollouts)
 # The rows (PAPER_ROWS): off_policy_distill, off_policy_distill_buffer, on_policy_distill, on_policy_distill_buffer
 # (Tab. 1, the † ones also Tab. 2), grpo, grpo_buffer (Tabs 1-4), grpo_both, grpo_buffer_bcq (Tabs 3-4),
 # grpo_buffer_ncq (Tab. 3), hint, prefix (Tab. 4), zppo (every table). Ours, not rows of the paper: grpo_verl (verl's
@@ -18,6 +19,8 @@
 PAPER_ROWS=(off_policy_distill off_policy_distill_buffer on_policy_distill on_policy_distill_buffer grpo grpo_buffer
             grpo_both grpo_buffer_bcq grpo_buffer_ncq hint prefix zppo)
 if [[ -z "${METHOD:-}" ]]; then
+    # checked before the first run, not hours later at the off-policy rows
+    : "${TEACHER_URL:?every row includes off-policy distillation, whose fresh teacher rollouts need TEACHER_URL}"
     for row in "${PAPER_ROWS[@]}"; do
         METHOD=$row bash "$0" "$@" || { echo "run_baselines: METHOD=$row failed" >&2; exit 1; }
     done

@@ -274,10 +274,14 @@ def test_baseline_script_runs_every_row_of_tables_1_to_4():
     script = (EXAMPLES / "run_baselines_qwen3_5_2b.sh").read_text()
     declared = script.split("PAPER_ROWS=(", 1)[1].split(")", 1)[0].split()
     assert declared == PAPER_ROWS
-    # off_policy_distill_buffer comes with the distillation rewrite of issue #22 (another branch); every other row is
-    # a method file here.
-    assert set(PAPER_ROWS) - set(METHODS) <= {"off_policy_distill_buffer"}
-    overrides = _overrides("run_baselines_qwen3_5_2b.sh")  # no METHOD: every row, one run after the other
+    assert set(PAPER_ROWS) <= set(METHODS)
+    # no METHOD: every row, one run after the other; the off-policy rows' fresh teacher rollouts need TEACHER_URL,
+    # checked before the first run
+    missing = subprocess.run(["bash", str(EXAMPLES / "run_baselines_qwen3_5_2b.sh")], capture_output=True, text=True,
+                             timeout=60, env={k: v for k, v in os.environ.items() if k != "TEACHER_URL"}
+                             | {"ZPPO_DRY_RUN": "1", "DATA": "/data/zppo77k"})
+    assert missing.returncode != 0 and "TEACHER_URL" in missing.stderr and not missing.stdout
+    overrides = _overrides("run_baselines_qwen3_5_2b.sh", TEACHER_URL="http://teacher:8000/v1")
     assert [line for line in overrides if line.startswith("method=")] == [f"method={row}" for row in PAPER_ROWS]
     readme = (EXAMPLES / "README.md").read_text()
     for method in METHODS:  # every method is in the README's table
