@@ -73,7 +73,7 @@ def test_ocrbench_v2_rules_by_task_type():
     assert score("text counting en", "11", ["12"]) == (0.0, "ocr_counting")
     # one word each, no word in common: BLEU, METEOR and F1 are 0; 1 - edit distance 1/4 -> (0.75) / 4
     assert score("full-page OCR en", "abcd", ["abce"]) == (pytest.approx(0.75 / 4), "ocr_page")
-    assert score("made-up task en", "x", ["x"]) == (None, "ocr_task_unknown")  # every task type is in test_eval_ocrbench_v2
+    assert score("made-up task en", "x", ["x"]) == (None, "ocr_task_unknown")  # the real ones: test_eval_ocrbench_v2
 
 
 def test_det_rows_use_the_final_answer_and_no_judge(stub):
