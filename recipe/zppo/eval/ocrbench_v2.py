@@ -54,7 +54,7 @@ from itertools import product
 from math import exp, log
 
 MAX_EDIT_CHARS = 4_000  # *ours*: longer strings are cut before an edit distance (bounded time)
-MAX_TREE_NODES = 1_500  # *ours*: a larger tree keeps its first nodes (preorder) before the tree edit distance
+MAX_TREE_NODES = 1_000  # *ours*: a larger tree keeps its first nodes (preorder) before the tree edit distance
 MAX_KIE_COMBINATIONS = 1_024  # *ours*: more gold alternatives: per-key best match (equal unless a value is None)
 ANLS_MIN = 0.5
 NO_VARIANT = {"", "none", "null", "nan"}
@@ -75,7 +75,8 @@ TASK_TYPES = VQA_EN | VQA_CN | PAGE_OCR | KIE | TABLES | DOC_PARSING | {
 
 
 def edit_distance(a, b) -> int:
-    """Levenshtein distance of two sequences (strings or token lists); rapidfuzz's for strings when installed."""
+    """Levenshtein distance of two sequences (strings or token lists): rapidfuzz's for strings when installed, else
+    the bit-parallel algorithm of Myers (1999) / Hyyro (2003), one machine word per pattern (Python integers)."""
     a, b = a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS]
     if isinstance(a, str) and isinstance(b, str):
         try:
@@ -86,13 +87,29 @@ def edit_distance(a, b) -> int:
             pass
     if len(a) < len(b):
         a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    m = len(b)
+    if not m:
+        return len(a)
+    match: dict = {}
+    for i, token in enumerate(b):
+        match[token] = match.get(token, 0) | (1 << i)
+    full, top = (1 << m) - 1, 1 << (m - 1)
+    plus, minus, distance = full, 0, m
+    for token in a:
+        eq = match.get(token, 0)
+        xv = eq | minus
+        xh = (((eq & plus) + plus) ^ plus) | eq
+        ph = minus | ~(xh | plus)
+        mh = plus & xh
+        if ph & top:
+            distance += 1
+        elif mh & top:
+            distance -= 1
+        ph = (ph << 1) | 1
+        mh <<= 1
+        plus = (mh | ~(xv | ph)) & full
+        minus = ph & xv
+    return distance
 
 
 def _similarity(a, b) -> float:
@@ -532,10 +549,9 @@ def _postorder(root: Node, limit: int) -> tuple[list[Node], list[int]]:
     return order, leftmost
 
 
-def tree_edit_distance(t1: Node, t2: Node, rename, insert=lambda n: 1.0, delete=lambda n: 1.0,
-                       limit: int = MAX_TREE_NODES) -> tuple[float, int, int]:
-    """Zhang-Shasha ordered tree edit distance (the optimum APTED and zss compute too); returns it with the node
-    counts of both (pruned) trees."""
+def tree_edit_distance(t1: Node, t2: Node, rename, limit: int = MAX_TREE_NODES) -> tuple[float, int, int]:
+    """Zhang-Shasha ordered tree edit distance with unit insert/delete costs and ``rename(a, b)`` (the optimum APTED
+    and zss compute too); returns it with the node counts of both (pruned) trees."""
     n1, l1 = _postorder(t1, limit)
     n2, l2 = _postorder(t2, limit)
     keyroots1 = sorted({v: i for i, v in enumerate(l1)}.values())  # the highest node of each leftmost leaf
@@ -543,27 +559,30 @@ def tree_edit_distance(t1: Node, t2: Node, rename, insert=lambda n: 1.0, delete=
     dist = [[0.0] * len(n2) for _ in n1]
     renames: dict = {}
     for i in keyroots1:
+        li = l1[i]
         for j in keyroots2:
-            li, lj = l1[i], l2[j]
-            rows, cols = i - li + 2, j - lj + 2
-            fd = [[0.0] * cols for _ in range(rows)]
-            for x in range(1, rows):
-                fd[x][0] = fd[x - 1][0] + delete(n1[li + x - 1])
-            for y in range(1, cols):
-                fd[0][y] = fd[0][y - 1] + insert(n2[lj + y - 1])
-            for x in range(1, rows):
+            lj = l2[j]
+            cols = j - lj + 2
+            previous = [float(y) for y in range(cols)]  # forest distance row of the empty forest: y insertions
+            rows = [previous]
+            for x in range(1, i - li + 2):
                 a = li + x - 1
+                la, dist_a = l1[a] - li, dist[a]
+                current = [previous[0] + 1.0] + [0.0] * (cols - 1)
                 for y in range(1, cols):
                     b = lj + y - 1
-                    if l1[a] == li and l2[b] == lj:
-                        if (a, b) not in renames:
-                            renames[(a, b)] = rename(n1[a], n2[b])
-                        fd[x][y] = min(fd[x - 1][y] + delete(n1[a]), fd[x][y - 1] + insert(n2[b]),
-                                       fd[x - 1][y - 1] + renames[(a, b)])
-                        dist[a][b] = fd[x][y]
+                    best = min(previous[y], current[y - 1]) + 1.0
+                    if la == 0 and l2[b] == lj:
+                        cost = renames.get((a, b))
+                        if cost is None:
+                            cost = renames[(a, b)] = rename(n1[a], n2[b])
+                        best = min(best, previous[y - 1] + cost)
+                        dist_a[b] = best
                     else:
-                        fd[x][y] = min(fd[x - 1][y] + delete(n1[a]), fd[x][y - 1] + insert(n2[b]),
-                                       fd[l1[a] - li][l2[b] - lj] + dist[a][b])
+                        best = min(best, rows[la][l2[b] - lj] + dist_a[b])
+                    current[y] = best
+                rows.append(current)
+                previous = current
     return dist[-1][-1], len(n1), len(n2)
 
 
