@@ -76,7 +76,7 @@ TASK_TYPES = VQA_EN | VQA_CN | PAGE_OCR | KIE | TABLES | DOC_PARSING | {
 
 def edit_distance(a, b) -> int:
     """Levenshtein distance of two sequences (strings or token lists): rapidfuzz's for strings when installed, else
-    the bit-parallel algorithm of Myers (1999) / Hyyro (2003), one machine word per pattern (Python integers)."""
+    the bit-parallel algorithm of Myers (1999) / Hyyro (2003), the whole pattern as one Python integer."""
     a, b = a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS]
     if isinstance(a, str) and isinstance(b, str):
         try:
