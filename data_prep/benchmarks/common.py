@@ -64,9 +64,9 @@ EXTRA_FIELDS = (
     ("subset", pa.string()),  # the part a score aggregates over (Benchmark.aggregate); "" if none
     ("metric", pa.string()),  # Det.: anls | ocrbench_v2
     ("ocr_task", pa.string()),  # OCRBench v2: the official task type ("text recognition en", ...)
-    ("ocr_eval", pa.string()),  # OCRBench v2: the row's ``eval`` field ("multiple choice", ...); carried
-    ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name; carried (tasks not
-    # covered by scoring.py: spotting, grounding, key-information extraction)
+    ("ocr_eval", pa.string()),  # OCRBench v2: the row's ``eval`` variant ("multiple choice", ...; "None" if none)
+    ("ocr_meta", pa.string()),  # OCRBench v2: JSON of bbox, bbox_list, content, dataset_name (VQA with position's box,
+    # text spotting's polygons and texts), read by recipe/zppo/eval/ocrbench_v2.py
     ("judge", pa.string()),  # BenchJudge: which official judge prompt (JUDGES)
     ("judge_question", pa.string()),  # the question as a judge sees it (no closer, frames or image markers, no
     # options block): the official judge prompts' question (BenchJudge) and Fig. 9's (every other row)

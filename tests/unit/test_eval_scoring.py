@@ -71,8 +71,9 @@ def test_ocrbench_v2_rules_by_task_type():
     assert score("reasoning VQA cn", "答案是北京", ["北京"]) == (1.0, "ocr_vqa")  # short Chinese gold: containment
     assert score("text counting en", "there are 12 words", ["12"]) == (1.0, "ocr_counting")
     assert score("text counting en", "11", ["12"]) == (0.0, "ocr_counting")
-    assert score("full-page OCR en", "abcd", ["abce"])[0] == pytest.approx(0.75)
-    assert score("table parsing en", "<table></table>", ["<table>x</table>"]) == (None, "ocr_task_not_covered")
+    # one word each, no word in common: BLEU, METEOR and F1 are 0; 1 - edit distance 1/4 -> (0.75) / 4
+    assert score("full-page OCR en", "abcd", ["abce"]) == (pytest.approx(0.75 / 4), "ocr_page")
+    assert score("made-up task en", "x", ["x"]) == (None, "ocr_task_unknown")  # the real ones: test_eval_ocrbench_v2
 
 
 def test_det_rows_use_the_final_answer_and_no_judge(stub):
@@ -92,7 +93,11 @@ def test_det_rows_use_the_final_answer_and_no_judge(stub):
     assert (ocr["score"], ocr["reason"]) == (1.0, "ocr_counting")
     uncovered = scoring.score_answer("ocrbench_v2_en", "<think>x</think>\\boxed{a}", "a",
                                      {"scoring": "det", "metric": "ocrbench_v2", "ocr_task": "text spotting en"})
-    assert (uncovered["score"], uncovered["route"], uncovered["reason"]) == (0.0, "unsupported", "ocr_task_not_covered")
+    assert (uncovered["score"], uncovered["route"], uncovered["reason"]) == (0.0, "det", "ocr_spotting")  # no box
+    unknown = scoring.score_answer("ocrbench_v2_en", "<think>x</think>\\boxed{A}", "A",
+                                   {"scoring": "det", "metric": "ocrbench_v2", "ocr_task": "cognition VQA en",
+                                    "ocr_eval": "no such rule"})
+    assert (unknown["score"], unknown["route"], unknown["reason"]) == (0.0, "unsupported", "ocr_eval_unknown")
     # the row's gold_answers list wins over the ground-truth text: an answer that reads like a list stays one answer
     listed = {"scoring": "det", "metric": "anls", "gold_answers": ["[1, 2]"]}
     as_one = scoring.score_answer("infovqa", "<think>x</think>\\boxed{[1, 2]}", "[1, 2]", listed)

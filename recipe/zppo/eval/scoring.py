@@ -12,20 +12,21 @@ rule_judge       ``recipe.zppo.reward``) first; "Rule+Judge": the same, the conv
                  response-length limit, or its ``<think>`` block never closes) whatever box its reasoning holds
                  (*ours*: a truncated response has no committed final answer, Fig. 9's "look inside thinking").
 det              "Det.": the official metric, no judge. ``metric="anls"`` (InfoVQA): ANLS with its 0.5
-                 threshold; ``metric="ocrbench_v2"``: OCRBench v2's per-task scoring (``ocr_task``), see
-                 ``ocrbench_v2_score``. The prediction is the final ``\\boxed{}`` (else the text after
-                 ``</think>``; a truncated answer predicts nothing).
+                 threshold; ``metric="ocrbench_v2"``: OCRBench v2's official per-task scoring (``ocr_task``,
+                 ``ocr_eval``, ``ocr_meta``), ``recipe.zppo.eval.ocrbench_v2``. The prediction is the final
+                 ``\\boxed{}`` (else the text after ``</think>``; a truncated answer predicts nothing).
 benchjudge       "BenchJudge": the benchmark's official judge prompt (Figs 10-15, ``reward/bench_judges.py``)
                  on the full response, asked of the same judge endpoint, parsed by the official rule.
 (absent)         the project's reward exactly as in training (old files, training data).
 ================ ==============================================================================================
 
 Row fields read (``data_prep.benchmarks`` writes them; docs/evaluation.md "Row fields"): ``scoring``; Det.:
-``metric``, ``ocr_task`` and the gold list ``gold_answers`` (else ``reward_model.ground_truth``); BenchJudge: ``judge``
-and the fields of ``bench_judges.REQUIRED_FIELDS``; Exact/Rule+Judge: the reward's (``reward_type``, ``choices``,
-``tolerance``, ``question``). ``ocr_eval`` / ``ocr_meta`` are carried for the OCRBench v2 task types not covered here.
+``metric``, the gold list ``gold_answers`` (else ``reward_model.ground_truth``) and for OCRBench v2 ``ocr_task``,
+``ocr_eval``, ``ocr_meta`` and the question (``judge_question``, else ``question``); BenchJudge: ``judge`` and the
+fields of ``bench_judges.REQUIRED_FIELDS``; Exact/Rule+Judge: the reward's (``reward_type``, ``choices``,
+``tolerance``, ``question``).
 
-Scores are in [0, 1]: binary for most, graded for ANLS, OCRBench v2's edit-distance tasks and MM-Vet (the benchmark's
+Scores are in [0, 1]: binary for most, graded for ANLS, most OCRBench v2 task types and MM-Vet (the benchmark's
 metric is then their mean, which ``evaluate.score_benchmarks`` takes). Every result has the reward's keys
 (``recipe.zppo.reward.RESULT_KEYS``) plus ``judge_calls`` (0/1) and ``truncated`` (0/1).
 """
@@ -33,8 +34,8 @@ metric is then their mean, which ``evaluate.score_benchmarks`` takes). Every res
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
+
+from recipe.zppo.eval.ocrbench_v2 import ocrbench_v2_score
 
 logger = logging.getLogger(__name__)
 
@@ -94,83 +95,6 @@ def anls(prediction: str, golds: list[str], threshold: float = ANLS_THRESHOLD) -
         if nl < threshold:
             best = max(best, 1.0 - nl)
     return best
-
-
-# ------------------------------------------------------------------------------------------------ OCRBench v2
-# OCRBench v2 (Fu et al. 2024) scores each task type with its own rule. Covered here (task names without their
-# " en"/" cn" suffix):
-# - short-answer VQA types: OCRBench v2's VQA rule: an English gold of fewer than 5 words scores 1 when it occurs in
-#   the prediction (lower-cased); a longer one scores 1 - NL when that is >= 0.5 (ANLS-like); Chinese golds (no word
-#   boundaries) are compared without spaces, by containment for golds of fewer than 5 characters (*ours*: that
-#   threshold), else the same 1 - NL;
-# - counting types: the number in the prediction equals the gold number;
-# - long-text transcription types (full-page OCR, handwriting, translation): 1 - NL of the whitespace-normalised
-#   texts (*ours*: OCRBench v2 averages BLEU, METEOR, F1 and edit distance there; only the edit-distance part here);
-# Not covered (scored 0, reason "ocr_task_not_covered", listed per benchmark): the geometric tasks (text spotting,
-# grounding, VQA with position: IoU of boxes), the structured-parsing tasks (table/chart/document parsing: TEDS) and
-# key-information extraction (F1 over key-value pairs).
-OCR_VQA_TASKS = {
-    "text recognition", "fine-grained text recognition", "cognition vqa", "reasoning vqa", "diagram qa",
-    "science qa", "math qa", "document classification", "app agent", "ascii art classification",
-    "key information mapping", "formula recognition", "text recognition and reasoning", "vqa",
-}
-OCR_COUNTING_TASKS = {"text counting", "counting"}
-OCR_EDIT_TASKS = {"full-page ocr", "handwritten answer extraction", "text translation", "fine-grained ocr"}
-_SUFFIX = re.compile(r"\s+(en|cn|zh)$")
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-def ocr_task_name(task) -> str:
-    return _SUFFIX.sub("", str(task or "").strip().lower())
-
-
-def _has_cjk(text: str) -> bool:
-    return any("CJK" in unicodedata.name(ch, "") for ch in text)
-
-
-def _ocr_vqa(prediction: str, golds: list[str]) -> float:
-    pred = " ".join(prediction.lower().replace("\n", " ").split())
-    best = 0.0
-    for gold in golds:
-        answer = " ".join(str(gold).lower().replace("\n", " ").split())
-        if not answer:
-            continue
-        if _has_cjk(answer):
-            compact_answer, compact_pred = answer.replace(" ", ""), pred.replace(" ", "")
-            if len(compact_answer) < 5:
-                score = 1.0 if compact_answer in compact_pred else 0.0
-            else:
-                similarity = 1.0 - normalized_levenshtein(compact_pred, compact_answer)
-                score = similarity if similarity >= 0.5 else 0.0
-        elif len(answer.split()) < 5:
-            score = 1.0 if answer in pred else 0.0
-        else:
-            similarity = 1.0 - normalized_levenshtein(pred, answer)
-            score = similarity if similarity >= 0.5 else 0.0
-        best = max(best, score)
-    return best
-
-
-def ocrbench_v2_score(task, prediction: str, golds: list[str]) -> tuple[float | None, str]:
-    """(score, how) of one OCRBench v2 answer by its task type; score None when the task type is not covered."""
-    name = ocr_task_name(task)
-    if name in OCR_COUNTING_TASKS:
-        numbers = _NUMBER.findall(prediction.replace(",", ""))
-        if not numbers:
-            return 0.0, "ocr_counting"
-        try:
-            predicted = float(numbers[-1])
-            correct = any(abs(predicted - float(str(g).replace(",", "").strip())) < 1e-9 for g in golds)
-        except ValueError:
-            correct = False
-        return float(correct), "ocr_counting"
-    if name in OCR_EDIT_TASKS:
-        pred = " ".join(prediction.split())
-        return max((1.0 - normalized_levenshtein(pred, " ".join(str(g).split())) for g in golds), default=0.0), \
-            "ocr_edit_distance"
-    if name in OCR_VQA_TASKS:
-        return _ocr_vqa(prediction, golds), "ocr_vqa"
-    return None, "ocr_task_not_covered"
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -301,9 +225,12 @@ def _score_det(text: str, ground_truth, info: dict, truncated: bool) -> dict:
         return _result(anls(prediction, golds) if prediction else 0.0, "det", "anls", prediction, reward_type,
                        truncated=truncated)
     if metric == "ocrbench_v2":
-        score, how = ocrbench_v2_score(info.get("ocr_task"), prediction, golds)
+        question = next((info.get(k) for k in ("judge_question", "question") if isinstance(info.get(k), str)), "")
+        score, how = ocrbench_v2_score(info.get("ocr_task"), prediction, golds, variant=info.get("ocr_eval"),
+                                       meta=info.get("ocr_meta"), question=question)
         if score is None:
-            _warn_once(f"eval scoring: OCRBench v2 task type {info.get('ocr_task')!r} is not covered; scored 0")
+            _warn_once(f"eval scoring: OCRBench v2 task type {info.get('ocr_task')!r} / eval "
+                       f"{info.get('ocr_eval')!r} is unknown; scored 0")
             return _result(0.0, "unsupported", how, prediction, reward_type, truncated=truncated)
         return _result(score if prediction else 0.0, "det", how, prediction, reward_type, truncated=truncated)
     _warn_once(f"eval scoring: det row with unknown metric {metric!r} (anls, ocrbench_v2); scored 0")
