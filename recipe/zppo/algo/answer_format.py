@@ -96,7 +96,7 @@ def split_think(text: str) -> tuple[str | None, str]:
     return "", text
 
 
-def _box_content_at(text: str, brace_at: int) -> str | None:
+def box_content_at(text: str, brace_at: int) -> str | None:
     """Content of the brace group opening at ``text[brace_at] == '{'``, or None if it does not close in time."""
     depth, i = 0, brace_at
     end = min(len(text), brace_at + MAX_BOX_CHARS)
@@ -140,7 +140,7 @@ def extract_boxed(text: str) -> str | None:
             j += 1
         content = None
         if j < len(text) and text[j] == "{" and (after == len(text) or not text[after].isalpha()):
-            content = _box_content_at(text, j)
+            content = box_content_at(text, j)
         if content is not None:
             content = _unwrap_single_box(content.strip())
             if content:
@@ -160,7 +160,7 @@ def _unwrap_single_box(content: str) -> str:
                 while j < len(content) and content[j] in " \t":
                     j += 1
                 if j < len(content) and content[j] == "{":
-                    inner = _box_content_at(content, j)
+                    inner = box_content_at(content, j)
                     if inner is not None and j + len(inner) + 2 == len(content):
                         content = inner.strip()
                         break

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..algo.answer_format import ANSWER_CLOSER
+from ..algo.answer_format import ANSWER_CLOSER, box_content_at
 from ..algo.compression import _after_leading_think
 from ..algo.reformulation import (
     NO_TEACHER_CANDIDATE,
@@ -127,20 +127,8 @@ def _strip_boxes(text: str) -> tuple[str, int]:
         match = _BOX_START.search(text)
         if match is None:
             return text, count
-        depth, i, end = 0, match.end() - 1, len(text)
-        while i < len(text):
-            ch = text[i]
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    end = i + 1
-                    break
-            i += 1
+        content = box_content_at(text, match.end() - 1)  # match ends at the opening brace
+        end = len(text) if content is None else match.end() + len(content) + 1
         text = text[: match.start()] + text[end:]
         count += 1
 

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import logging
 
-from recipe.zppo.eval.ocrbench_v2 import ocrbench_v2_score
+from recipe.zppo.eval.ocrbench_v2 import MAX_EDIT_CHARS, ocrbench_v2_score
+from recipe.zppo.eval.ocrbench_v2 import edit_distance as levenshtein
 
 logger = logging.getLogger(__name__)
 
 SCORINGS = ("exact_judge", "rule_judge", "det", "benchjudge")
 ANLS_THRESHOLD = 0.5  # ANLS (Biten et al. 2019; InfographicVQA's official metric): NL >= 0.5 scores 0
-MAX_EDIT_CHARS = 4_000  # *ours*: longer strings are cut before the edit distance (bounded time)
 
 _warned: set[str] = set()
 
@@ -55,29 +55,9 @@ def _warn_once(message: str) -> None:
 # ------------------------------------------------------------------------------------------------ edit distance
 
 
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insertions, deletions, substitutions of one character); rapidfuzz's when installed."""
-    a, b = a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS]
-    try:
-        from rapidfuzz.distance import Levenshtein
-
-        return int(Levenshtein.distance(a, b))
-    except ImportError:
-        pass
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def normalized_levenshtein(a: str, b: str) -> float:
     """Edit distance over the longer length (0 for two empty strings)."""
-    longest = max(len(a), len(b))
+    longest = max(len(a[:MAX_EDIT_CHARS]), len(b[:MAX_EDIT_CHARS]))
     return levenshtein(a, b) / longest if longest else 0.0
 
 
