@@ -26,9 +26,9 @@ PROB_AGREEMENT_TOL = 1e-3
 
 
 def _common(run_dir: Path, model: Path, data: Path) -> list[str]:
-    # zppo.enable=false: plain GRPO (the paper's: ZPPO's estimator, no buffer, no BCQ/NCQ, App. D.2), through the
-    # same trainer and data path as ZPPO
-    return cpu_run_args(model, data, run_dir, "zppo.enable=false", *REWARD)
+    # method=grpo: the paper's GRPO row (ZPPO's estimator, no buffer, no BCQ/NCQ, App. D.2), through the same trainer
+    # and data path as ZPPO
+    return cpu_run_args(model, data, run_dir, "method=grpo", *REWARD)
 
 
 def _check_training_run(run_dir: Path, records: list[dict], initial_model: Path, steps: list[int]) -> None:

@@ -8,7 +8,8 @@ Algorithms 5-6): fresh teacher rollouts on the capped hard questions only; a hin
 hint inside ``<hint>`` tags and no ``\boxed``; a prefix is the first floor(0.4 L) tokens of a correct teacher
 rollout of L tokens, and those tokens are masked out of the loss. GRPO rows (``grpo_matched``) build no BCQ/NCQ and
 ask no teacher. ``grpo`` and ``zppo`` are covered in test_cpu_grpo.py / test_cpu_zppo.py; ``grpo_buffer`` is
-``grpo_matched`` without its extra groups; ``grpo_both`` (zppo without the buffer) is composed in test_examples.py.
+``grpo_matched`` without its extra groups; ``grpo_both`` (zppo without the buffer) builds BCQ and NCQ prompts and
+admits and replays nothing.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _built(steps: list[dict], kind: str) -> float:
     return sum(s.get(f"zppo/{kind}_built", 0.0) for s in steps)
 
 
-def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str]) -> None:
+def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str], buffer: bool = True) -> None:
     """Exactly ``expected_kinds`` were built (some of them), n rollouts each, all in the update, none stale."""
     for kind in SECOND_PHASE_KINDS:
         if kind in expected_kinds:
@@ -68,9 +69,12 @@ def _check_built_kinds_were_trained(steps: list[dict], expected_kinds: set[str])
             assert step[f"zppo/update/{kind}_trajectories"] == step.get(f"zppo/{kind}_built", 0.0) * N
         if built:
             assert step["zppo/phase2/stale_rollouts"] == 0
-    # The buffer works in every method but plain GRPO: hard questions are admitted and replayed, on top of the new
-    # ones; what is built stays within Algorithm 1's cap (grpo_matched's extra groups are not capped).
-    assert steps[0]["zppo/admitted"] > 0 and steps[1]["zppo/replayed_questions"] > 0
+    # The buffer works in every method but plain GRPO and GRPO + Both: hard questions are admitted and replayed, on
+    # top of the new ones; what is built stays within Algorithm 1's cap (grpo_matched's extra groups are not capped).
+    if buffer:
+        assert steps[0]["zppo/admitted"] > 0 and steps[1]["zppo/replayed_questions"] > 0
+    else:
+        assert not any(s.get("zppo/admitted", 0.0) or s.get("zppo/replayed_questions", 0.0) for s in steps)
     for step in steps:
         assert step["zppo/new_questions"] == 8
         if expected_kinds != {"extra"}:
@@ -145,7 +149,7 @@ def _check_loss_weighting(steps: list[dict], mode: str) -> None:
 @pytest.mark.parametrize(
     "method, kinds, loss_weighting",
     [("grpo_matched", {"extra"}, "verl"), ("grpo_buffer_bcq", {"bcq"}, "exclude_zero_adv"),
-     ("grpo_buffer_ncq", {"ncq"}, "per_kind"), ("hint", {"hint"}, "verl")],
+     ("grpo_buffer_ncq", {"ncq"}, "per_kind"), ("hint", {"hint"}, "verl"), ("grpo_both", {"bcq", "ncq"}, "verl")],
 )
 def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, request, method, kinds,
                                             loss_weighting):
@@ -171,7 +175,7 @@ def test_method_builds_only_its_own_prompts(tiny_assets, ray_cluster, tmp_path, 
     if reward:  # the check below is about real reweighting: some kind had a signal
         assert any(v > 0 for s in steps for k, v in s.items()
                    if k.startswith("zppo/loss_weight/") and "excluded" not in k)
-    _check_built_kinds_were_trained(steps, kinds)
+    _check_built_kinds_were_trained(steps, kinds, buffer=method != "grpo_both")
     _check_loss_weighting(steps, loss_weighting)
     if method in ("grpo_matched", "grpo_buffer_ncq"):  # rows without BCQ: the teacher draws no rollout
         assert not any(s.get("zppo/teacher/rollouts", 0.0) for s in steps)

@@ -121,6 +121,21 @@ def _similarity(a, b) -> float:
 # ------------------------------------------------------------------------------------------------ short answers
 
 
+def _containment_or_similarity(prediction: str, golds: list[str], norm, is_short) -> float:
+    """The best gold: a short one (``is_short``) must occur in the prediction; a longer one scores the ANLS-like
+    1 - NL when that is >= 0.5 (both after ``norm``)."""
+    pred, best = norm(prediction), 0.0
+    for gold in golds:
+        answer = norm(gold)
+        if is_short(answer):
+            best = max(best, float(answer in pred))
+        else:
+            similarity = _similarity(pred, answer)
+            if similarity >= ANLS_MIN:
+                best = max(best, similarity)
+    return best
+
+
 def vqa_score(prediction: str, golds: list[str], case_sensitive: bool = False) -> float:
     """OCRBench v2's English VQA rule: a gold of fewer than 5 words must occur in the prediction; a longer one scores
     the ANLS-like 1 - NL when that is >= 0.5. Both stripped, newlines as spaces, lower-cased unless case sensitive."""
@@ -128,16 +143,7 @@ def vqa_score(prediction: str, golds: list[str], case_sensitive: bool = False) -
         text = str(text).strip().replace("\n", " ")
         return text if case_sensitive else text.lower()
 
-    pred, best = norm(prediction), 0.0
-    for gold in golds:
-        answer = norm(gold)
-        if len(answer.split()) < 5:
-            best = max(best, float(answer in pred))
-        else:
-            similarity = _similarity(pred, answer)
-            if similarity >= ANLS_MIN:
-                best = max(best, similarity)
-    return best
+    return _containment_or_similarity(prediction, golds, norm, lambda answer: len(answer.split()) < 5)
 
 
 def cn_vqa_score(prediction: str, golds: list[str]) -> float:
@@ -146,16 +152,7 @@ def cn_vqa_score(prediction: str, golds: list[str]) -> float:
     def norm(text) -> str:
         return str(text).lower().strip().replace("\n", " ").replace(" ", "")
 
-    pred, best = norm(prediction), 0.0
-    for gold in golds:
-        answer = norm(gold)
-        if len(answer.split(",")) < 4:
-            best = max(best, float(answer in pred))
-        else:
-            similarity = _similarity(pred, answer)
-            if similarity >= ANLS_MIN:
-                best = max(best, similarity)
-    return best
+    return _containment_or_similarity(prediction, golds, norm, lambda answer: len(answer.split(",")) < 4)
 
 
 def multiple_choice_score(prediction: str, golds: list[str]) -> float:
