@@ -108,16 +108,20 @@ def delta(before: dict, after: dict) -> dict:
     return {key: after[key] - before[key] for key in before}
 
 
+def _own_verdict(server, question: str, response: str, gold: str):
+    """The tiny model's own greedy verdict on exactly the request the judge sends (deterministic)."""
+    reply = server.chat({"model": server.model, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0,
+                         "messages": [{"role": "user", "content": render_prompt(question, "", response, gold)}],
+                         "chat_template_kwargs": {"enable_thinking": False}})
+    return parse_verdict(join_reasoning(reply["choices"][0]["message"]))
+
+
 def test_free_form_answer_is_judged_by_the_live_server(server):
     # without a judge, a free-form answer without a box is scored 0 by the rule alone
     assert compute_score("src", UNBOXED, "dog", EXTRA)["route"] == "unparseable"
 
     # the tiny model's own reply to exactly the request the judge sends (greedy: deterministic)
-    prompt = render_prompt(EXTRA["question"], "", UNBOXED, "dog")
-    reply = server.chat({"model": server.model, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0,
-                         "messages": [{"role": "user", "content": prompt}],
-                         "chat_template_kwargs": {"enable_thinking": False}})
-    verdict = parse_verdict(join_reasoning(reply["choices"][0]["message"]))
+    verdict = _own_verdict(server, EXTRA["question"], UNBOXED, "dog")
 
     kw = judge_kwargs(server)
     before = server.stats()
@@ -176,11 +180,7 @@ def test_eval_sends_a_truncated_answer_to_the_live_judge_with_its_reasoning(serv
             "question_id": "q-1"}
     truncated = "<think>The animal has floppy ears, so the answer is \\boxed{B} but let me check the"
     assert compute_score("src", truncated.replace("<think>", ""), "B", info)["score"] == 1.0  # the rule alone
-    prompt = render_prompt(info["question"], "", truncated, "B")
-    reply = server.chat({"model": server.model, "max_tokens": MAX_TOKENS, "temperature": 0.0, "top_p": 1.0,
-                         "messages": [{"role": "user", "content": prompt}],
-                         "chat_template_kwargs": {"enable_thinking": False}})
-    verdict = parse_verdict(join_reasoning(reply["choices"][0]["message"]))
+    verdict = _own_verdict(server, info["question"], truncated, "B")
     kw = judge_kwargs(server)
     before = server.stats()
     result = compute_score_with_ids("ai2d", truncated, "B", info, **kw)
