@@ -18,8 +18,12 @@ def _config(url="http://127.0.0.1:9/v1", teacher_judges=True, **reward_kwargs):
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
+    # _judge_on_teacher writes os.environ itself: setenv first so that monkeypatch restores (removes) the keys after
+    # the test (delenv of an absent key records nothing, and a leaked ZPPO_JUDGE_URL would hand every later test in
+    # the process, and its subprocesses, a judge at a closed port)
     for key in ("ZPPO_JUDGE_URL", "ZPPO_JUDGE_MODEL"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"judge_unresolved": True}])
