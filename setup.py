@@ -76,7 +76,7 @@ setup(
     ],
     extras_require={
         # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).
-        "test": ["pytest>=8", "hypothesis>=6", "ruff==0.17.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6", "ruff==0.17.6"],
         # GPU clusters only: these do not install (or run) on a CPU machine.
         "gpu": GPU_EXTRA,
     },

@@ -2,6 +2,10 @@
 
 Ray start-up dominates a tiny run, so the end-to-end tests start one head node (``ray start --head --block``) and
 every ``python -m recipe.zppo.main_zppo`` subprocess attaches to it through ``RAY_ADDRESS``.
+
+``make test`` runs two pytest-xdist workers (a tiny run leaves about a third of 2 cores idle while its processes
+start): each worker has its own Ray head, and both share one build of the tiny artefacts (a file lock per artefact
+group, so the second worker waits for the first build instead of repeating it).
 """
 
 from __future__ import annotations
@@ -38,16 +42,31 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
-    """Where the session's tiny artefacts are built (``data_prep.tiny`` layout)."""
-    return tmp_path_factory.mktemp("tiny")
+    """Where the session's tiny artefacts are built (``data_prep.tiny`` layout); under pytest-xdist, one folder
+    for every worker of the run (the parent of the workers' own temporary folders)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "tiny"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _built_once(tiny_dir: Path, group: str, build):
+    """``build()`` under a lock shared by the run's workers: the first builds, the others find it up to date."""
+    from filelock import FileLock
+
+    with FileLock(str(tiny_dir / f".{group}.lock")):
+        return build()
 
 
 @pytest.fixture(scope="session")
 def tiny_assets(tiny_dir) -> dict[str, Path]:
-    """The four tiny student-side artefacts (text/VL model, text/image data), built once per test session."""
+    """The four tiny student-side artefacts (text/VL model, text/image data), built once per test run."""
     from data_prep.tiny import ARTEFACTS, build_all
 
-    return build_all(tiny_dir, teacher_responses=2, only=[k for k in ARTEFACTS if k != "teacher-model"])
+    return _built_once(tiny_dir, "student", lambda: build_all(
+        tiny_dir, teacher_responses=2, only=[k for k in ARTEFACTS if k != "teacher-model"]))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +75,8 @@ def tiny_teacher(tiny_dir) -> Path:
     (same seed and stored responses): built once, only for the tests that use it."""
     from data_prep.tiny import artefact_paths, build_teacher_model
 
-    return build_teacher_model(artefact_paths(tiny_dir)["teacher-model"], teacher_responses=2)
+    return _built_once(tiny_dir, "teacher", lambda: build_teacher_model(
+        artefact_paths(tiny_dir)["teacher-model"], teacher_responses=2))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +84,7 @@ def tiny_text_model(tiny_dir) -> Path:
     """The tiny Qwen3 text model alone (the same folder as ``tiny_assets["text-model"]``: built once)."""
     from data_prep.tiny import artefact_paths, build_text_model
 
-    return build_text_model(artefact_paths(tiny_dir)["text-model"])
+    return _built_once(tiny_dir, "student", lambda: build_text_model(artefact_paths(tiny_dir)["text-model"]))
 
 
 @pytest.fixture(scope="session")

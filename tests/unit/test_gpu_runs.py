@@ -243,23 +243,16 @@ def test_readme_memory_table_is_the_functions_output():
 # ---------------------------------------------------------------- 3. patch size
 
 
-@pytest.fixture(scope="module")
-def tiny_vl(tmp_path_factory):
-    from data_prep.tiny import build_all
-
-    return build_all(tmp_path_factory.mktemp("tiny_vl"), teacher_responses=0, only=["vl-model", "vl-data"])
-
-
-def test_dataset_takes_the_processors_patch_size_and_refuses_another(tiny_vl, tmp_path):
+def test_dataset_takes_the_processors_patch_size_and_refuses_another(tiny_assets, tmp_path):
     from transformers import AutoProcessor, AutoTokenizer
 
     from recipe.zppo.trainer.dataset import ZPPODataset
 
-    model = str(tiny_vl["vl-model"])
+    model = str(tiny_assets["vl-model"])
     processor, tokenizer = AutoProcessor.from_pretrained(model), AutoTokenizer.from_pretrained(model)
     patch = processor.image_processor.patch_size
     assert patch == 16  # the tiny model's processor is Qwen3.5's (data_prep/tiny/models.py), not verl's 14
-    files = sorted(str(p) for p in Path(tiny_vl["vl-data"]).glob("train*.parquet"))
+    files = sorted(str(p) for p in Path(tiny_assets["vl-data"]).glob("train*.parquet"))
     data = _compose(["preset=paper"]).data  # the recipe's data config: image_patch_size null
     assert data.image_patch_size is None
     config = OmegaConf.merge(OmegaConf.to_container(data), {
