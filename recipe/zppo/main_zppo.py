@@ -172,6 +172,12 @@ def _run_training(config: DictConfig) -> None:
     try:
         run_ppo(config, task_runner_class=TaskRunnerV1)
     finally:
+        # Disconnect here, not at interpreter exit: Ray prints the workers' last (deduplicated) log lines when the
+        # driver leaves, and under zppo.console=steps they belong in run.log, not on the terminal after the bar.
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
         if teacher_service is not None:
             teacher_service.stop()
 

@@ -244,11 +244,19 @@ def test_zppo_vision_language_ncq_only_and_graduation(tiny_assets, ray_cluster, 
         f"reward.custom_reward_function.path={TEST_REWARDS}",
         "reward.custom_reward_function.name=fails_fresh_solves_replayed",
         "trainer.total_training_steps=2",
+        "zppo.console=steps",  # what make demo shows
     )
     result = run_main(args, ray_address=ray_cluster, cwd=tmp_path)
-    assert result.returncode == 0, failure_context(result)
+    log = (run_dir / "run.log").read_text(errors="replace")
+    assert result.returncode == 0, failure_context(result) + f"\n--- run.log tail ---\n{log[-6000:]}"
+    # zppo.console=steps: the terminal holds ZPPO's lines and the progress bar only (tqdm redraws with \r); Ray's and
+    # verl's output, the workers' included, went to run.log.
+    shown = [part.strip() for part in re.split(r"[\r\n]", result.stdout + result.stderr) if part.strip()]
+    assert shown and all(re.match(r"(zppo steps:|zppo: |\[zppo\] )", part) for part in shown), shown
+    assert sum(part.startswith("[zppo] step ") for part in shown) == 2
+    assert "TaskRunner" in log  # the workers' output is in the log
     # verl logs a failed rollout and goes on without it: make sure none failed.
-    assert "Error in _run_prompt" not in result.stdout + result.stderr, failure_context(result)
+    assert "Error in _run_prompt" not in log, log[-6000:]
     steps = step_metrics(run_dir)
     _check_batch(steps, buffer_before=0)
     for step in steps:
