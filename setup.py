@@ -73,6 +73,11 @@ setup(
         "fastapi",
         "uvicorn",
         "pydantic>=2",
+        # Evaluation scoring (recipe/zppo/eval/ocrbench_v2.py): OCRBench v2's official metrics come from these, as in
+        # its eval_scripts: nltk's BLEU, METEOR and F-measure, Levenshtein distance, APTED's tree edit distance (TEDS).
+        "nltk>=3.9",
+        "rapidfuzz>=3",
+        "apted>=1.0.3",
     ],
     extras_require={
         # ruff is pinned: another version may flag other things (make lint; configured in pyproject.toml).

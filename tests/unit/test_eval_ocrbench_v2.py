@@ -6,6 +6,7 @@ KIE F1, TEDS for tables and charts, STEDS for documents; and that every official
 from __future__ import annotations
 
 import json
+import sys
 from math import exp, log
 
 import pytest
@@ -66,7 +67,7 @@ def test_page_ocr_average_by_hand():
     # BLEU-4: clipped precisions 5/6, 3/5, 2/4, 1/3, equal lengths (no brevity penalty)
     bleu = exp((log(5 / 6) + log(3 / 5) + log(2 / 4) + log(1 / 3)) / 4)
     assert ob.bleu(ref.split(), hyp.split()) == pytest.approx(bleu)
-    # METEOR (exact stage): 5 matches, hypothesis "the" aligns to the last free "the" -> 3 chunks; P = R = 5/6
+    # METEOR (nltk's): 5 matches, hypothesis "the" aligns to the last free "the" -> 3 chunks; P = R = 5/6
     meteor = (1 - 0.5 * (3 / 5) ** 3) * (5 / 6)
     assert ob.meteor(ref.split(), hyp.split()) == pytest.approx(meteor)
     f1 = 2 * (5 / 6) * 1 / (5 / 6 + 1)  # word sets: 5 of 6 hypothesis words, all 5 reference words
@@ -74,12 +75,33 @@ def test_page_ocr_average_by_hand():
     expected = (bleu + meteor + f1 + 1 - edit) / 4
     assert score("full-page OCR en", hyp, [ref]) == (pytest.approx(expected), "ocr_page")
     assert score("fine-grained text recognition en", hyp, [ref])[0] == pytest.approx(expected)
-    assert ob.bleu(["a", "b", "c"], ["a", "b", "c"]) == 0.0  # no 4-gram: 0 without smoothing
+    # no 4-gram: nltk's unsmoothed BLEU (the official ``nltk.translate.bleu``) takes sys.float_info.min for the 4-gram
+    # precision, so the score is its 4th root (~1.2e-77), not 0
+    assert ob.bleu(["a", "b", "c"], ["a", "b", "c"]) == pytest.approx(sys.float_info.min ** 0.25, rel=1e-9)
+    # nltk's Porter-stem stage: "cats" matches "cat", one chunk of 3 (the exact stage alone found 2 matches, 2 chunks)
+    assert ob.meteor("the cats sat".split(), "the cat sat".split()) == pytest.approx(1 - 0.5 * (1 / 3) ** 3)
     # Chinese text is compared by characters (*ours*: jieba words in the official script)
     assert ob._tokens("今天 good 天气", True) == ["今", "天", "good", "天", "气"]
     assert score("text translation cn", "今天天气好", ["今天天气好"])[0] == pytest.approx(
         (1 + (1 - 0.5 * (1 / 5) ** 3) + 1 + 1) / 4)
     assert score("full-page OCR cn", "", ["今天"])[0] == 0.0
+
+
+def test_page_ocr_needs_no_download(monkeypatch):
+    # nltk must never fetch data (the WordNet corpus): any connection or nltk.download fails this test
+    import socket
+
+    import nltk
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(nltk, "download", refuse)
+    # synonyms do not match: the WordNet stage is left out (with nltk's WordNet, "large" would match "big")
+    # one match: P = R = F-mean = 1/2; one chunk per match: penalty 0.5 * 1 ** 3
+    assert ob.meteor(["big", "house"], ["large", "house"]) == pytest.approx((1 - 0.5) * 0.5)
+    assert score("full-page OCR en", "a big house", ["a large house"])[0] > 0.0
 
 
 def test_grounding_and_vqa_with_position():
@@ -131,6 +153,9 @@ def test_tree_edit_distance_zhang_shasha_example():
     t2 = tree("f", tree("c", tree("d", tree("a"), tree("b"))), tree("e"))
     distance, n1, n2 = ob.tree_edit_distance(t1, t2, rename=lambda a, b: float(a.label != b.label))
     assert (distance, n1, n2) == (2.0, 6, 6)
+    # the node limit keeps the first nodes in preorder: f(d(a)) vs f(c(d)), d kept with a deleted and c inserted
+    assert ob.tree_edit_distance(t1, t2, rename=lambda a, b: float(a.label != b.label), limit=3) == (2.0, 3, 3)
+    assert ob.tree_edit_distance(t1, t2, rename=lambda a, b: float(a.label != b.label), limit=2) == (1.0, 2, 2)
 
 
 def test_teds_tables_and_charts():

@@ -35,13 +35,16 @@ en                                  by normalised token edit distance); markdown
 document parsing en/cn              STEDS: 1 - tree edit distance / node count of the markdown heading trees
 =================================== ===========================================================================
 
-Deviations (*ours*): METEOR matches exact (lower-cased) words only — nltk also matches Porter stems and WordNet
-synonyms, whose data cannot be had offline; Chinese text is cut into characters (CJK) and whitespace words, not jieba
-words; BLEU is 0 (not nltk's ~1e-77) when an n-gram order has no match; the tree edit distance is an own
-Zhang-Shasha (the same optimum as the official APTED / zss) over at most ``MAX_TREE_NODES`` nodes per tree, the HTML
-is parsed by the standard library's ``html.parser`` (lxml's lenient repairs approximated: implied ``</td>``/
-``</tr>``), strings are cut to ``MAX_EDIT_CHARS`` before an edit distance; "text counting" without a variant counts
-as "exact match" (the official script scores it 0); an unknown variant scores None (reason ``ocr_eval_unknown``).
+Libraries, as the official scripts use them: nltk's BLEU, METEOR and ``f_measure``, rapidfuzz's Levenshtein distance
+(the official ``nltk.edit_distance`` / ``distance`` / ``editdistance``), APTED's tree edit distance.
+
+Deviations (*ours*): METEOR without nltk's WordNet synonym stage (the WordNet corpus is fetched by ``nltk.download``,
+not packaged on PyPI; the exact and Porter-stem stages run); Chinese text is cut into characters (CJK) and whitespace
+words, not jieba words; STEDS uses APTED (the official zss gives the same optimum) and each tree keeps at most
+``MAX_TREE_NODES`` nodes; the HTML is parsed by the standard library's ``html.parser`` (lxml's lenient repairs
+approximated: implied ``</td>``/``</tr>``); strings are cut to ``MAX_EDIT_CHARS`` before an edit distance; "text
+counting" without a variant counts as "exact match" (the official script scores it 0); an unknown variant scores None
+(reason ``ocr_eval_unknown``).
 """
 
 from __future__ import annotations
@@ -49,9 +52,18 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from html.parser import HTMLParser
 from itertools import product
-from math import exp, log
+
+from apted import APTED, Config
+from nltk.metrics import f_measure
+from nltk.translate.bleu_score import sentence_bleu
+from nltk.translate.meteor_score import meteor_score
+from rapidfuzz.distance import Levenshtein
+
+# nltk warns for every BLEU order without a match (common for short OCR answers); the score it gives is the official one
+warnings.filterwarnings("ignore", r"\s*The hypothesis contains 0 counts", UserWarning, r"nltk\.translate\.bleu_score")
 
 MAX_EDIT_CHARS = 4_000  # *ours*: longer strings are cut before an edit distance (bounded time)
 MAX_TREE_NODES = 1_000  # *ours*: a larger tree keeps its first nodes (preorder) before the tree edit distance
@@ -75,47 +87,14 @@ TASK_TYPES = VQA_EN | VQA_CN | PAGE_OCR | KIE | TABLES | DOC_PARSING | {
 
 
 def edit_distance(a, b) -> int:
-    """Levenshtein distance of two sequences (strings or token lists): rapidfuzz's for strings when installed, else
-    the bit-parallel algorithm of Myers (1999) / Hyyro (2003), the whole pattern as one Python integer."""
-    a, b = a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS]
-    if isinstance(a, str) and isinstance(b, str):
-        try:
-            from rapidfuzz.distance import Levenshtein
-
-            return int(Levenshtein.distance(a, b))
-        except ImportError:
-            pass
-    if len(a) < len(b):
-        a, b = b, a
-    m = len(b)
-    if not m:
-        return len(a)
-    match: dict = {}
-    for i, token in enumerate(b):
-        match[token] = match.get(token, 0) | (1 << i)
-    full, top = (1 << m) - 1, 1 << (m - 1)
-    plus, minus, distance = full, 0, m
-    for token in a:
-        eq = match.get(token, 0)
-        xv = eq | minus
-        xh = (((eq & plus) + plus) ^ plus) | eq
-        ph = minus | ~(xh | plus)
-        mh = plus & xh
-        if ph & top:
-            distance += 1
-        elif mh & top:
-            distance -= 1
-        ph = (ph << 1) | 1
-        mh <<= 1
-        plus = (mh | ~(xv | ph)) & full
-        minus = ph & xv
-    return distance
+    """Levenshtein distance of two sequences (strings, or lists of hashable tokens: TEDS cells), each cut to
+    ``MAX_EDIT_CHARS`` first."""
+    return Levenshtein.distance(a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS])
 
 
 def _similarity(a, b) -> float:
-    """1 - edit distance over the longer length (1 for two empty sequences)."""
-    longest = max(len(a), len(b))
-    return 1.0 - edit_distance(a, b) / longest if longest else 1.0
+    """1 - edit distance over the longer length (1 for two empty sequences), of the cut sequences."""
+    return Levenshtein.normalized_similarity(a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS])
 
 
 # ------------------------------------------------------------------------------------------------ short answers
@@ -219,65 +198,30 @@ def _tokens(text: str, chinese: bool) -> list[str]:
     return _TOKEN.findall(text) if chinese else text.split()
 
 
-def bleu(reference: list[str], hypothesis: list[str], max_order: int = 4) -> float:
-    """Sentence BLEU-4 with one reference, uniform weights, no smoothing (nltk's ``bleu`` default): the brevity
-    penalty times the geometric mean of the clipped n-gram precisions; 0 when one of them is 0."""
-    if not hypothesis:
-        return 0.0
-    log_sum = 0.0
-    for n in range(1, max_order + 1):
-        ref_counts: dict = {}
-        for i in range(len(reference) - n + 1):
-            gram = tuple(reference[i:i + n])
-            ref_counts[gram] = ref_counts.get(gram, 0) + 1
-        hyp_counts: dict = {}
-        for i in range(len(hypothesis) - n + 1):
-            gram = tuple(hypothesis[i:i + n])
-            hyp_counts[gram] = hyp_counts.get(gram, 0) + 1
-        matched = sum(min(c, ref_counts.get(g, 0)) for g, c in hyp_counts.items())
-        total = max(1, sum(hyp_counts.values()))
-        if matched == 0:
-            return 0.0
-        log_sum += log(matched / total) / max_order
-    c, r = len(hypothesis), len(reference)
-    penalty = 1.0 if c > r else exp(1 - r / c)
-    return penalty * exp(log_sum)
+def bleu(reference: list[str], hypothesis: list[str]) -> float:
+    """Sentence BLEU-4 with one reference as the official ``nltk.translate.bleu([reference], hypothesis)``: uniform
+    weights, no smoothing, so an order without a match gives nltk's ~1e-77 (``sys.float_info.min`` ** 0.25)."""
+    return sentence_bleu([reference], hypothesis)
 
 
-def meteor(reference: list[str], hypothesis: list[str], alpha: float = 0.9, beta: float = 3.0,
-           gamma: float = 0.5) -> float:
-    """METEOR (nltk's parameters) with the exact-match stage only (*ours*: no stem/WordNet stages): lower-cased words
-    aligned greedily from the end, F-mean P*R / (alpha*P + (1-alpha)*R), fragmentation penalty
-    gamma * (chunks / matches) ** beta."""
-    hyp = [(i, w.lower()) for i, w in enumerate(hypothesis)]
-    ref = [(j, w.lower()) for j, w in enumerate(reference)]
-    if not hyp or not ref:
-        return 0.0
-    matches = []
-    for hi in range(len(hyp) - 1, -1, -1):
-        for rj in range(len(ref) - 1, -1, -1):
-            if hyp[hi][1] == ref[rj][1]:
-                matches.append((hyp[hi][0], ref[rj][0]))
-                hyp.pop(hi)
-                ref.pop(rj)
-                break
-    if not matches:
-        return 0.0
-    matches.sort()
-    chunks = 1 + sum(1 for (h0, r0), (h1, r1) in zip(matches, matches[1:]) if not (h1 == h0 + 1 and r1 == r0 + 1))
-    precision, recall = len(matches) / len(hypothesis), len(matches) / len(reference)
-    fmean = precision * recall / (alpha * precision + (1 - alpha) * recall)
-    return (1 - gamma * (chunks / len(matches)) ** beta) * fmean
+class _NoWordNet:
+    """A WordNet stand-in without synsets for nltk's METEOR: the WordNet corpus is not on PyPI (``nltk.download``
+    fetches it), so the synonym stage matches nothing."""
+
+    @staticmethod
+    def synsets(word: str) -> list:
+        return []
+
+
+def meteor(reference: list[str], hypothesis: list[str]) -> float:
+    """nltk's METEOR (``meteor_score([reference], hypothesis)``, as the official: lower-cased words, alpha 0.9, beta 3,
+    gamma 0.5) with its exact and Porter-stem stages; *ours*: no WordNet synonym stage (see ``_NoWordNet``)."""
+    return meteor_score([reference], hypothesis, wordnet=_NoWordNet())
 
 
 def set_f1(reference: list[str], hypothesis: list[str]) -> float:
-    """F1 of the word sets (nltk's ``f_measure``; 0 when a set is empty)."""
-    ref, hyp = set(reference), set(hypothesis)
-    common = len(ref & hyp)
-    if not ref or not hyp or not common:
-        return 0.0
-    precision, recall = common / len(hyp), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    """F1 of the word sets (nltk's ``f_measure``, as the official; 0 where it gives None: an empty set)."""
+    return f_measure(set(reference), set(hypothesis)) or 0.0
 
 
 def page_ocr_score(prediction: str, gold: str) -> float:
@@ -287,9 +231,8 @@ def page_ocr_score(prediction: str, gold: str) -> float:
         return 0.0
     chinese = bool(_HAN.search(gold) or _HAN.search(prediction))
     reference, hypothesis = _tokens(gold, chinese), _tokens(prediction, chinese)
-    edit = edit_distance(prediction, gold) / max(len(prediction[:MAX_EDIT_CHARS]), len(gold[:MAX_EDIT_CHARS]))
     return (bleu(reference, hypothesis) + meteor(reference, hypothesis) + set_f1(reference, hypothesis)
-            + (1.0 - edit)) / 4
+            + _similarity(prediction, gold)) / 4
 
 
 # ------------------------------------------------------------------------------------------------ boxes
@@ -522,65 +465,42 @@ class Node:
         self.children: list[Node] = []
 
 
-def _postorder(root: Node, limit: int) -> tuple[list[Node], list[int]]:
-    """Nodes in postorder and each one's leftmost leaf index; a tree over ``limit`` nodes keeps its first ``limit``
-    nodes in preorder (*ours*)."""
+class _Costs(Config):
+    """APTED's cost model: unit insert and delete, ``rename(a, b)`` given, remembered per node pair (APTED asks for a
+    pair several times; a TEDS cell pair costs an edit distance); a node's children are those among the kept nodes."""
+
+    def __init__(self, rename, keep: set[int]):
+        self._rename, self._keep, self._renames = rename, keep, {}
+
+    def rename(self, node1: Node, node2: Node) -> float:
+        key = (id(node1), id(node2))
+        cost = self._renames.get(key)
+        if cost is None:
+            cost = self._renames[key] = self._rename(node1, node2)
+        return cost
+
+    def children(self, node: Node) -> list[Node]:
+        return [child for child in node.children if id(child) in self._keep]
+
+
+def _first_nodes(root: Node, limit: int) -> set[int]:
+    """The ids of the tree's first ``limit`` nodes in preorder (with every ancestor of each)."""
     keep, stack = set(), [root]
     while stack and len(keep) < limit:
         node = stack.pop()
         keep.add(id(node))
         stack.extend(reversed(node.children))
-    order, leftmost = [], []
-
-    def visit(node: Node) -> int:
-        first = None
-        for child in node.children:
-            if id(child) in keep:
-                child_first = visit(child)
-                first = child_first if first is None else first
-        order.append(node)
-        leftmost.append(len(order) - 1 if first is None else first)
-        return leftmost[-1]
-
-    visit(root)
-    return order, leftmost
+    return keep
 
 
 def tree_edit_distance(t1: Node, t2: Node, rename, limit: int = MAX_TREE_NODES) -> tuple[float, int, int]:
-    """Zhang-Shasha ordered tree edit distance with unit insert/delete costs and ``rename(a, b)`` (the optimum APTED
-    and zss compute too); returns it with the node counts of both (pruned) trees."""
-    n1, l1 = _postorder(t1, limit)
-    n2, l2 = _postorder(t2, limit)
-    keyroots1 = sorted({v: i for i, v in enumerate(l1)}.values())  # the highest node of each leftmost leaf
-    keyroots2 = sorted({v: j for j, v in enumerate(l2)}.values())
-    dist = [[0.0] * len(n2) for _ in n1]
-    renames: dict = {}
-    for i in keyroots1:
-        li = l1[i]
-        for j in keyroots2:
-            lj = l2[j]
-            cols = j - lj + 2
-            previous = [float(y) for y in range(cols)]  # forest distance row of the empty forest: y insertions
-            rows = [previous]
-            for x in range(1, i - li + 2):
-                a = li + x - 1
-                la, dist_a = l1[a] - li, dist[a]
-                current = [previous[0] + 1.0] + [0.0] * (cols - 1)
-                for y in range(1, cols):
-                    b = lj + y - 1
-                    best = min(previous[y], current[y - 1]) + 1.0
-                    if la == 0 and l2[b] == lj:
-                        cost = renames.get((a, b))
-                        if cost is None:
-                            cost = renames[(a, b)] = rename(n1[a], n2[b])
-                        best = min(best, previous[y - 1] + cost)
-                        dist_a[b] = best
-                    else:
-                        best = min(best, rows[la][l2[b] - lj] + dist_a[b])
-                    current[y] = best
-                rows.append(current)
-                previous = current
-    return dist[-1][-1], len(n1), len(n2)
+    """APTED's ordered tree edit distance (Pawlik & Augsten 2016; the official TEDS's, the optimum zss gives for
+    STEDS too) with unit insert/delete costs and ``rename(a, b)``; returns it with the node counts of both trees.
+    *Ours*: a tree over ``limit`` nodes keeps its first ``limit`` nodes in preorder, which bounds the time (APTED's
+    grows with the cube of the node count) of a runaway prediction."""
+    keep1, keep2 = _first_nodes(t1, limit), _first_nodes(t2, limit)
+    distance = APTED(t1, t2, _Costs(rename, keep1 | keep2)).compute_edit_distance()
+    return float(distance), len(keep1), len(keep2)
 
 
 # ------------------------------------------------------------------------------------------------ TEDS
