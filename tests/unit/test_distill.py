@@ -41,9 +41,15 @@ def test_one_update_per_step_under_every_preset(method, preset):
         assert load_zppo_config(_compose("method=grpo_buffer", "preset=paper")).update.num_mini_batches == 4
 
 
-def test_command_line_cannot_give_distillation_several_updates():
-    config = _compose("method=on_policy_distill", "preset=paper", "zppo.update.num_mini_batches=4")
+def test_command_line_cannot_give_distillation_several_updates(tiny_text_model, capsys):
+    config = _compose("method=on_policy_distill", "preset=paper", "zppo.update.num_mini_batches=4",
+                      f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}")
     assert load_zppo_config(config).update.num_mini_batches == 1
+    prepare_distill(config)  # and the run says so before it starts
+    assert "zppo.update.num_mini_batches=4 does not apply to distillation" in capsys.readouterr().out
+    prepare_distill(_compose("method=on_policy_distill", "preset=cpu",
+                             f"distillation.teacher_models.teacher_model.model_path={tiny_text_model}"))
+    assert "num_mini_batches" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method, mode, loss, buffer", [
