@@ -63,7 +63,7 @@ def prepare_distill(config: DictConfig) -> None:
                 f"zppo.distill={mode} trains on {'the student' if mode == 'on_policy' else 'the teacher'}'s samples, "
                 f"use {LOSS_OF_MODE[mode]}"
             )
-        mini_batches = ((config.zppo.get("update") or {}).get("num_mini_batches"))
+        mini_batches = (config.zppo.get("update") or {}).get("num_mini_batches")
         if mini_batches not in (None, 1):  # e.g. preset=paper's I = 4, which is the RL methods' (config/schema.py)
             print(f"zppo: zppo.update.num_mini_batches={mini_batches} does not apply to distillation: one update per "
                   "step (App. D.2)", flush=True)
