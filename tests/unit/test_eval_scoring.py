@@ -58,7 +58,7 @@ def test_anls_by_hand():
     assert scoring.anls("abcd", ["abxy"]) == 0.0  # NL = 2/4 = 0.5
     assert scoring.anls("abcde", ["abcxy"]) == pytest.approx(0.6)  # NL = 2/5
     assert scoring.anls("xyz", ["nope", "XYZ"]) == 1.0  # the best gold
-    assert scoring.levenshtein("kitten", "sitting") == 3
+    assert scoring.normalized_levenshtein("kitten", "sitting") == pytest.approx(3 / 7)
 
 
 def test_ocrbench_v2_rules_by_task_type():

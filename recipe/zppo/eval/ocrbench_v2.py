@@ -86,14 +86,9 @@ TASK_TYPES = VQA_EN | VQA_CN | PAGE_OCR | KIE | TABLES | DOC_PARSING | {
 # ------------------------------------------------------------------------------------------------ edit distance
 
 
-def edit_distance(a, b) -> int:
-    """Levenshtein distance of two sequences (strings, or lists of hashable tokens: TEDS cells), each cut to
-    ``MAX_EDIT_CHARS`` first."""
-    return Levenshtein.distance(a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS])
-
-
-def _similarity(a, b) -> float:
-    """1 - edit distance over the longer length (1 for two empty sequences), of the cut sequences."""
+def similarity(a, b) -> float:
+    """1 - Levenshtein distance over the longer length (1 for two empty sequences) of two sequences (strings, or
+    lists of hashable tokens: TEDS cells), each cut to ``MAX_EDIT_CHARS`` first."""
     return Levenshtein.normalized_similarity(a[:MAX_EDIT_CHARS], b[:MAX_EDIT_CHARS])
 
 
@@ -109,9 +104,9 @@ def _containment_or_similarity(prediction: str, golds: list[str], norm, is_short
         if is_short(answer):
             best = max(best, float(answer in pred))
         else:
-            similarity = _similarity(pred, answer)
-            if similarity >= ANLS_MIN:
-                best = max(best, similarity)
+            score = similarity(pred, answer)
+            if score >= ANLS_MIN:
+                best = max(best, score)
     return best
 
 
@@ -232,7 +227,7 @@ def page_ocr_score(prediction: str, gold: str) -> float:
     chinese = bool(_HAN.search(gold) or _HAN.search(prediction))
     reference, hypothesis = _tokens(gold, chinese), _tokens(prediction, chinese)
     return (bleu(reference, hypothesis) + meteor(reference, hypothesis) + set_f1(reference, hypothesis)
-            + _similarity(prediction, gold)) / 4
+            + similarity(prediction, gold)) / 4
 
 
 # ------------------------------------------------------------------------------------------------ boxes
@@ -612,7 +607,7 @@ def _teds_rename(a: Node, b: Node) -> float:
     if a.tag != b.tag or a.colspan != b.colspan or a.rowspan != b.rowspan:
         return 1.0
     if a.tag == "td" and (a.cell or b.cell):
-        return 1.0 - _similarity(a.cell, b.cell)
+        return 1.0 - similarity(a.cell, b.cell)
     return 0.0
 
 
